@@ -1,0 +1,123 @@
+//! Command-line interface of `anges-meterd`.
+//!
+//! Every flag may also come from the configuration file (`/etc/anges/meterd.toml` by default);
+//! flags win over the file.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Which CPU energy source to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SensorChoice {
+    /// Try RAPL through perf_event, then powercap, then fall back to estimation.
+    Auto,
+    /// RAPL through the perf_event `power` PMU (needs CAP_PERFMON or perf_event_paranoid ≤ 0).
+    Perf,
+    /// RAPL through `/sys/class/powercap/intel-rapl:*` (also used on AMD).
+    Powercap,
+    /// Estimate from `/proc/stat` utilisation and a TDP/idle model (VMs, containers).
+    Estimate,
+}
+
+/// ANGES energy and CO2 meter.
+///
+/// Samples CPU energy (RAPL via perf_event, else powercap, else an estimate) and GPU energy
+/// (NVML) at high frequency, converts it to CO2-eq with a grid carbon intensity, attributes it to
+/// the registered jobs, and publishes cumulative figures to unprivileged clients over a local
+/// socket and D-Bus. Run it as a system service (`systemctl start anges-meterd`) or, for a
+/// developer, with `--user`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "anges-meterd", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file (TOML). Flags override its values.
+    #[arg(long, value_name = "FILE", default_value = "/etc/anges/meterd.toml")]
+    pub config: PathBuf,
+
+    /// Unprivileged developer mode: socket under $XDG_RUNTIME_DIR/anges, state under
+    /// $XDG_STATE_HOME/anges, session D-Bus instead of the system bus.
+    #[arg(long)]
+    pub user: bool,
+
+    /// Socket path (default /run/anges/meterd.sock, or $XDG_RUNTIME_DIR/anges/meterd.sock with
+    /// --user).
+    #[arg(long, value_name = "PATH", env = "ANGES_METER_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    /// CPU energy source.
+    #[arg(long, value_enum, default_value_t = SensorChoice::Auto)]
+    pub sensor: SensorChoice,
+
+    /// Root of the sysfs/procfs tree the sensors read (for fixture trees in tests).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub sysfs_root: PathBuf,
+
+    /// Sampling rate of the energy counters, in Hz (1..=1000).
+    #[arg(long, value_name = "HZ", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rate_hz: u32,
+
+    /// Minimum interval between readings published to unprivileged clients, in milliseconds
+    /// (bounded below to blunt the RAPL power side channel, CVE-2020-8694).
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub publish_interval_ms: u64,
+
+    /// GPUs to meter, as NVML indices ("0,2"), like CUDA_VISIBLE_DEVICES. Default: all.
+    #[arg(long, value_name = "LIST")]
+    pub gpus: Option<String>,
+
+    /// Constant grid carbon intensity, gCO2eq/kWh.
+    #[arg(long, value_name = "G_PER_KWH", conflicts_with_all = ["region", "intensity_csv"])]
+    pub intensity: Option<f64>,
+
+    /// Grid carbon intensity from the built-in table of country figures (ISO 3166 code, e.g. FR).
+    #[arg(long, value_name = "CODE", conflicts_with = "intensity_csv")]
+    pub region: Option<String>,
+
+    /// Grid carbon intensity as a time series CSV (`timestamp,g_per_kwh`).
+    #[arg(long, value_name = "FILE")]
+    pub intensity_csv: Option<PathBuf>,
+
+    /// Power usage effectiveness of the facility (≥ 1).
+    #[arg(long, value_name = "PUE", default_value_t = 1.0)]
+    pub pue: f64,
+
+    /// Directory where cumulative totals are persisted across restarts.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Serve Prometheus/OpenMetrics on this loopback address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Do not publish the D-Bus interface.
+    #[arg(long)]
+    pub no_dbus: bool,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. "info" or "anges_meterd=debug".
+    #[arg(long, value_name = "FILTER", env = "ANGES_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rate_is_bounded() {
+        assert!(Cli::try_parse_from(["anges-meterd", "--rate-hz", "1000"]).is_ok());
+        assert!(Cli::try_parse_from(["anges-meterd", "--rate-hz", "1001"]).is_err());
+        assert!(Cli::try_parse_from(["anges-meterd", "--rate-hz", "0"]).is_err());
+    }
+
+    #[test]
+    fn intensity_sources_are_exclusive() {
+        let r = Cli::try_parse_from(["anges-meterd", "--intensity", "50", "--region", "FR"]);
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! Command-line interface of `anges-train`.
+//!
+//! `anges-train --dataset sider --model gin` fine-tunes; the subcommands `pretrain`, `replay` and
+//! `study` cover self-supervised pre-training, offline replay of stopping policies on a logged
+//! run, and the full trade-off study.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::runtime::DeviceChoice;
+
+/// Emission-aware fine-tuning of pre-trained molecular models.
+///
+/// Fine-tunes a pre-trained 2D graph model (GIN/GCN, pretrain-gnns checkpoints) or 1D SMILES
+/// Transformer on a MoleculeNet dataset, reads the CO2-eq the job has emitted from anges-meterd
+/// after every epoch, and can stop early with the AN-GES rule (accuracy gained per gram of CO2
+/// collapsing), prune data with MolPeg, and report the trade-off against a full run.
+///
+/// Example: anges-train --dataset sider --model gin --stop anges
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "anges-train",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. "info" or "anges_trainer=debug".
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILTER",
+        env = "ANGES_LOG",
+        default_value = "info"
+    )]
+    pub log: String,
+
+    /// What to run; without a subcommand, fine-tune.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Fine-tuning options (when no subcommand is given).
+    #[command(flatten)]
+    pub finetune: FinetuneArgs,
+}
+
+/// Subcommands besides plain fine-tuning.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Self-supervised pre-training: attribute masking (2D) or masked-language modelling (1D) on a
+    /// SMILES corpus; writes a checkpoint that fine-tuning loads with --pretrained.
+    Pretrain(PretrainArgs),
+    /// Re-apply stopping policies and parameter grids offline to a logged run and print the
+    /// trade-off of each.
+    Replay(ReplayArgs),
+    /// Run full, patience, AN-GES and MolPeg fine-tuning on one split and report their trade-offs
+    /// (table, CSV/JSON, plots, HTML report).
+    Study(Box<StudyArgs>),
+}
+
+/// Model families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Graph Isomorphism Network, 5×300, as pretrain-gnns (2D).
+    Gin,
+    /// Graph Convolutional Network, 5×300, as pretrain-gnns (2D).
+    Gcn,
+    /// RoBERTa/BERT-style SMILES Transformer (1D), Hugging Face compatible.
+    Transformer,
+}
+
+/// Dataset splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitKind {
+    /// Bemis–Murcko scaffold split exactly as Hu et al. (deterministic).
+    Scaffold,
+    /// Seeded random split.
+    Random,
+    /// Seeded random assignment of scaffold groups.
+    RandomScaffold,
+}
+
+/// Stopping policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopPolicy {
+    /// The fixed number of epochs (classic fine-tuning).
+    Full,
+    /// Classic validation early stopping (--patience, --min-delta).
+    Patience,
+    /// AN-GES: stop when accuracy gained per % of CO2 collapses below β × its EMA.
+    Anges,
+}
+
+/// Data pruning methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneMethod {
+    /// Train on every sample every epoch.
+    None,
+    /// MolPeg: keep the samples with the largest online/EMA-reference loss discrepancy.
+    Molpeg,
+    /// Dynamic random pruning with the same keep ratio (baseline).
+    Random,
+}
+
+/// Where emissions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeterMode {
+    /// The daemon when one answers, else the in-process meter.
+    Auto,
+    /// Register with anges-meterd (fail if none answers).
+    Daemon,
+    /// Run the meter's sensors and accounting in this process.
+    Local,
+    /// No emissions (AN-GES unavailable).
+    Off,
+}
+
+/// Where the data comes from and how it is split.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct DataArgs {
+    /// MoleculeNet dataset name (bbbp, bace, clintox, sider, tox21, toxcast, muv, hiv, esol,
+    /// freesolv, lipophilicity) or a path to a CSV file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub dataset: Option<String>,
+
+    /// Folder holding the MoleculeNet CSVs (else $ANGES_DATA_DIR, else the user cache folder,
+    /// downloading there when online).
+    #[arg(long, value_name = "DIR", env = "ANGES_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// SMILES column of a custom CSV.
+    #[arg(long, value_name = "COLUMN")]
+    pub smiles_column: Option<String>,
+
+    /// Target column(s) of a custom CSV (repeat or comma-separate).
+    #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
+    pub target: Vec<String>,
+
+    /// How to split train/valid/test (80/10/10).
+    #[arg(long, value_enum, default_value_t = SplitKind::Scaffold)]
+    pub split: SplitKind,
+
+    /// Reuse the split of an earlier run (its split.json).
+    #[arg(long, value_name = "FILE")]
+    pub split_file: Option<PathBuf>,
+
+    /// Seed of the split (random splits), the initialisation and the data order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Which model, from which weights, on which device.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ModelArgs {
+    /// Model family.
+    #[arg(long, value_enum, default_value_t = ModelKind::Gin)]
+    pub model: ModelKind,
+
+    /// Pre-trained weights: pretrain-gnns .pth (legacy torch.save), zip .pt, .safetensors, or a
+    /// Hugging Face folder (config.json, model.safetensors, tokenizer.json) for --model
+    /// transformer. Default: the model cache folder, else random init (said loudly).
+    #[arg(long, value_name = "PATH")]
+    pub pretrained: Option<PathBuf>,
+
+    /// Accept a checkpoint that lacks some weights (e.g. the task head).
+    #[arg(long)]
+    pub allow_partial: bool,
+
+    /// Compute device: auto, cpu, or cuda:N.
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    #[serde(skip)]
+    pub device: DeviceChoice,
+
+    /// Dropout probability during fine-tuning.
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f64,
+
+    /// libtorch CPU threads (0 = libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// Optimisation.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct TrainArgs {
+    /// Maximum number of epochs.
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+
+    /// Learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+
+    /// Weight decay (0 = Adam, > 0 = AdamW).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+
+    /// Clip the gradient norm to this value (0 = no clipping).
+    #[arg(long, default_value_t = 0.0)]
+    pub clip_grad: f64,
+}
+
+/// Stopping policy and its parameters.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct StopArgs {
+    /// Stopping policy.
+    #[arg(long, value_enum, default_value_t = StopPolicy::Full)]
+    pub stop: StopPolicy,
+
+    /// AN-GES smoothing α of the AER's EMA.
+    #[arg(long, default_value_t = 0.9)]
+    pub alpha: f64,
+
+    /// AN-GES threshold β: stop when AER < β·EMA.
+    #[arg(long, default_value_t = 0.2)]
+    pub beta: f64,
+
+    /// AN-GES warm-up epochs W.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+
+    /// AN-GES initial EMA when the warm-up collected nothing.
+    #[arg(long, default_value_t = 1e-3)]
+    pub ema_init: f64,
+
+    /// Patience (epochs without validation improvement) for --stop patience.
+    #[arg(long, default_value_t = 10)]
+    pub patience: usize,
+
+    /// Minimum validation improvement that resets the patience counter.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_delta: f64,
+}
+
+/// Data pruning.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct PruneArgs {
+    /// Data pruning method.
+    #[arg(long, value_enum, default_value_t = PruneMethod::None)]
+    pub prune: PruneMethod,
+
+    /// Fraction of the training set KEPT each epoch (pruning ratio = 1 − keep ratio).
+    #[arg(long, default_value_t = 0.5)]
+    pub keep_ratio: f64,
+
+    /// MolPeg: EMA factor of the reference model (θ_ref ← β·θ_ref + (1−β)·θ).
+    #[arg(long, default_value_t = 0.5)]
+    pub ema_beta: f64,
+}
+
+/// Emission metering.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct MeterArgs {
+    /// Where emissions come from.
+    #[arg(long, value_enum, default_value_t = MeterMode::Auto)]
+    pub meter: MeterMode,
+
+    /// Meter socket (else $ANGES_METER_SOCKET, the system socket, the user-mode socket).
+    #[arg(long, value_name = "PATH", env = "ANGES_METER_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+/// Everything a fine-tuning run needs.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub train: TrainArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub stop: StopArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub prune: PruneArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub meter: MeterArgs,
+
+    /// Run directory (default runs/<time>-<dataset>-<model>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `anges-train pretrain`.
+#[derive(Debug, Clone, Args)]
+pub struct PretrainArgs {
+    /// SMILES corpus (CSV or CSV.gz with one SMILES column).
+    #[arg(long, value_name = "FILE")]
+    pub corpus: PathBuf,
+
+    /// Use only the first N molecules of the corpus.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub train: TrainArgs,
+
+    /// Where to write the checkpoint.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `anges-train replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Run directory of a logged run (its epochs.jsonl).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+
+    /// Policy to replay.
+    #[arg(long, value_enum, default_value_t = StopPolicy::Anges)]
+    pub stop: StopPolicy,
+
+    /// Grid of β values (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0.2")]
+    pub beta: Vec<f64>,
+
+    /// Grid of α values (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0.9")]
+    pub alpha: Vec<f64>,
+
+    /// Grid of warm-up lengths (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "5")]
+    pub warmup: Vec<usize>,
+}
+
+/// `anges-train study`.
+#[derive(Debug, Clone, Args)]
+pub struct StudyArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub finetune: FinetuneArgs,
+
+    /// MolPeg keep ratios to include (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    pub keep_ratios: Vec<f64>,
+
+    /// Seeds to run and aggregate (mean ± std), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub seeds: Vec<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn plain_invocation_fine_tunes() {
+        let cli =
+            Cli::try_parse_from(["anges-train", "--dataset", "sider", "--model", "gin"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.finetune.data.dataset.as_deref(), Some("sider"));
+        assert_eq!(cli.finetune.model.model, ModelKind::Gin);
+        assert_eq!(cli.finetune.stop.stop, StopPolicy::Full);
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        let cli = Cli::try_parse_from(["anges-train", "replay", "runs/x", "--beta", "0.1,0.2,0.3"])
+            .unwrap();
+        match cli.command {
+            Some(Command::Replay(r)) => assert_eq!(r.beta, vec![0.1, 0.2, 0.3]),
+            other => panic!("expected replay, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_device_is_an_error() {
+        assert!(Cli::try_parse_from(["anges-train", "--device", "tpu"]).is_err());
+    }
+}
