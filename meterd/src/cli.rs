@@ -5,20 +5,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
-/// Which CPU energy source to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SensorChoice {
-    /// Try RAPL through perf_event, then powercap, then fall back to estimation.
-    Auto,
-    /// RAPL through the perf_event `power` PMU (needs CAP_PERFMON or perf_event_paranoid ≤ 0).
-    Perf,
-    /// RAPL through `/sys/class/powercap/intel-rapl:*` (also used on AMD).
-    Powercap,
-    /// Estimate from `/proc/stat` utilisation and a TDP/idle model (VMs, containers).
-    Estimate,
-}
+pub use crate::attribution::IdlePolicy;
+pub use crate::sensors::SensorChoice;
 
 /// ANGES energy and CO2 meter.
 ///
@@ -30,9 +20,10 @@ pub enum SensorChoice {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "anges-meterd", version, about, long_about)]
 pub struct Cli {
-    /// Configuration file (TOML). Flags override its values.
-    #[arg(long, value_name = "FILE", default_value = "/etc/anges/meterd.toml")]
-    pub config: PathBuf,
+    /// Configuration file (TOML). Flags override its values. Default /etc/anges/meterd.toml, or
+    /// $XDG_CONFIG_HOME/anges/meterd.toml with --user (a missing default file means defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Unprivileged developer mode: socket under $XDG_RUNTIME_DIR/anges, state under
     /// $XDG_STATE_HOME/anges, session D-Bus instead of the system bus.
@@ -44,22 +35,31 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", env = "ANGES_METER_SOCKET")]
     pub socket: Option<PathBuf>,
 
-    /// CPU energy source.
-    #[arg(long, value_enum, default_value_t = SensorChoice::Auto)]
-    pub sensor: SensorChoice,
+    /// CPU energy source [default: auto].
+    #[arg(long, value_enum)]
+    pub sensor: Option<SensorChoice>,
 
-    /// Root of the sysfs/procfs tree the sensors read (for fixture trees in tests).
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    pub sysfs_root: PathBuf,
+    /// Root of the sysfs/procfs tree the sensors read (for fixture trees in tests) [default: /].
+    #[arg(long, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
 
-    /// Sampling rate of the energy counters, in Hz (1..=1000).
-    #[arg(long, value_name = "HZ", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub rate_hz: u32,
+    /// Sampling rate of the energy counters, in Hz (1..=1000) [default: 100].
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rate_hz: Option<u32>,
+
+    /// Rate of accounting ticks (job attribution and published totals), in Hz [default: 10].
+    #[arg(long, value_name = "HZ")]
+    pub attribution_hz: Option<f64>,
+
+    /// Who pays for idle power: `busy` (share of busy CPU time) or `capacity` (share of all CPU
+    /// capacity; idle stays unattributed) [default: busy].
+    #[arg(long, value_enum)]
+    pub idle_policy: Option<IdlePolicy>,
 
     /// Minimum interval between readings published to unprivileged clients, in milliseconds
-    /// (bounded below to blunt the RAPL power side channel, CVE-2020-8694).
-    #[arg(long, value_name = "MS", default_value_t = 100)]
-    pub publish_interval_ms: u64,
+    /// (bounded below to blunt the RAPL power side channel, CVE-2020-8694) [default: 100].
+    #[arg(long, value_name = "MS")]
+    pub publish_interval_ms: Option<u64>,
 
     /// GPUs to meter, as NVML indices ("0,2"), like CUDA_VISIBLE_DEVICES. Default: all.
     #[arg(long, value_name = "LIST")]
@@ -77,11 +77,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub intensity_csv: Option<PathBuf>,
 
-    /// Power usage effectiveness of the facility (≥ 1).
-    #[arg(long, value_name = "PUE", default_value_t = 1.0)]
-    pub pue: f64,
+    /// Power usage effectiveness of the facility (≥ 1) [default: 1].
+    #[arg(long, value_name = "PUE")]
+    pub pue: Option<f64>,
 
-    /// Directory where cumulative totals are persisted across restarts.
+    /// Directory where cumulative totals are persisted across restarts (default
+    /// /var/lib/anges, or $XDG_STATE_HOME/anges with --user).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 

@@ -1,0 +1,160 @@
+//! Benchmark: the sampler's own CPU cost and the meter's RSS.
+//!
+//! For each energy rate (100 Hz, 1 kHz) and each number of registered jobs (1, 16, 256; each job
+//! a real `sleep` process, so the tracker scans and reads real procfs entries), an engine runs on
+//! this machine's real /proc with the estimate sensor for a measurement window while the main
+//! thread sleeps; the process's CPU time (getrusage, RUSAGE_SELF: the sampler thread is the only
+//! one working) over the window gives the cost as a percentage of one core. RSS is VmRSS/VmHWM of
+//! this process, and of the real `anges-meterd` binary run at 1 kHz.
+//!
+//! Run: `cargo bench -p anges-meterd --bench sampler` (optional: `-- --window-s 5`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anges_meterd::engine::{Engine, EngineConfig};
+use anges_meterd::jobs::JobSpec;
+use anges_meterd::sensors::SensorChoice;
+use anges_meterd::sensors::detect::GpuSelection;
+
+fn cpu_seconds_self() -> f64 {
+    // SAFETY: getrusage writes into a zeroed local.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn status_kb(pid: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn sleepers(n: usize) -> Vec<Child> {
+    (0..n)
+        .map(|_| {
+            Command::new("sleep")
+                .arg("600")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn sleep")
+        })
+        .collect()
+}
+
+fn measure(rate_hz: u32, jobs: usize, window: Duration) -> (f64, f64, u64) {
+    let mut children = sleepers(jobs);
+    let engine = Engine::start(EngineConfig {
+        sensor: SensorChoice::Estimate,
+        rate_hz,
+        gpus: GpuSelection::None,
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    for (i, c) in children.iter().enumerate() {
+        engine
+            .register_job(JobSpec {
+                name: format!("job{i}"),
+                root_pid: Some(c.id()),
+                cgroup: None,
+                owner_uid: 0,
+            })
+            .expect("register");
+    }
+    // Warm up (first scans, allocation of the per-job state).
+    std::thread::sleep(Duration::from_millis(1500));
+    let h0 = engine.health();
+    let c0 = cpu_seconds_self();
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let c1 = cpu_seconds_self();
+    let elapsed = t0.elapsed().as_secs_f64();
+    let h1 = engine.health();
+    let achieved = (h1.samples - h0.samples) as f64 / elapsed;
+    let rss = status_kb("self", "VmRSS:");
+    engine.shutdown().expect("shutdown");
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    (100.0 * (c1 - c0) / elapsed, achieved, rss)
+}
+
+fn daemon_rss() -> Option<(u64, u64)> {
+    let dir = std::env::temp_dir().join(format!("anges-bench-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anges-meterd"))
+        .args([
+            "--user",
+            "--rate-hz",
+            "1000",
+            "--gpus",
+            "none",
+            "--state-dir",
+        ])
+        .arg(&dir)
+        .env("ANGES_LOG", "warn")
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = child.id().to_string();
+    let out = (status_kb(&pid, "VmRSS:"), status_kb(&pid, "VmHWM:"));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(out)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let window_s = args
+        .iter()
+        .position(|a| a == "--window-s")
+        .and_then(|i| args.get(i + 1)?.parse::<f64>().ok())
+        .unwrap_or(6.0);
+    let window = Duration::from_secs_f64(window_s);
+    println!(
+        "sampler CPU cost (estimate sensor, real /proc, accounting 10 Hz, /proc scan every 5 s), window {window_s} s"
+    );
+    println!(
+        "{:>8} {:>6} {:>12} {:>12} {:>10} {:>8}",
+        "rate_hz", "jobs", "cpu_%core", "achieved_hz", "rss_kB", "target"
+    );
+    for rate in [100u32, 1000] {
+        for jobs in [1usize, 16, 256] {
+            let (pct, achieved, rss) = measure(rate, jobs, window);
+            let target = match (rate, jobs) {
+                (100, 16) => {
+                    if pct < 0.5 {
+                        "<0.5 ok"
+                    } else {
+                        "<0.5 MISS"
+                    }
+                }
+                (1000, 16) => {
+                    if pct < 2.0 {
+                        "<2 ok"
+                    } else {
+                        "<2 MISS"
+                    }
+                }
+                _ => "-",
+            };
+            println!("{rate:>8} {jobs:>6} {pct:>12.3} {achieved:>12.1} {rss:>10} {target:>8}");
+        }
+    }
+    println!("bench process VmHWM {} kB", status_kb("self", "VmHWM:"));
+    match daemon_rss() {
+        Some((rss, hwm)) => println!(
+            "anges-meterd --user --rate-hz 1000: VmRSS {rss} kB, VmHWM {hwm} kB (target < 20 MB: {})",
+            if hwm < 20_000 { "ok" } else { "MISS" }
+        ),
+        None => println!("anges-meterd binary could not be started"),
+    }
+}
