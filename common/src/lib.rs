@@ -1,9 +1,14 @@
 //! `anges-common`: what the meter daemon and its clients agree on.
 //!
-//! Today this crate owns the socket locations ([`paths`]); the wire protocol and the blocking and
-//! async client libraries join it with the meter's serving issue (see `docs/architecture.md`).
+//! - [`paths`]: where the meter's socket lives and the order in which clients look for it;
+//! - [`protocol`]: the messages exchanged over that socket;
+//! - [`codec`]: their framing (length-delimited `postcard`, bounded frames);
+//! - [`client`]: the blocking and async client libraries (timeouts, reconnection, re-attachment).
 
+pub mod client;
+pub mod codec;
 pub mod paths;
+pub mod protocol;
 
 /// Version of the meter's wire protocol, exchanged in the opening handshake.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,288 @@
+//! The Tokio client: the same protocol, reconnection and re-attachment as the blocking
+//! [`super::Client`], for async callers (dashboards, exporters, async training loops).
+
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+
+use super::{
+    ClientConfig, ClientError, DaemonInfo, Session, Update, check_hello, expect_job, expect_jobs,
+    expect_machine, expect_subscribed, expect_unregistered, hello, is_idempotent,
+};
+use crate::codec::{self, MAX_FRAME};
+use crate::protocol::{ErrorKind, JobId, JobReading, JobTarget, Reading, Request, Response};
+
+/// An async connection to the meter daemon that survives daemon restarts.
+#[derive(Debug)]
+pub struct AsyncClient {
+    cfg: ClientConfig,
+    stream: Option<UnixStream>,
+    info: DaemonInfo,
+    session: Session,
+    buf: Vec<u8>,
+}
+
+/// Reads one frame (no timeout of its own).
+async fn read_one(stream: &mut UnixStream, buf: &mut Vec<u8>) -> Result<Response, ClientError> {
+    if !codec::read_frame_async(stream, buf, MAX_FRAME).await? {
+        return Err(ClientError::Disconnected(
+            "the daemon closed the connection".into(),
+        ));
+    }
+    Ok(codec::decode(buf)?)
+}
+
+/// Reads frames until one that is not an update, within `timeout`.
+async fn next_response(
+    stream: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    session: &mut Session,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let read = async {
+        loop {
+            if let Some(resp) = session.sort(read_one(stream, buf).await?) {
+                return Ok(resp);
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))?
+}
+
+/// One request/response exchange within `timeout`.
+async fn exchange(
+    stream: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    session: &mut Session,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let written = tokio::time::timeout(timeout, codec::write_frame_async(stream, req))
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))?;
+    if let Err(e) = written {
+        // The daemon may have refused us and closed; its reason is still readable.
+        let read = tokio::time::timeout(timeout, read_one(stream, buf)).await;
+        return match read {
+            Ok(Ok(resp @ Response::Error(_))) => Ok(resp),
+            _ => Err(e.into()),
+        };
+    }
+    next_response(stream, buf, session, timeout).await
+}
+
+/// Connects to the first candidate that answers the handshake and restores `session` on it.
+async fn open(
+    cfg: &ClientConfig,
+    session: &mut Session,
+    buf: &mut Vec<u8>,
+) -> Result<(UnixStream, DaemonInfo), ClientError> {
+    let mut tried = Vec::new();
+    for candidate in &cfg.candidates {
+        let mut stream = match UnixStream::connect(&candidate.path).await {
+            Ok(s) => s,
+            Err(e) => {
+                tried.push(format!(
+                    "{} ({}): {e}",
+                    candidate.path.display(),
+                    candidate.origin
+                ));
+                continue;
+            }
+        };
+        let timeout = cfg.request_timeout;
+        let resp = exchange(&mut stream, buf, session, &hello(), timeout).await?;
+        let info = check_hello(resp, candidate)?;
+        for req in session.restore_requests() {
+            match exchange(&mut stream, buf, session, &req, timeout).await? {
+                Response::Error(e) if e.kind == ErrorKind::NoSuchJob => {
+                    if let Request::Reattach { job } = req {
+                        tracing::warn!(job, "the daemon no longer knows this job; forgetting it");
+                        session.forget(job);
+                    }
+                }
+                Response::Error(e) => return Err(ClientError::Daemon(e)),
+                _ => {}
+            }
+        }
+        return Ok((stream, info));
+    }
+    Err(ClientError::NoDaemon { tried })
+}
+
+impl AsyncClient {
+    /// Connects to the first reachable daemon among `cfg.candidates` and shakes hands.
+    pub async fn connect(cfg: ClientConfig) -> Result<Self, ClientError> {
+        let mut session = Session::default();
+        let mut buf = Vec::new();
+        let (stream, info) = open(&cfg, &mut session, &mut buf).await?;
+        Ok(AsyncClient {
+            cfg,
+            stream: Some(stream),
+            info,
+            session,
+            buf,
+        })
+    }
+
+    /// What the daemon said in the handshake, including the socket used and why.
+    pub fn info(&self) -> &DaemonInfo {
+        &self.info
+    }
+
+    /// Re-establishes the connection with backoff, restoring jobs and subscription.
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let mut last = String::new();
+        for attempt in 0..self.cfg.reconnect_attempts.max(1) {
+            tokio::time::sleep(self.cfg.backoff(attempt)).await;
+            match open(&self.cfg, &mut self.session, &mut self.buf).await {
+                Ok((stream, info)) => {
+                    tracing::info!(attempt, "reconnected to the meter");
+                    self.stream = Some(stream);
+                    self.info = info;
+                    return Ok(());
+                }
+                Err(e @ ClientError::VersionMismatch { .. }) => return Err(e),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(ClientError::Disconnected(last))
+    }
+
+    /// Sends `req` and extracts the answer, reconnecting (and retrying idempotent requests) when
+    /// the connection was lost.
+    async fn call<T>(
+        &mut self,
+        req: Request,
+        extract: fn(Response) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        loop {
+            if self.stream.is_none() {
+                self.reconnect().await?;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                continue;
+            };
+            match exchange(
+                stream,
+                &mut self.buf,
+                &mut self.session,
+                &req,
+                self.cfg.request_timeout,
+            )
+            .await
+            {
+                Ok(resp) => return extract(resp),
+                Err(e) if e.is_connection_lost() => {
+                    self.stream = None;
+                    if !is_idempotent(&req) {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "connection to the meter lost; reconnecting");
+                }
+                Err(e) => {
+                    if matches!(e, ClientError::Timeout(_)) {
+                        self.stream = None;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Registers a job (a process tree or a cgroup) owned by the caller.
+    pub async fn register_job(
+        &mut self,
+        name: &str,
+        target: JobTarget,
+    ) -> Result<JobReading, ClientError> {
+        let job = self
+            .call(
+                Request::RegisterJob {
+                    name: name.to_owned(),
+                    target,
+                },
+                expect_job,
+            )
+            .await?;
+        self.session.remember(job.job.id);
+        Ok(job)
+    }
+
+    /// Re-attaches to a job registered earlier.
+    pub async fn reattach(&mut self, job: JobId) -> Result<JobReading, ClientError> {
+        let out = self.call(Request::Reattach { job }, expect_job).await?;
+        self.session.remember(job);
+        Ok(out)
+    }
+
+    /// Stops metering a job and returns its final reading.
+    pub async fn unregister_job(&mut self, job: JobId) -> Result<JobReading, ClientError> {
+        let out = self
+            .call(Request::UnregisterJob { job }, expect_unregistered)
+            .await?;
+        self.session.forget(job);
+        Ok(out)
+    }
+
+    /// A job's cumulative reading; `fresh` waits for the next publication.
+    pub async fn job(&mut self, job: JobId, fresh: bool) -> Result<JobReading, ClientError> {
+        self.call(Request::QueryJob { job, fresh }, expect_job)
+            .await
+    }
+
+    /// The machine's cumulative reading; `fresh` waits for the next publication.
+    pub async fn machine(&mut self, fresh: bool) -> Result<Reading, ClientError> {
+        self.call(Request::QueryMachine { fresh }, expect_machine)
+            .await
+    }
+
+    /// The jobs visible to the caller.
+    pub async fn jobs(&mut self) -> Result<Vec<JobReading>, ClientError> {
+        self.call(Request::ListJobs, expect_jobs).await
+    }
+
+    /// Subscribes to periodic readings of `job` (or the machine); returns the effective period.
+    pub async fn subscribe(
+        &mut self,
+        job: Option<JobId>,
+        period: Duration,
+    ) -> Result<Duration, ClientError> {
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        let effective = self
+            .call(Request::Subscribe { job, period_ms }, expect_subscribed)
+            .await?;
+        let effective_ms = u64::try_from(effective.as_millis()).unwrap_or(u64::MAX);
+        self.session.subscription = Some((job, effective_ms));
+        Ok(effective)
+    }
+
+    /// The next periodic reading of the subscription.
+    pub async fn next_update(&mut self) -> Result<Update, ClientError> {
+        loop {
+            if let Some(u) = self.session.pending.pop_front() {
+                return Ok(u);
+            }
+            if self.stream.is_none() {
+                self.reconnect().await?;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                continue;
+            };
+            let timeout = self.cfg.request_timeout;
+            let read = tokio::time::timeout(timeout, read_one(stream, &mut self.buf));
+            match read.await.unwrap_or(Err(ClientError::Timeout(timeout))) {
+                Ok(Response::Update { job, reading }) => return Ok(Update { job, reading }),
+                Ok(Response::Error(e)) => return Err(ClientError::Daemon(e)),
+                Ok(other) => return Err(ClientError::Unexpected(format!("{other:?}"))),
+                Err(e) if e.is_connection_lost() => {
+                    self.stream = None;
+                    tracing::warn!(error = %e, "subscription lost; reconnecting");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The blocking client, over `std::os::unix::net::UnixStream` with read/write timeouts; for
+//! synchronous callers such as the trainer's epoch loop and the `anges-meter` CLI.
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use super::{
+    ClientConfig, ClientError, DaemonInfo, Session, Update, check_hello, expect_job, expect_jobs,
+    expect_machine, expect_subscribed, expect_unregistered, hello, is_idempotent,
+};
+use crate::codec::{self, CodecError, MAX_FRAME};
+use crate::protocol::{ErrorKind, JobId, JobReading, JobTarget, Reading, Request, Response};
+
+/// A blocking connection to the meter daemon that survives daemon restarts.
+#[derive(Debug)]
+pub struct Client {
+    cfg: ClientConfig,
+    stream: Option<UnixStream>,
+    info: DaemonInfo,
+    session: Session,
+    buf: Vec<u8>,
+}
+
+/// Maps a codec failure to a client error, turning socket timeouts into [`ClientError::Timeout`].
+fn from_codec(e: CodecError, timeout: Duration) -> ClientError {
+    match e {
+        CodecError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            ClientError::Timeout(timeout)
+        }
+        other => ClientError::Codec(other),
+    }
+}
+
+/// One request/response exchange on `stream`; updates met on the way are queued in `session`.
+fn exchange(
+    stream: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    session: &mut Session,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    if let Err(e) = codec::write_frame(stream, req) {
+        // The daemon may have refused us and closed; its reason is still readable.
+        return match read_one(stream, buf, timeout) {
+            Ok(resp @ Response::Error(_)) => Ok(resp),
+            _ => Err(from_codec(e, timeout)),
+        };
+    }
+    next_response(stream, buf, session, timeout)
+}
+
+/// Reads one frame.
+fn read_one(
+    stream: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    if !codec::read_frame(stream, buf, MAX_FRAME).map_err(|e| from_codec(e, timeout))? {
+        return Err(ClientError::Disconnected(
+            "the daemon closed the connection".into(),
+        ));
+    }
+    Ok(codec::decode(buf)?)
+}
+
+/// Reads frames until one that is not an update.
+fn next_response(
+    stream: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    session: &mut Session,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    loop {
+        if let Some(resp) = session.sort(read_one(stream, buf, timeout)?) {
+            return Ok(resp);
+        }
+    }
+}
+
+/// Connects to the first candidate that answers the handshake and restores `session` on it.
+fn open(
+    cfg: &ClientConfig,
+    session: &mut Session,
+    buf: &mut Vec<u8>,
+) -> Result<(UnixStream, DaemonInfo), ClientError> {
+    let mut tried = Vec::new();
+    for candidate in &cfg.candidates {
+        let mut stream = match UnixStream::connect(&candidate.path) {
+            Ok(s) => s,
+            Err(e) => {
+                tried.push(format!(
+                    "{} ({}): {e}",
+                    candidate.path.display(),
+                    candidate.origin
+                ));
+                continue;
+            }
+        };
+        let timeout = cfg.request_timeout;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|e| ClientError::Codec(CodecError::Io(e)))?;
+        let resp = exchange(&mut stream, buf, session, &hello(), timeout)?;
+        let info = check_hello(resp, candidate)?;
+        tracing::debug!(socket = %candidate.path.display(), origin = %candidate.origin, "connected to the meter");
+        for req in session.restore_requests() {
+            match exchange(&mut stream, buf, session, &req, timeout)? {
+                Response::Error(e) if e.kind == ErrorKind::NoSuchJob => {
+                    if let Request::Reattach { job } = req {
+                        tracing::warn!(job, "the daemon no longer knows this job; forgetting it");
+                        session.forget(job);
+                    }
+                }
+                Response::Error(e) => return Err(ClientError::Daemon(e)),
+                _ => {}
+            }
+        }
+        return Ok((stream, info));
+    }
+    Err(ClientError::NoDaemon { tried })
+}
+
+impl Client {
+    /// Connects to the first reachable daemon among `cfg.candidates` and shakes hands.
+    pub fn connect(cfg: ClientConfig) -> Result<Self, ClientError> {
+        let mut session = Session::default();
+        let mut buf = Vec::new();
+        let (stream, info) = open(&cfg, &mut session, &mut buf)?;
+        Ok(Client {
+            cfg,
+            stream: Some(stream),
+            info,
+            session,
+            buf,
+        })
+    }
+
+    /// What the daemon said in the handshake, including the socket used and why.
+    pub fn info(&self) -> &DaemonInfo {
+        &self.info
+    }
+
+    /// Re-establishes the connection with backoff, restoring jobs and subscription.
+    fn reconnect(&mut self) -> Result<(), ClientError> {
+        let mut last = String::new();
+        for attempt in 0..self.cfg.reconnect_attempts.max(1) {
+            std::thread::sleep(self.cfg.backoff(attempt));
+            match open(&self.cfg, &mut self.session, &mut self.buf) {
+                Ok((stream, info)) => {
+                    tracing::info!(attempt, "reconnected to the meter");
+                    self.stream = Some(stream);
+                    self.info = info;
+                    return Ok(());
+                }
+                Err(e @ ClientError::VersionMismatch { .. }) => return Err(e),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(ClientError::Disconnected(last))
+    }
+
+    /// Sends `req` and extracts the answer, reconnecting (and retrying idempotent requests) when
+    /// the connection was lost.
+    fn call<T>(
+        &mut self,
+        req: Request,
+        extract: fn(Response) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        loop {
+            if self.stream.is_none() {
+                self.reconnect()?;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                continue;
+            };
+            match exchange(
+                stream,
+                &mut self.buf,
+                &mut self.session,
+                &req,
+                self.cfg.request_timeout,
+            ) {
+                Ok(resp) => return extract(resp),
+                Err(e) if e.is_connection_lost() => {
+                    self.stream = None;
+                    if !is_idempotent(&req) {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "connection to the meter lost; reconnecting");
+                }
+                Err(e) => {
+                    // A timeout leaves a late answer in flight: start over on a new connection.
+                    if matches!(e, ClientError::Timeout(_)) {
+                        self.stream = None;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Registers a job (a process tree or a cgroup) owned by the caller.
+    pub fn register_job(
+        &mut self,
+        name: &str,
+        target: JobTarget,
+    ) -> Result<JobReading, ClientError> {
+        let job = self.call(
+            Request::RegisterJob {
+                name: name.to_owned(),
+                target,
+            },
+            expect_job,
+        )?;
+        self.session.remember(job.job.id);
+        Ok(job)
+    }
+
+    /// Re-attaches to a job registered earlier (e.g. by a previous run of this program).
+    pub fn reattach(&mut self, job: JobId) -> Result<JobReading, ClientError> {
+        let out = self.call(Request::Reattach { job }, expect_job)?;
+        self.session.remember(job);
+        Ok(out)
+    }
+
+    /// Stops metering a job and returns its final reading.
+    pub fn unregister_job(&mut self, job: JobId) -> Result<JobReading, ClientError> {
+        let out = self.call(Request::UnregisterJob { job }, expect_unregistered)?;
+        self.session.forget(job);
+        Ok(out)
+    }
+
+    /// A job's cumulative reading; `fresh` waits for the next publication.
+    pub fn job(&mut self, job: JobId, fresh: bool) -> Result<JobReading, ClientError> {
+        self.call(Request::QueryJob { job, fresh }, expect_job)
+    }
+
+    /// The machine's cumulative reading; `fresh` waits for the next publication.
+    pub fn machine(&mut self, fresh: bool) -> Result<Reading, ClientError> {
+        self.call(Request::QueryMachine { fresh }, expect_machine)
+    }
+
+    /// The jobs visible to the caller.
+    pub fn jobs(&mut self) -> Result<Vec<JobReading>, ClientError> {
+        self.call(Request::ListJobs, expect_jobs)
+    }
+
+    /// Subscribes to periodic readings of `job` (or the machine); returns the effective period.
+    pub fn subscribe(
+        &mut self,
+        job: Option<JobId>,
+        period: Duration,
+    ) -> Result<Duration, ClientError> {
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        let effective = self.call(Request::Subscribe { job, period_ms }, expect_subscribed)?;
+        let effective_ms = u64::try_from(effective.as_millis()).unwrap_or(u64::MAX);
+        self.session.subscription = Some((job, effective_ms));
+        Ok(effective)
+    }
+
+    /// The next periodic reading of the subscription (blocks up to the request timeout).
+    pub fn next_update(&mut self) -> Result<Update, ClientError> {
+        loop {
+            if let Some(u) = self.session.pending.pop_front() {
+                return Ok(u);
+            }
+            if self.stream.is_none() {
+                self.reconnect()?;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                continue;
+            };
+            match read_one(stream, &mut self.buf, self.cfg.request_timeout) {
+                Ok(Response::Update { job, reading }) => return Ok(Update { job, reading }),
+                Ok(Response::Error(e)) => return Err(ClientError::Daemon(e)),
+                Ok(other) => {
+                    return Err(ClientError::Unexpected(format!("{other:?}")));
+                }
+                Err(e) if e.is_connection_lost() => {
+                    self.stream = None;
+                    tracing::warn!(error = %e, "subscription lost; reconnecting");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Client library of the meter: a blocking client ([`Client`], for the trainer's synchronous
+//! epoch loop) and a Tokio one ([`AsyncClient`]), sharing here their configuration, errors, socket
+//! discovery and the decoding of answers.
+//!
+//! Both clients remember the jobs they registered or re-attached. When the connection drops (the
+//! daemon restarted), the next call reconnects with backoff, redoes the handshake, re-attaches
+//! every remembered job by id and retries the call if it is idempotent. The daemon persists
+//! cumulative totals per job id, so a re-attached job continues from its persisted totals:
+//! nothing is lost, nothing is counted twice. A registration is never retried blindly (it may have
+//! succeeded before the connection dropped).
+
+#[path = "async.rs"]
+pub mod asynchronous;
+pub mod blocking;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use asynchronous::AsyncClient;
+pub use blocking::Client;
+
+use crate::codec::CodecError;
+use crate::paths::{self, SocketCandidate};
+use crate::protocol::{JobId, JobReading, ProtoError, Reading, Request, Response};
+
+/// How a client connects and how patient it is.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Sockets to try, in order (see [`ClientConfig::discover`]).
+    pub candidates: Vec<SocketCandidate>,
+    /// Limit for one request/response round trip (a fresh query waits up to one publication).
+    pub request_timeout: Duration,
+    /// Reconnection attempts after a lost connection before giving up.
+    pub reconnect_attempts: u32,
+    /// First delay between reconnection attempts; doubled each time up to 1 s.
+    pub reconnect_backoff: Duration,
+}
+
+impl ClientConfig {
+    /// The usual discovery: `--socket` (`flag`), then `ANGES_METER_SOCKET`, then the system
+    /// socket, then the user-mode socket under `$XDG_RUNTIME_DIR`.
+    pub fn discover(flag: Option<PathBuf>) -> Self {
+        let env = std::env::var_os(paths::SOCKET_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let user = paths::user_socket_from_env();
+        Self::with_candidates(paths::socket_candidates(
+            flag.as_deref(),
+            env.as_deref(),
+            user.as_deref(),
+        ))
+    }
+
+    /// A configuration that tries exactly `candidates`.
+    pub fn with_candidates(candidates: Vec<SocketCandidate>) -> Self {
+        ClientConfig {
+            candidates,
+            request_timeout: Duration::from_secs(10),
+            reconnect_attempts: 20,
+            reconnect_backoff: Duration::from_millis(50),
+        }
+    }
+
+    /// A configuration for one explicit socket path.
+    pub fn socket(path: impl Into<PathBuf>) -> Self {
+        Self::with_candidates(vec![SocketCandidate {
+            path: path.into(),
+            origin: paths::SocketOrigin::Flag,
+        }])
+    }
+
+    /// Delay before reconnection attempt `attempt` (0-based).
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.min(10);
+        (self.reconnect_backoff * factor).min(Duration::from_secs(1))
+    }
+}
+
+/// What the daemon said about itself in the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonInfo {
+    /// The daemon's package version.
+    pub daemon_version: String,
+    /// Minimum interval between published readings.
+    pub publish_interval: Duration,
+    /// The uid the daemon sees for this client.
+    pub peer_uid: u32,
+    /// The socket used, and why it was chosen.
+    pub endpoint: SocketCandidate,
+}
+
+/// A client-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No candidate socket accepted a connection.
+    #[error("no meter daemon reachable; tried: {}", tried.join("; "))]
+    NoDaemon {
+        /// Each candidate and why it failed.
+        tried: Vec<String>,
+    },
+    /// The daemon speaks another protocol version.
+    #[error("protocol version mismatch: client {client}, daemon {daemon}")]
+    VersionMismatch {
+        /// Our version.
+        client: u32,
+        /// The daemon's version.
+        daemon: u32,
+    },
+    /// The daemon answered with an error.
+    #[error("daemon: {0}")]
+    Daemon(#[from] ProtoError),
+    /// No answer within the request timeout.
+    #[error("no answer from the daemon within {0:?}")]
+    Timeout(Duration),
+    /// The connection dropped and could not be re-established.
+    #[error("connection to the daemon lost: {0}")]
+    Disconnected(String),
+    /// Framing or encoding failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The daemon answered something that does not fit the request.
+    #[error("unexpected answer from the daemon: {0}")]
+    Unexpected(String),
+}
+
+impl ClientError {
+    /// `true` when the connection is unusable and a reconnection may help.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Disconnected(_)
+                | ClientError::Codec(CodecError::Truncated | CodecError::Io(_))
+        )
+    }
+}
+
+/// Whether a request may be sent again after the connection dropped without an answer.
+pub(crate) fn is_idempotent(req: &Request) -> bool {
+    !matches!(req, Request::RegisterJob { .. })
+}
+
+/// The handshake frame.
+pub(crate) fn hello() -> Request {
+    Request::Hello {
+        protocol_version: crate::PROTOCOL_VERSION,
+    }
+}
+
+/// Checks the daemon's handshake answer.
+pub(crate) fn check_hello(
+    resp: Response,
+    endpoint: &SocketCandidate,
+) -> Result<DaemonInfo, ClientError> {
+    match resp {
+        Response::Hello {
+            protocol_version,
+            daemon_version,
+            publish_interval_ms,
+            peer_uid,
+        } => {
+            if protocol_version != crate::PROTOCOL_VERSION {
+                return Err(ClientError::VersionMismatch {
+                    client: crate::PROTOCOL_VERSION,
+                    daemon: protocol_version,
+                });
+            }
+            Ok(DaemonInfo {
+                daemon_version,
+                publish_interval: Duration::from_millis(publish_interval_ms),
+                peer_uid,
+                endpoint: endpoint.clone(),
+            })
+        }
+        other => Err(unexpected_or_error(other)),
+    }
+}
+
+/// Turns an answer of the wrong kind into the right error.
+pub(crate) fn unexpected_or_error(resp: Response) -> ClientError {
+    match resp {
+        Response::Error(e) => ClientError::Daemon(e),
+        other => ClientError::Unexpected(format!("{other:?}")),
+    }
+}
+
+/// Extracts a job reading (register, reattach, query).
+pub(crate) fn expect_job(resp: Response) -> Result<JobReading, ClientError> {
+    match resp {
+        Response::Job(j) => Ok(j),
+        other => Err(unexpected_or_error(other)),
+    }
+}
+
+/// Extracts a job's final reading (unregister).
+pub(crate) fn expect_unregistered(resp: Response) -> Result<JobReading, ClientError> {
+    match resp {
+        Response::Unregistered(j) => Ok(j),
+        other => Err(unexpected_or_error(other)),
+    }
+}
+
+/// Extracts the machine's reading.
+pub(crate) fn expect_machine(resp: Response) -> Result<Reading, ClientError> {
+    match resp {
+        Response::Machine(r) => Ok(r),
+        other => Err(unexpected_or_error(other)),
+    }
+}
+
+/// Extracts a job list.
+pub(crate) fn expect_jobs(resp: Response) -> Result<Vec<JobReading>, ClientError> {
+    match resp {
+        Response::Jobs(j) => Ok(j),
+        other => Err(unexpected_or_error(other)),
+    }
+}
+
+/// Extracts the effective subscription period.
+pub(crate) fn expect_subscribed(resp: Response) -> Result<Duration, ClientError> {
+    match resp {
+        Response::Subscribed { period_ms } => Ok(Duration::from_millis(period_ms)),
+        other => Err(unexpected_or_error(other)),
+    }
+}
+
+/// A periodic reading received by a subscribed client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    /// The job, or `None` for the machine.
+    pub job: Option<JobId>,
+    /// The reading.
+    pub reading: Reading,
+}
+
+/// Most updates kept while the client waits for a response; older ones are dropped.
+pub(crate) const MAX_PENDING_UPDATES: usize = 64;
+
+/// State both clients keep across reconnections.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Session {
+    /// Jobs to re-attach after a reconnection.
+    pub jobs: Vec<JobId>,
+    /// Active subscription to restore: job and period.
+    pub subscription: Option<(Option<JobId>, u64)>,
+    /// Updates received while waiting for a response.
+    pub pending: std::collections::VecDeque<Update>,
+}
+
+impl Session {
+    /// Remembers a job for re-attachment.
+    pub fn remember(&mut self, job: JobId) {
+        if !self.jobs.contains(&job) {
+            self.jobs.push(job);
+        }
+    }
+
+    /// Forgets a job (unregistered).
+    pub fn forget(&mut self, job: JobId) {
+        self.jobs.retain(|j| *j != job);
+    }
+
+    /// Splits a frame into an update to queue (returns `None`) or a response to hand back.
+    pub fn sort(&mut self, resp: Response) -> Option<Response> {
+        match resp {
+            Response::Update { job, reading } => {
+                if self.pending.len() == MAX_PENDING_UPDATES {
+                    self.pending.pop_front();
+                }
+                self.pending.push_back(Update { job, reading });
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// The requests that restore this session on a fresh connection (after the handshake).
+    pub fn restore_requests(&self) -> Vec<Request> {
+        let mut out: Vec<Request> = self
+            .jobs
+            .iter()
+            .map(|&job| Request::Reattach { job })
+            .collect();
+        if let Some((job, period_ms)) = self.subscription {
+            out.push(Request::Subscribe { job, period_ms });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ErrorKind, SamplerHealth, Totals};
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let cfg = ClientConfig::socket("/tmp/x.sock");
+        assert_eq!(cfg.backoff(0), Duration::from_millis(50));
+        assert_eq!(cfg.backoff(1), Duration::from_millis(100));
+        assert_eq!(cfg.backoff(30), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn version_mismatch_is_typed() {
+        let endpoint = ClientConfig::socket("/tmp/x.sock").candidates[0].clone();
+        let err = check_hello(
+            Response::Hello {
+                protocol_version: crate::PROTOCOL_VERSION + 1,
+                daemon_version: "x".into(),
+                publish_interval_ms: 100,
+                peer_uid: 0,
+            },
+            &endpoint,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ClientError::VersionMismatch { .. }));
+        let err = check_hello(
+            Response::Error(ProtoError::new(ErrorKind::VersionMismatch, "old")),
+            &endpoint,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ClientError::Daemon(e) if e.kind == ErrorKind::VersionMismatch));
+    }
+
+    #[test]
+    fn session_restores_jobs_and_subscription_and_bounds_updates() {
+        let mut s = Session::default();
+        s.remember(3);
+        s.remember(3);
+        s.remember(5);
+        s.forget(3);
+        s.subscription = Some((Some(5), 200));
+        assert_eq!(
+            s.restore_requests(),
+            vec![
+                Request::Reattach { job: 5 },
+                Request::Subscribe {
+                    job: Some(5),
+                    period_ms: 200
+                }
+            ]
+        );
+        let reading = Reading {
+            totals: Totals::default(),
+            tick: 1,
+            health: SamplerHealth::default(),
+        };
+        for _ in 0..MAX_PENDING_UPDATES + 5 {
+            assert!(
+                s.sort(Response::Update {
+                    job: None,
+                    reading: reading.clone()
+                })
+                .is_none()
+            );
+        }
+        assert_eq!(s.pending.len(), MAX_PENDING_UPDATES);
+        assert!(s.sort(Response::Jobs(vec![])).is_some());
+    }
+
+    #[test]
+    fn registration_is_not_retried() {
+        assert!(!is_idempotent(&Request::RegisterJob {
+            name: "x".into(),
+            target: crate::protocol::JobTarget::Pid(1)
+        }));
+        assert!(is_idempotent(&Request::QueryMachine { fresh: true }));
+    }
+}

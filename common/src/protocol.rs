@@ -1,0 +1,312 @@
+//! The meter's wire protocol: the messages a client and `anges-meterd` exchange over the local
+//! socket, encoded with `postcard` inside length-delimited frames (see [`crate::codec`]).
+//!
+//! A connection opens with [`Request::Hello`] answered by [`Response::Hello`] (or by an
+//! [`ErrorKind::VersionMismatch`] error, after which the daemon closes the connection). Both
+//! `Hello` variants are the first variant of their enum and must stay so in every protocol
+//! version: postcard encodes the variant index first, so any version can decode the other's
+//! handshake and report a mismatch instead of garbage.
+//!
+//! Requests are answered in order, one response each. A subscribed connection additionally
+//! receives [`Response::Update`] frames, interleaved with the responses.
+
+use serde::{Deserialize, Serialize};
+
+/// Identifier of a registered job; stable across daemon restarts (the daemon persists it).
+pub type JobId = u64;
+
+/// Longest accepted job name, in bytes.
+pub const MAX_JOB_NAME: usize = 256;
+
+/// Longest accepted cgroup path, in bytes.
+pub const MAX_CGROUP_PATH: usize = 4096;
+
+/// What a job is made of: a process tree or a cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobTarget {
+    /// A root PID and all of its descendants.
+    Pid(u32),
+    /// A cgroup v2 path relative to the cgroup root (e.g. `user.slice/…/job.scope`).
+    Cgroup(String),
+}
+
+/// Energy of one domain (CPU package, DRAM, GPU, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainEnergy {
+    /// Domain name, e.g. `package-0`, `dram-0`, `gpu-0`.
+    pub name: String,
+    /// Cumulative energy in joules.
+    pub joules: f64,
+    /// `true` when integrated from a hardware counter, `false` when estimated from utilisation.
+    pub measured: bool,
+}
+
+/// Cumulative totals of the machine or of one job at one instant.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Totals {
+    /// Per-domain cumulative energy.
+    pub domains: Vec<DomainEnergy>,
+    /// Cumulative CO2-eq in grams (energy × intensity × PUE, integrated over time).
+    pub grams_co2: f64,
+    /// Carbon intensity used for the latest interval, gCO2eq/kWh.
+    pub intensity_g_per_kwh: f64,
+    /// Wall-clock time of these totals, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+impl Totals {
+    /// Sum of the domains' energy, joules.
+    pub fn joules(&self) -> f64 {
+        self.domains.iter().map(|d| d.joules).sum()
+    }
+
+    /// `true` when every domain was measured (no estimate involved).
+    pub fn all_measured(&self) -> bool {
+        self.domains.iter().all(|d| d.measured)
+    }
+}
+
+/// The sampler's health, attached to every reading.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SamplerHealth {
+    /// Sampling ticks since the daemon started.
+    pub ticks: u64,
+    /// Age of the last tick when the reading was published, milliseconds.
+    pub last_tick_age_ms: u64,
+    /// Sensor read errors since the daemon started.
+    pub read_errors: u64,
+    /// Sources read from hardware counters (e.g. `rapl-perf`, `nvml`).
+    pub sources_measured: Vec<String>,
+    /// Sources estimated from utilisation.
+    pub sources_estimated: Vec<String>,
+}
+
+/// What a client receives: totals plus the publication tick and the sampler's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// The cumulative totals.
+    pub totals: Totals,
+    /// Sampler tick these totals include (monotonic within one daemon run).
+    pub tick: u64,
+    /// Sampler health at publication.
+    pub health: SamplerHealth,
+}
+
+/// Who a job is and who owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMeta {
+    /// The job's id.
+    pub id: JobId,
+    /// Human-readable name given at registration.
+    pub name: String,
+    /// Uid of the client that registered it.
+    pub owner_uid: u32,
+    /// What the job is made of.
+    pub target: JobTarget,
+}
+
+/// A job and its cumulative reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReading {
+    /// The job.
+    pub job: JobMeta,
+    /// Its cumulative reading.
+    pub reading: Reading,
+}
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Handshake; must be the first frame. Keep as variant 0 forever.
+    Hello {
+        /// The client's [`crate::PROTOCOL_VERSION`].
+        protocol_version: u32,
+    },
+    /// Register a new job owned by the caller.
+    RegisterJob {
+        /// Human-readable name (at most [`MAX_JOB_NAME`] bytes).
+        name: String,
+        /// Root PID (must belong to the caller unless root) or cgroup.
+        target: JobTarget,
+    },
+    /// Re-attach to a job registered earlier (e.g. before a daemon restart).
+    Reattach {
+        /// The job's id.
+        job: JobId,
+    },
+    /// Stop metering a job; the answer carries its final totals.
+    UnregisterJob {
+        /// The job's id.
+        job: JobId,
+    },
+    /// A job's cumulative reading.
+    QueryJob {
+        /// The job's id.
+        job: JobId,
+        /// Wait for the next publication so that work done just before the call is included.
+        fresh: bool,
+    },
+    /// The machine's cumulative reading.
+    QueryMachine {
+        /// Wait for the next publication (see [`Request::QueryJob`]).
+        fresh: bool,
+    },
+    /// Jobs visible to the caller.
+    ListJobs,
+    /// Receive [`Response::Update`] frames periodically.
+    Subscribe {
+        /// A job, or `None` for the machine.
+        job: Option<JobId>,
+        /// Period in milliseconds; raised to the daemon's publication interval if below it.
+        period_ms: u64,
+    },
+}
+
+/// Kinds of error the daemon reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// Protocol versions differ; the connection is closed.
+    VersionMismatch,
+    /// The first frame was not `Hello`; the connection is closed.
+    HandshakeRequired,
+    /// A frame could not be decoded as a request.
+    Malformed,
+    /// A frame exceeded the size limit; the connection is closed.
+    FrameTooLarge,
+    /// The caller may not do this (PID or job of another user).
+    PermissionDenied,
+    /// No job with that id (or not visible to the caller).
+    NoSuchJob,
+    /// No process with that PID, or no such cgroup.
+    NoSuchTarget,
+    /// The request is well-formed but its content is invalid (empty name, …).
+    InvalidRequest,
+    /// Too many requests per second from this connection.
+    RateLimited,
+    /// A bound was reached (connections, subscriptions, jobs).
+    LimitReached,
+    /// A fresh reading did not arrive in time (the sampler may be stalled).
+    Timeout,
+    /// The daemon failed internally.
+    Internal,
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::VersionMismatch => "protocol version mismatch",
+            ErrorKind::HandshakeRequired => "handshake required",
+            ErrorKind::Malformed => "malformed request",
+            ErrorKind::FrameTooLarge => "frame too large",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::NoSuchJob => "no such job",
+            ErrorKind::NoSuchTarget => "no such process or cgroup",
+            ErrorKind::InvalidRequest => "invalid request",
+            ErrorKind::RateLimited => "rate limited",
+            ErrorKind::LimitReached => "limit reached",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Internal => "internal error",
+        })
+    }
+}
+
+/// An error reported by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct ProtoError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Details for a human.
+    pub message: String,
+}
+
+impl ProtoError {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProtoError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the daemon answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Handshake answer. Keep as variant 0 forever.
+    Hello {
+        /// The daemon's [`crate::PROTOCOL_VERSION`].
+        protocol_version: u32,
+        /// The daemon's package version.
+        daemon_version: String,
+        /// Minimum interval between published readings, milliseconds.
+        publish_interval_ms: u64,
+        /// Uid the daemon sees for this connection (from `SO_PEERCRED`).
+        peer_uid: u32,
+    },
+    /// A job was registered or re-attached.
+    Job(JobReading),
+    /// A job was unregistered; its final reading.
+    Unregistered(JobReading),
+    /// The machine's reading.
+    Machine(Reading),
+    /// Jobs visible to the caller.
+    Jobs(Vec<JobReading>),
+    /// A subscription started.
+    Subscribed {
+        /// Effective period, milliseconds.
+        period_ms: u64,
+    },
+    /// A periodic reading of a subscription.
+    Update {
+        /// The job, or `None` for the machine.
+        job: Option<JobId>,
+        /// The reading.
+        reading: Reading,
+    },
+    /// The request failed.
+    Error(ProtoError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_is_variant_zero_on_both_sides() {
+        let req = postcard::to_stdvec(&Request::Hello {
+            protocol_version: 7,
+        })
+        .unwrap();
+        assert_eq!(req, [0, 7]);
+        let resp = postcard::to_stdvec(&Response::Hello {
+            protocol_version: 7,
+            daemon_version: String::new(),
+            publish_interval_ms: 100,
+            peer_uid: 0,
+        })
+        .unwrap();
+        assert_eq!(&resp[..2], &[0, 7]);
+    }
+
+    #[test]
+    fn totals_sum_domains() {
+        let t = Totals {
+            domains: vec![
+                DomainEnergy {
+                    name: "package-0".into(),
+                    joules: 2.5,
+                    measured: true,
+                },
+                DomainEnergy {
+                    name: "gpu-0".into(),
+                    joules: 1.5,
+                    measured: false,
+                },
+            ],
+            ..Totals::default()
+        };
+        assert_eq!(t.joules(), 4.0);
+        assert!(!t.all_measured());
+    }
+}
