@@ -1,0 +1,126 @@
+//! The real engine behind the servers: [`MeterBackend`] for [`Engine`], a field-by-field
+//! conversion of the engine's totals and health into the wire protocol's types.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anges_common::protocol::{self, DomainEnergy, JobMeta, JobTarget, Totals};
+
+use super::backend::{BackendError, JobSpec, JobTotals, MeterBackend};
+use crate::engine::{Engine, EngineError};
+use crate::jobs::{self, DomainTotals, JobId};
+use crate::sensors::Provenance;
+
+/// Protocol totals from the engine's per-domain map.
+fn totals(
+    domains: &BTreeMap<String, DomainTotals>,
+    grams: f64,
+    intensity: f64,
+    timestamp_s: f64,
+) -> Totals {
+    Totals {
+        domains: domains
+            .iter()
+            .map(|(name, d)| DomainEnergy {
+                name: name.clone(),
+                joules: d.joules,
+                measured: d.provenance == Provenance::Measured,
+            })
+            .collect(),
+        grams_co2: grams,
+        intensity_g_per_kwh: intensity,
+        timestamp_ms: (timestamp_s.max(0.0) * 1000.0) as u64,
+    }
+}
+
+/// Who a job is, in protocol terms (a cgroup wins over a root PID, as in the engine).
+fn job_meta(j: &jobs::JobTotals) -> JobMeta {
+    let target = match (&j.spec.cgroup, j.spec.root_pid) {
+        (Some(cg), _) => JobTarget::Cgroup(cg.display().to_string()),
+        (None, Some(pid)) => JobTarget::Pid(pid),
+        (None, None) => JobTarget::Pid(0),
+    };
+    JobMeta {
+        id: j.id.0,
+        name: j.spec.name.clone(),
+        owner_uid: j.spec.owner_uid,
+        target,
+    }
+}
+
+fn job_totals(j: &jobs::JobTotals) -> JobTotals {
+    JobTotals {
+        meta: job_meta(j),
+        totals: totals(&j.domains, j.grams, j.intensity_g_per_kwh, j.timestamp),
+    }
+}
+
+fn backend_error(e: EngineError) -> BackendError {
+    match e {
+        EngineError::UnknownJob(id) => BackendError::NoSuchJob(id.0),
+        EngineError::NoSuchTarget(what) => BackendError::NoSuchTarget(what),
+        EngineError::Job(why) => BackendError::Rejected(why),
+        other => BackendError::Internal(other.to_string()),
+    }
+}
+
+impl MeterBackend for Engine {
+    fn register_job(&self, spec: JobSpec) -> Result<protocol::JobId, BackendError> {
+        Engine::register_job(self, spec)
+            .map(|id| id.0)
+            .map_err(backend_error)
+    }
+
+    fn unregister_job(&self, id: protocol::JobId) -> Result<JobTotals, BackendError> {
+        Engine::unregister_job(self, JobId(id))
+            .map(|j| job_totals(&j))
+            .map_err(backend_error)
+    }
+
+    fn job(&self, id: protocol::JobId) -> Option<JobTotals> {
+        Engine::job(self, JobId(id)).map(|j| job_totals(&j))
+    }
+
+    fn jobs(&self) -> Vec<JobTotals> {
+        Engine::jobs(self).iter().map(job_totals).collect()
+    }
+
+    fn machine(&self) -> Totals {
+        let m = Engine::machine(self);
+        totals(&m.domains, m.grams, m.intensity_g_per_kwh, m.timestamp)
+    }
+
+    fn health(&self) -> protocol::SamplerHealth {
+        let h = Engine::health(self);
+        let mut measured = Vec::new();
+        let mut estimated = Vec::new();
+        for s in &h.sources {
+            if s.domains.is_empty() {
+                continue;
+            }
+            if s.domains.iter().any(|(_, p)| *p == Provenance::Measured) {
+                measured.push(s.source.clone());
+            } else {
+                estimated.push(s.source.clone());
+            }
+        }
+        protocol::SamplerHealth {
+            ticks: h.ticks,
+            last_tick_age_ms: h
+                .last_tick_age_s
+                .map(|s| (s * 1000.0) as u64)
+                .unwrap_or(u64::MAX),
+            read_errors: h.read_errors,
+            sources_measured: measured,
+            sources_estimated: estimated,
+        }
+    }
+
+    fn wait_for_tick(&self, after_tick: u64, timeout: Duration) -> u64 {
+        Engine::wait_for_tick(self, after_tick, timeout)
+    }
+
+    fn tick(&self) -> u64 {
+        Engine::tick(self)
+    }
+}
