@@ -1,0 +1,164 @@
+//! Reading a molecule table (`.csv` or `.csv.gz`): the SMILES column and the label columns.
+//!
+//! Every failure names the file and the line: a missing column lists the columns that exist, a
+//! record with the wrong number of fields (a file cut mid-line) or an unparsable label is an
+//! error, and a truncated gzip stream is reported with the line it broke at.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use super::DataError;
+
+/// SMILES longer than this (characters) are skipped as implausible (a corrupted line, not a molecule).
+pub const MAX_SMILES_LEN: usize = 10_000;
+
+/// The raw contents of a molecule table.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// The task columns read, in order.
+    pub task_names: Vec<String>,
+    /// SMILES per data row (row index = position; the header is not a row).
+    pub smiles: Vec<String>,
+    /// Labels per data row and task; `None` for an empty cell or `nan`.
+    pub labels: Vec<Vec<Option<f32>>>,
+    /// The 1-based line each data row starts on.
+    pub lines: Vec<u64>,
+}
+
+/// Opens a `.csv` or `.csv.gz` file as a byte stream.
+pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    Ok(if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    })
+}
+
+/// Reads the header of a table.
+pub fn read_header(path: &Path) -> Result<Vec<String>, DataError> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(open(path)?);
+    header_of(path, &mut reader)
+}
+
+fn header_of<R: Read>(path: &Path, reader: &mut csv::Reader<R>) -> Result<Vec<String>, DataError> {
+    let header = reader
+        .headers()
+        .map_err(|e| csv_error(path, e, 1))?
+        .iter()
+        .map(|h| h.trim().to_owned())
+        .collect::<Vec<_>>();
+    if header.iter().all(String::is_empty) {
+        return Err(DataError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(header)
+}
+
+fn column(path: &Path, header: &[String], name: &str) -> Result<usize, DataError> {
+    header
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| DataError::MissingColumn {
+            path: path.to_owned(),
+            column: name.to_owned(),
+            available: header.to_vec(),
+        })
+}
+
+fn csv_error(path: &Path, err: csv::Error, fallback_line: u64) -> DataError {
+    let line = err.position().map_or(fallback_line, csv::Position::line);
+    let message = match err.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!(
+            "record has {len} fields but the header has {expected_len} (file truncated or malformed?)"
+        ),
+        csv::ErrorKind::Io(e) => format!("read error: {e} (file truncated or corrupt?)"),
+        csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".to_owned(),
+        _ => err.to_string(),
+    };
+    DataError::Csv {
+        path: path.to_owned(),
+        line,
+        message,
+    }
+}
+
+/// Reads `smiles_column` and `task_columns` of every data row.
+pub fn read_table(
+    path: &Path,
+    smiles_column: &str,
+    task_columns: &[String],
+) -> Result<Table, DataError> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(open(path)?);
+    let header = header_of(path, &mut reader)?;
+    let smiles_idx = column(path, &header, smiles_column)?;
+    let task_idx = task_columns
+        .iter()
+        .map(|t| column(path, &header, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut table = Table {
+        task_names: task_columns.to_vec(),
+        ..Table::default()
+    };
+    let mut record = csv::StringRecord::new();
+    let mut last_line = 1;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(csv_error(path, e, last_line + 1)),
+        }
+        let line = record.position().map_or(last_line + 1, csv::Position::line);
+        last_line = line;
+        let smiles = record.get(smiles_idx).unwrap_or_default().trim();
+        let mut labels = Vec::with_capacity(task_idx.len());
+        for (&i, name) in task_idx.iter().zip(task_columns) {
+            let cell = record.get(i).unwrap_or_default().trim();
+            labels.push(parse_label(cell).ok_or_else(|| DataError::BadLabel {
+                path: path.to_owned(),
+                line,
+                column: name.clone(),
+                value: cell.chars().take(40).collect(),
+            })?);
+        }
+        table.smiles.push(smiles.to_owned());
+        table.labels.push(labels);
+        table.lines.push(line);
+    }
+    if table.smiles.is_empty() {
+        return Err(DataError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(table)
+}
+
+fn parse_label(cell: &str) -> Option<Option<f32>> {
+    if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
+        return Some(None);
+    }
+    let v: f32 = cell.parse().ok()?;
+    v.is_finite().then_some(Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert_eq!(parse_label(""), Some(None));
+        assert_eq!(parse_label("NaN"), Some(None));
+        assert_eq!(parse_label("1.0"), Some(Some(1.0)));
+        assert_eq!(parse_label("-0.77"), Some(Some(-0.77)));
+        assert_eq!(parse_label("x"), None);
+        assert_eq!(parse_label("inf"), None);
+    }
+}

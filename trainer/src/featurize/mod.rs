@@ -1,0 +1,11 @@
+//! Featurisers: molecules → model inputs.
+//!
+//! - [`graph`]: the pretrain-gnns graph features of Hu et al. (SPEC §4) for the 2D models.
+//! - [`tokens`]: SMILES tokenisers for the 1D models (atom-level regex tokeniser, and Hugging Face
+//!   `tokenizer.json` files so ChemBERTa-style checkpoints are used as published).
+
+pub mod graph;
+pub mod tokens;
+
+pub use graph::{FEATURIZER_VERSION, FeaturizeError, GraphFeatures, featurize_smiles};
+pub use tokens::{SmilesTokenizer, TokenIds, TokenizeError};

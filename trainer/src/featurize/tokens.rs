@@ -1,0 +1,329 @@
+//! SMILES tokenisers for the 1D (Transformer) models.
+//!
+//! Two kinds, behind one [`SmilesTokenizer`]:
+//! - the atom-level regex tokeniser of Schwaller et al. (bracket atoms, two-letter halogens,
+//!   ring-closure `%nn`, bonds and branches each one token) with a BERT-style vocabulary file
+//!   (`vocab.txt`, one token per line, ids = line numbers) or a vocabulary built from a corpus;
+//! - a Hugging Face `tokenizer.json` loaded with the `tokenizers` crate (pure Rust, no download),
+//!   so ChemBERTa-style checkpoints are tokenised exactly as published.
+//!
+//! Encoded sequences carry the tokeniser's begin/end special tokens and are truncated to a
+//! maximum length (keeping the end token); padding is left to the batcher ([`SmilesTokenizer::pad_id`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use regex::Regex;
+use thiserror::Error;
+
+/// Token ids of one SMILES, special tokens included, unpadded.
+pub type TokenIds = Vec<i64>;
+
+/// The special tokens of the regex tokeniser's vocabulary, at ids 0..5 in this order.
+pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+
+/// The atom-level SMILES regex (Schwaller et al., "Molecular Transformer", 2019).
+const SMILES_REGEX: &str = r"(\[[^\]]+\]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])";
+
+/// Tokenisation failures.
+#[derive(Debug, Error)]
+pub enum TokenizeError {
+    /// Some characters of the SMILES match no token of the regex.
+    #[error("SMILES {smiles:?} has characters no token covers at byte {offset}")]
+    Uncovered {
+        /// The SMILES.
+        smiles: String,
+        /// Byte offset of the first uncovered character.
+        offset: usize,
+    },
+    /// A vocabulary or tokenizer file could not be read or parsed.
+    #[error("cannot load tokenizer {path}: {message}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The Hugging Face tokenizer failed on an input.
+    #[error("tokenizer failed on {smiles:?}: {message}")]
+    Encode {
+        /// The SMILES.
+        smiles: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A maximum length too small to hold the begin and end tokens.
+    #[error("maximum sequence length {0} is too small (at least 3)")]
+    MaxLen(usize),
+}
+
+fn smiles_regex() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    // The pattern is a compile-time constant covered by the tests below.
+    RE.get_or_init(|| Regex::new(SMILES_REGEX).unwrap_or_else(|e| unreachable!("{e}")))
+}
+
+/// Splits a SMILES string into atom-level tokens; every character must belong to a token.
+pub fn split_smiles(smiles: &str) -> Result<Vec<&str>, TokenizeError> {
+    let mut tokens = Vec::new();
+    let mut at = 0;
+    for m in smiles_regex().find_iter(smiles) {
+        if m.start() != at {
+            return Err(TokenizeError::Uncovered {
+                smiles: smiles.to_owned(),
+                offset: at,
+            });
+        }
+        tokens.push(m.as_str());
+        at = m.end();
+    }
+    if at != smiles.len() {
+        return Err(TokenizeError::Uncovered {
+            smiles: smiles.to_owned(),
+            offset: at,
+        });
+    }
+    Ok(tokens)
+}
+
+/// Atom-level regex tokeniser with a fixed vocabulary (unknown tokens map to `[UNK]`).
+#[derive(Debug, Clone)]
+pub struct RegexTokenizer {
+    vocab: Vec<String>,
+    ids: HashMap<String, i64>,
+}
+
+impl RegexTokenizer {
+    /// Builds a vocabulary: the special tokens, then every token seen in `corpus`, sorted.
+    pub fn from_corpus<'a>(corpus: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut seen = BTreeSet::new();
+        for smiles in corpus {
+            // Uncovered characters only cost a token here; encode() reports them.
+            for m in smiles_regex().find_iter(smiles) {
+                seen.insert(m.as_str().to_owned());
+            }
+        }
+        let vocab = SPECIAL_TOKENS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(
+                seen.into_iter()
+                    .filter(|t| !SPECIAL_TOKENS.contains(&t.as_str())),
+            )
+            .collect();
+        Self::from_vocab(vocab)
+    }
+
+    /// Uses `vocab` (id = position); it must start with [`SPECIAL_TOKENS`].
+    fn from_vocab(vocab: Vec<String>) -> Self {
+        let ids = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as i64))
+            .collect();
+        Self { vocab, ids }
+    }
+
+    /// Reads a `vocab.txt` (one token per line; the five special tokens first).
+    pub fn from_vocab_file(path: &Path) -> Result<Self, TokenizeError> {
+        let load = |message: String| TokenizeError::Load {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| load(e.to_string()))?;
+        let vocab: Vec<String> = text.lines().map(str::to_owned).collect();
+        if vocab.len() < SPECIAL_TOKENS.len()
+            || vocab[..SPECIAL_TOKENS.len()]
+                .iter()
+                .zip(SPECIAL_TOKENS)
+                .any(|(a, b)| a != b)
+        {
+            return Err(load(format!(
+                "the first lines must be the special tokens {SPECIAL_TOKENS:?}"
+            )));
+        }
+        Ok(Self::from_vocab(vocab))
+    }
+
+    /// Writes the vocabulary as `vocab.txt`.
+    pub fn save_vocab(&self, path: &Path) -> std::io::Result<()> {
+        let mut text = self.vocab.join("\n");
+        text.push('\n');
+        std::fs::write(path, text)
+    }
+
+    /// The vocabulary, id = position.
+    pub fn vocab(&self) -> &[String] {
+        &self.vocab
+    }
+
+    fn id(&self, token: &str) -> i64 {
+        self.ids.get(token).copied().unwrap_or(1)
+    }
+}
+
+/// A SMILES tokeniser for the 1D models.
+#[derive(Debug, Clone)]
+pub enum SmilesTokenizer {
+    /// Atom-level regex tokeniser.
+    Regex(RegexTokenizer),
+    /// A Hugging Face `tokenizer.json`.
+    HuggingFace(Box<tokenizers::Tokenizer>),
+}
+
+impl SmilesTokenizer {
+    /// Loads `tokenizer.json` (Hugging Face) or `vocab.txt` (regex tokeniser); a folder is
+    /// searched for `tokenizer.json`, then `vocab.txt`.
+    pub fn from_path(path: &Path) -> Result<Self, TokenizeError> {
+        if path.is_dir() {
+            for name in ["tokenizer.json", "vocab.txt"] {
+                let candidate = path.join(name);
+                if candidate.is_file() {
+                    return Self::from_path(&candidate);
+                }
+            }
+            return Err(TokenizeError::Load {
+                path: path.to_owned(),
+                message: "folder holds neither tokenizer.json nor vocab.txt".into(),
+            });
+        }
+        if path.extension().is_some_and(|e| e == "json") {
+            tokenizers::Tokenizer::from_file(path)
+                .map(|t| Self::HuggingFace(Box::new(t)))
+                .map_err(|e| TokenizeError::Load {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })
+        } else {
+            RegexTokenizer::from_vocab_file(path).map(Self::Regex)
+        }
+    }
+
+    /// Number of token ids (embedding rows needed).
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Regex(t) => t.vocab.len(),
+            Self::HuggingFace(t) => t.get_vocab_size(true),
+        }
+    }
+
+    /// Id of the padding token.
+    pub fn pad_id(&self) -> i64 {
+        match self {
+            Self::Regex(_) => 0,
+            Self::HuggingFace(t) => t
+                .get_padding()
+                .map(|p| i64::from(p.pad_id))
+                .or_else(|| hf_id(t, &["<pad>", "[PAD]"]))
+                .unwrap_or(0),
+        }
+    }
+
+    /// Id of the mask token (masked-language modelling), if the vocabulary has one.
+    pub fn mask_id(&self) -> Option<i64> {
+        match self {
+            Self::Regex(_) => Some(4),
+            Self::HuggingFace(t) => hf_id(t, &["<mask>", "[MASK]"]),
+        }
+    }
+
+    /// Encodes one SMILES with begin/end special tokens, truncated to `max_len` ids.
+    pub fn encode(&self, smiles: &str, max_len: usize) -> Result<TokenIds, TokenizeError> {
+        if max_len < 3 {
+            return Err(TokenizeError::MaxLen(max_len));
+        }
+        let mut ids = match self {
+            Self::Regex(t) => {
+                let tokens = split_smiles(smiles)?;
+                let mut ids = Vec::with_capacity(tokens.len() + 2);
+                ids.push(2);
+                ids.extend(tokens.iter().map(|tok| t.id(tok)));
+                ids.push(3);
+                ids
+            }
+            Self::HuggingFace(t) => t
+                .encode(smiles, true)
+                .map_err(|e| TokenizeError::Encode {
+                    smiles: smiles.to_owned(),
+                    message: e.to_string(),
+                })?
+                .get_ids()
+                .iter()
+                .map(|&i| i64::from(i))
+                .collect(),
+        };
+        if ids.len() > max_len {
+            let last = ids[ids.len() - 1];
+            ids.truncate(max_len - 1);
+            ids.push(last);
+        }
+        Ok(ids)
+    }
+}
+
+fn hf_id(t: &tokenizers::Tokenizer, names: &[&str]) -> Option<i64> {
+    names.iter().find_map(|n| t.token_to_id(n)).map(i64::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_atoms() {
+        assert_eq!(
+            split_smiles("C[C@@H](Cl)c1ccccc1Br.[Na+]%10").unwrap(),
+            vec![
+                "C", "[C@@H]", "(", "Cl", ")", "c", "1", "c", "c", "c", "c", "c", "1", "Br", ".",
+                "[Na+]", "%10"
+            ]
+        );
+        assert!(matches!(
+            split_smiles("CC&C"),
+            Err(TokenizeError::Uncovered { offset: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn regex_vocab_round_trip() {
+        let t = RegexTokenizer::from_corpus(["CCO", "c1ccccc1Cl"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vocab.txt");
+        t.save_vocab(&path).unwrap();
+        let tok = SmilesTokenizer::from_path(&path).unwrap();
+        assert_eq!(tok.vocab_size(), 5 + 5); // C, Cl, O, c, 1
+        let ids = tok.encode("CCO", 10).unwrap();
+        assert_eq!(ids.len(), 5);
+        assert_eq!((ids[0], ids[4]), (2, 3));
+        assert_eq!(tok.encode("CCN", 10).unwrap()[3], 1, "unknown token");
+        let cut = tok.encode("CCCCCCCC", 4).unwrap();
+        assert_eq!(cut, vec![2, ids[1], ids[1], 3]);
+        assert!(tok.encode("CC", 2).is_err());
+    }
+
+    #[test]
+    fn loads_hugging_face_tokenizer_json() {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+          "normalizer":null,"pre_tokenizer":{"type":"Split","pattern":{"Regex":"(\\[[^\\]]+\\]|Cl|Br|.)"},
+          "behavior":"Isolated","invert":false},
+          "post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},
+            {"Sequence":{"id":"A","type_id":0}},{"SpecialToken":{"id":"</s>","type_id":0}}],
+            "pair":[{"Sequence":{"id":"A","type_id":0}}],
+            "special_tokens":{"<s>":{"id":"<s>","ids":[0],"tokens":["<s>"]},
+                              "</s>":{"id":"</s>","ids":[2],"tokens":["</s>"]}}},
+          "decoder":null,
+          "model":{"type":"WordLevel","vocab":{"<s>":0,"<pad>":1,"</s>":2,"<unk>":3,"<mask>":4,
+            "C":5,"O":6,"Cl":7,"[NH4+]":8},"unk_token":"<unk>"}}"#;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), json).unwrap();
+        let tok = SmilesTokenizer::from_path(dir.path()).unwrap();
+        assert_eq!(
+            tok.encode("CCl[NH4+]O", 16).unwrap(),
+            vec![0, 5, 7, 8, 6, 2]
+        );
+        assert_eq!(tok.pad_id(), 1);
+        assert_eq!(tok.mask_id(), Some(4));
+        assert_eq!(tok.vocab_size(), 9);
+    }
+}

@@ -1,0 +1,95 @@
+//! Shared test helpers: the RDKit oracle (scripts/rdkit_oracle.py run with the project venv's
+//! Python), cached under the target folder keyed by the input file and the script.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("trainer/ has a parent")
+        .to_owned()
+}
+
+/// `../shared/datasets/moleculenet` relative to the repository root.
+pub fn moleculenet_dir() -> PathBuf {
+    let dir = repo_root().join("../shared/datasets/moleculenet");
+    assert!(
+        dir.is_dir(),
+        "the MoleculeNet CSVs are missing: expected them in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// One row of the oracle's output.
+#[derive(Debug, Deserialize)]
+pub struct OracleRow {
+    pub row: usize,
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub x: Vec<i64>,
+    #[serde(default)]
+    pub edge_index: Vec<i64>,
+    #[serde(default)]
+    pub edge_attr: Vec<i64>,
+    #[serde(default)]
+    pub scaffold: Option<String>,
+}
+
+/// The reference split.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub struct OracleSplit {
+    pub train: Vec<usize>,
+    pub valid: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// The oracle's output for one file.
+#[derive(Debug, Deserialize)]
+pub struct Oracle {
+    pub rdkit_version: String,
+    pub rows: Vec<OracleRow>,
+    pub scaffold_split: OracleSplit,
+}
+
+/// Runs (or reads the cached output of) the RDKit oracle on `input`.
+pub fn oracle(input: &Path) -> Oracle {
+    let root = repo_root();
+    let python = root.join(".venv/bin/python");
+    let script = root.join("scripts/rdkit_oracle.py");
+    assert!(
+        python.is_file(),
+        "the RDKit oracle needs the project venv: {} is missing (run scripts/setup)",
+        python.display()
+    );
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&std::fs::read(input).expect("read the dataset"));
+    hasher.update(&std::fs::read(&script).expect("read scripts/rdkit_oracle.py"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rdkit-oracle");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{}.json", hasher.finalize().to_hex()));
+    if !out.is_file() {
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        let status = Command::new(&python)
+            .arg(&script)
+            .arg(input)
+            .arg(&tmp)
+            .status()
+            .expect("run the RDKit oracle");
+        assert!(
+            status.success(),
+            "the RDKit oracle failed on {}",
+            input.display()
+        );
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("parse the oracle's output")
+}
