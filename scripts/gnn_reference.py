@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Reference implementation of SPEC §4 (pretrain-gnns GIN/GCN) in plain PyTorch, used as the
+oracle of the Rust 2D models (trainer/tests/gnn_parity.rs, trainer/benches/gnn_epoch.rs).
+
+No torch_geometric: message passing is written with index_add_. Featurisation follows
+pretrain-gnns' `mol_to_graph_data_obj_simple` with the venv's RDKit.
+
+Modes (all write into --out):
+  parity  featurise the first N valid SIDER molecules -> graphs.json; GCN embeddings (eval mode)
+          from --gcn-checkpoint -> gcn_emb.npy; a random GIN (seeded, random batch-norm
+          statistics) saved as gin_random.pt (zip), gin_random_legacy.pth (legacy) and
+          gin_random.safetensors, with its embeddings -> gin_emb.npy.
+  graphs  featurise every valid molecule of --csv -> graphs.json (benchmark input).
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rdkit import Chem, RDLogger
+
+RDLogger.DisableLog("rdApp.*")
+
+NUM_ATOM_TYPE = 120
+NUM_CHIRALITY = 3
+NUM_BOND_TYPE = 6
+NUM_BOND_DIR = 3
+SELF_LOOP_TYPE = 4
+
+CHIRALITY = [
+    Chem.rdchem.ChiralType.CHI_UNSPECIFIED,
+    Chem.rdchem.ChiralType.CHI_TETRAHEDRAL_CW,
+    Chem.rdchem.ChiralType.CHI_TETRAHEDRAL_CCW,
+    Chem.rdchem.ChiralType.CHI_OTHER,
+]
+BOND_TYPES = [
+    Chem.rdchem.BondType.SINGLE,
+    Chem.rdchem.BondType.DOUBLE,
+    Chem.rdchem.BondType.TRIPLE,
+    Chem.rdchem.BondType.AROMATIC,
+]
+BOND_DIRS = [
+    Chem.rdchem.BondDir.NONE,
+    Chem.rdchem.BondDir.ENDUPRIGHT,
+    Chem.rdchem.BondDir.ENDDOWNRIGHT,
+]
+
+
+def featurise(smiles):
+    """SPEC §4 graph of one SMILES, or None when RDKit rejects it or a feature is out of range."""
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None or mol.GetNumAtoms() == 0:
+        return None
+    try:
+        atoms = [
+            [a.GetAtomicNum() - 1, CHIRALITY.index(a.GetChiralTag())] for a in mol.GetAtoms()
+        ]
+        edges, attrs = [], []
+        for b in mol.GetBonds():
+            i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
+            feat = [BOND_TYPES.index(b.GetBondType()), BOND_DIRS.index(b.GetBondDir())]
+            edges += [[i, j], [j, i]]
+            attrs += [feat, feat]
+    except ValueError:
+        return None
+    if any(a[0] < 0 or a[0] >= NUM_ATOM_TYPE or a[1] >= NUM_CHIRALITY for a in atoms):
+        return None
+    return {"smiles": smiles, "atoms": atoms, "edges": edges, "edge_attr": attrs}
+
+
+def read_graphs(path, limit):
+    graphs, skipped = [], 0
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        col = header.index("mol") if "mol" in header else header.index("smiles")
+        for row in reader:
+            g = featurise(row[col])
+            if g is None:
+                skipped += 1
+                continue
+            graphs.append(g)
+            if limit and len(graphs) >= limit:
+                break
+    return graphs, skipped
+
+
+class Layer(torch.nn.Module):
+    def __init__(self, kind, d):
+        super().__init__()
+        self.kind = kind
+        if kind == "gin":
+            self.mlp = torch.nn.Sequential(
+                torch.nn.Linear(d, 2 * d), torch.nn.ReLU(), torch.nn.Linear(2 * d, d)
+            )
+        else:
+            self.linear = torch.nn.Linear(d, d)
+        self.edge_embedding1 = torch.nn.Embedding(NUM_BOND_TYPE, d)
+        self.edge_embedding2 = torch.nn.Embedding(NUM_BOND_DIR, d)
+        torch.nn.init.xavier_uniform_(self.edge_embedding1.weight.data)
+        torch.nn.init.xavier_uniform_(self.edge_embedding2.weight.data)
+
+    def forward(self, x, edge_index, edge_attr):
+        n = x.size(0)
+        loops = torch.arange(n, dtype=torch.long)
+        ei = torch.cat([edge_index, torch.stack([loops, loops])], dim=1)
+        loop_attr = torch.zeros(n, 2, dtype=torch.long)
+        loop_attr[:, 0] = SELF_LOOP_TYPE
+        ea = torch.cat([edge_attr, loop_attr], dim=0)
+        e = self.edge_embedding1(ea[:, 0]) + self.edge_embedding2(ea[:, 1])
+        src, dst = ei[0], ei[1]
+        if self.kind == "gin":
+            msg = x[src] + e
+            out = torch.zeros(n, x.size(1), dtype=x.dtype).index_add_(0, dst, msg)
+            return self.mlp(out)
+        deg = torch.zeros(n, dtype=x.dtype).index_add_(0, src, torch.ones(src.size(0)))
+        dis = deg.pow(-0.5)
+        dis[torch.isinf(dis)] = 0
+        norm = dis[src] * dis[dst]
+        h = self.linear(x)
+        msg = norm.view(-1, 1) * (h[src] + e)
+        out = torch.zeros(n, h.size(1), dtype=h.dtype).index_add_(0, dst, msg)
+        return F.normalize(out, p=2, dim=-1)
+
+
+class Encoder(torch.nn.Module):
+    """SPEC §4 encoder: keys match the pretrain-gnns checkpoints exactly."""
+
+    def __init__(self, kind, num_layers=5, d=300, drop=0.5):
+        super().__init__()
+        self.drop = drop
+        self.x_embedding1 = torch.nn.Embedding(NUM_ATOM_TYPE, d)
+        self.x_embedding2 = torch.nn.Embedding(NUM_CHIRALITY, d)
+        torch.nn.init.xavier_uniform_(self.x_embedding1.weight.data)
+        torch.nn.init.xavier_uniform_(self.x_embedding2.weight.data)
+        self.gnns = torch.nn.ModuleList([Layer(kind, d) for _ in range(num_layers)])
+        self.batch_norms = torch.nn.ModuleList([torch.nn.BatchNorm1d(d) for _ in range(num_layers)])
+
+    def forward(self, x, edge_index, edge_attr):
+        h = self.x_embedding1(x[:, 0]) + self.x_embedding2(x[:, 1])
+        last = len(self.gnns) - 1
+        for i, (gnn, bn) in enumerate(zip(self.gnns, self.batch_norms)):
+            h = bn(gnn(h, edge_index, edge_attr))
+            if i != last:
+                h = F.relu(h)
+            h = F.dropout(h, self.drop, training=self.training)
+        return h
+
+
+def collate(graphs):
+    xs, eis, eas, batch, off = [], [], [], [], 0
+    for gi, g in enumerate(graphs):
+        n = len(g["atoms"])
+        xs.append(torch.tensor(g["atoms"], dtype=torch.long))
+        if g["edges"]:
+            eis.append(torch.tensor(g["edges"], dtype=torch.long).t() + off)
+            eas.append(torch.tensor(g["edge_attr"], dtype=torch.long))
+        batch += [gi] * n
+        off += n
+    ei = torch.cat(eis, dim=1) if eis else torch.zeros(2, 0, dtype=torch.long)
+    ea = torch.cat(eas, dim=0) if eas else torch.zeros(0, 2, dtype=torch.long)
+    return torch.cat(xs), ei, ea, torch.tensor(batch, dtype=torch.long)
+
+
+@torch.no_grad()
+def graph_embeddings(model, graphs, batch_size=32):
+    model.eval()
+    out = []
+    for s in range(0, len(graphs), batch_size):
+        chunk = graphs[s : s + batch_size]
+        x, ei, ea, batch = collate(chunk)
+        h = model(x, ei, ea)
+        sums = torch.zeros(len(chunk), h.size(1)).index_add_(0, batch, h)
+        counts = torch.bincount(batch, minlength=len(chunk)).clamp(min=1).to(h.dtype)
+        out.append(sums / counts.view(-1, 1))
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def randomise_batch_norms(model, gen):
+    for bn in model.batch_norms:
+        bn.weight.data.uniform_(0.5, 1.5, generator=gen)
+        bn.bias.data.uniform_(-0.2, 0.2, generator=gen)
+        bn.running_mean.uniform_(-0.5, 0.5, generator=gen)
+        bn.running_var.uniform_(0.5, 2.0, generator=gen)
+        bn.num_batches_tracked.fill_(7)
+
+
+def write_graphs(path, graphs, skipped, source):
+    with open(path, "w") as f:
+        json.dump({"source": source, "skipped": skipped, "graphs": graphs}, f)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["parity", "graphs"])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--csv", required=True, help="MoleculeNet CSV (smiles or mol column)")
+    ap.add_argument("--limit", type=int, default=0, help="first N valid molecules (0 = all)")
+    ap.add_argument("--gcn-checkpoint")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)
+    graphs, skipped = read_graphs(args.csv, args.limit)
+    write_graphs(os.path.join(args.out, "graphs.json"), graphs, skipped, args.csv)
+    if args.mode == "graphs":
+        print(f"{len(graphs)} graphs ({skipped} skipped)")
+        return
+
+    gcn = Encoder("gcn")
+    state = torch.load(args.gcn_checkpoint, map_location="cpu", weights_only=True)
+    gcn.load_state_dict(state, strict=True)
+    np.save(os.path.join(args.out, "gcn_emb.npy"), graph_embeddings(gcn, graphs))
+
+    torch.manual_seed(args.seed)
+    gin = Encoder("gin")
+    randomise_batch_norms(gin, torch.Generator().manual_seed(args.seed))
+    sd = gin.state_dict()
+    torch.save(sd, os.path.join(args.out, "gin_random.pt"))
+    torch.save(
+        sd, os.path.join(args.out, "gin_random_legacy.pth"), _use_new_zipfile_serialization=False
+    )
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(args.out, "gin_random.safetensors"))
+    np.save(os.path.join(args.out, "gin_emb.npy"), graph_embeddings(gin, graphs))
+    print(f"{len(graphs)} graphs ({skipped} skipped); embeddings written to {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

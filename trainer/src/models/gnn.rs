@@ -1,0 +1,356 @@
+//! The 2D models: GIN and GCN encoders exactly as pretrain-gnns (SPEC §4), mean-pooling readout
+//! and a multi-task linear head.
+//!
+//! Variables live at var-store paths equal to the checkpoint keys (`x_embedding1.weight`,
+//! `gnns.N.mlp.0.weight`, `batch_norms.N.running_mean`, …; the head is `graph_pred_linear.*`), so
+//! loading a pretrain-gnns `.pth` is a pure name match ([`crate::checkpoint::load_into`]).
+//!
+//! Message passing is a sum over incoming edges plus a self-loop with edge features `[4, 0]`.
+//! Because `Σ_j (x_j + e_ij) = Σ_j x_j + Σ_j e_ij` and the edge embedding is
+//! `emb_type + emb_dir`, the edge part of every layer is `counts · [emb_type; emb_dir]`, a
+//! `[N, 9] × [9, d]` matmul on the per-batch counts the [`Collator`](super::Collator) computed;
+//! only the node part is gathered (`index_select`) and scattered (`index_add`).
+
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+use super::ModelError;
+use super::batch::GraphBatch;
+use crate::featurize::graph::{NUM_ATOM_TYPES, NUM_BOND_DIRS, NUM_BOND_TYPES, NUM_CHIRALITY};
+
+/// Var-store prefix of the task head (what `--allow-partial` may leave missing).
+pub const HEAD_PREFIX: &str = "graph_pred_linear";
+
+/// Which message-passing layer the encoder uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GnnKind {
+    /// Graph Isomorphism Network layer: sum, then MLP `d → 2d → d`.
+    Gin,
+    /// Graph convolution: linear, symmetric-normalised sum, row L2 normalisation.
+    Gcn,
+}
+
+impl std::str::FromStr for GnnKind {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "gin" => Ok(Self::Gin),
+            "gcn" => Ok(Self::Gcn),
+            other => Err(ModelError::Config(format!(
+                "unknown GNN kind {other:?} (gin|gcn)"
+            ))),
+        }
+    }
+}
+
+/// Hyper-parameters of a [`Gnn`]; the defaults are pretrain-gnns' (5 × 300, dropout 0.5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GnnConfig {
+    /// Layer type.
+    pub kind: GnnKind,
+    /// Number of message-passing layers.
+    pub num_layers: usize,
+    /// Embedding width `d`.
+    pub emb_dim: i64,
+    /// Dropout probability after every layer (training only).
+    pub dropout: f64,
+    /// Outputs of the task head.
+    pub num_tasks: i64,
+    /// GCN only: L2-normalise each row after aggregation, as SPEC §4 prescribes.
+    pub gcn_l2_normalize: bool,
+}
+
+impl Default for GnnConfig {
+    fn default() -> Self {
+        Self {
+            kind: GnnKind::Gin,
+            num_layers: 5,
+            emb_dim: 300,
+            dropout: 0.5,
+            num_tasks: 1,
+            gcn_l2_normalize: true,
+        }
+    }
+}
+
+/// PyTorch's `nn.Linear` initialisation, `U(±1/√fan_in)` for weight and bias.
+fn torch_linear(p: nn::Path, fan_in: i64, fan_out: i64) -> nn::Linear {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let init = Init::Uniform {
+        lo: -bound,
+        up: bound,
+    };
+    nn::linear(
+        p,
+        fan_in,
+        fan_out,
+        nn::LinearConfig {
+            ws_init: init,
+            bs_init: Some(init),
+            bias: true,
+        },
+    )
+}
+
+/// An embedding table with Xavier-uniform initialisation (as pretrain-gnns does).
+fn xavier_table(p: &nn::Path, rows: i64, dim: i64) -> Tensor {
+    let bound = (6.0 / (rows + dim) as f64).sqrt();
+    p.var(
+        "weight",
+        &[rows, dim],
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )
+}
+
+fn linear(x: &Tensor, l: &nn::Linear) -> Result<Tensor, ModelError> {
+    Ok(x.f_linear(&l.ws, l.bs.as_ref())?)
+}
+
+/// Training-mode dropout. On the CPU, libtorch's `bernoulli_` runs a serial Mersenne twister per
+/// element (its MKL path is Intel-only), which cost ~10 % of an epoch here; the mask is instead
+/// drawn from a counter-based SplitMix64 stream seeded by one draw from libtorch's generator, so
+/// `tch::manual_seed` still makes runs reproducible. Other devices use libtorch's dropout.
+fn dropout(x: &Tensor, p: f64) -> Result<Tensor, ModelError> {
+    if p <= 0.0 {
+        return Ok(x.shallow_clone());
+    }
+    if x.device() != tch::Device::Cpu {
+        return Ok(x.f_dropout(p, true)?);
+    }
+    let seed = i64::try_from(&Tensor::f_randint(
+        i64::MAX,
+        [1],
+        (Kind::Int64, tch::Device::Cpu),
+    )?)?;
+    let keep = 1.0 - p;
+    // Keep an element when its 24-bit uniform draw is below keep · 2^24.
+    let threshold = (keep * f64::from(1u32 << 24)) as u64;
+    let scale = (1.0 / keep) as f32;
+    let numel = x.numel();
+    let mut mask = Vec::with_capacity(numel);
+    let mut state = seed as u64;
+    for _ in 0..numel {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        mask.push(if (z >> 40) < threshold { scale } else { 0.0 });
+    }
+    let mask = Tensor::f_from_slice(&mask)?.f_view(x.size().as_slice())?;
+    Ok(x.f_mul(&mask)?)
+}
+
+/// `BatchNorm1d` with `num_batches_tracked`, so its buffers round-trip through checkpoints.
+#[derive(Debug)]
+struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    num_batches_tracked: Tensor,
+}
+
+impl BatchNorm {
+    fn new(p: nn::Path, dim: i64) -> Self {
+        let tracked = Tensor::zeros([], (Kind::Int64, p.device()));
+        Self {
+            weight: p.var("weight", &[dim], Init::Const(1.0)),
+            bias: p.var("bias", &[dim], Init::Const(0.0)),
+            running_mean: p.zeros_no_train("running_mean", &[dim]),
+            running_var: p.ones_no_train("running_var", &[dim]),
+            num_batches_tracked: p.add("num_batches_tracked", tracked, false),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        if train {
+            let mut t = self.num_batches_tracked.shallow_clone();
+            let _ = tch::no_grad(|| t.f_add_scalar_(1))?;
+        }
+        Ok(x.f_batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            0.1,
+            1e-5,
+            true,
+        )?)
+    }
+}
+
+#[derive(Debug)]
+enum Conv {
+    Gin { lin1: nn::Linear, lin2: nn::Linear },
+    Gcn { linear: nn::Linear, l2: bool },
+}
+
+/// One message-passing layer with its bond-type and bond-direction embeddings.
+#[derive(Debug)]
+struct Layer {
+    conv: Conv,
+    emb_type: Tensor,
+    emb_dir: Tensor,
+}
+
+impl Layer {
+    fn new(p: nn::Path, cfg: &GnnConfig) -> Self {
+        let d = cfg.emb_dim;
+        let conv = match cfg.kind {
+            GnnKind::Gin => Conv::Gin {
+                lin1: torch_linear(&p / "mlp" / 0, d, 2 * d),
+                lin2: torch_linear(&p / "mlp" / 2, 2 * d, d),
+            },
+            GnnKind::Gcn => Conv::Gcn {
+                linear: torch_linear(&p / "linear", d, d),
+                l2: cfg.gcn_l2_normalize,
+            },
+        };
+        Self {
+            conv,
+            emb_type: xavier_table(&(&p / "edge_embedding1"), NUM_BOND_TYPES, d),
+            emb_dir: xavier_table(&(&p / "edge_embedding2"), NUM_BOND_DIRS, d),
+        }
+    }
+
+    /// `Σ over incoming edges and the self-loop of w_ij·(x_j + e_ij)`.
+    fn aggregate(&self, x: &Tensor, b: &GraphBatch, weighted: bool) -> Result<Tensor, ModelError> {
+        let table = Tensor::f_cat(&[&self.emb_type, &self.emb_dir], 0)?;
+        let gathered = x.f_index_select(0, &b.src)?;
+        let (self_part, edges, counts) = if weighted {
+            (
+                x.f_mul(&b.self_norm)?,
+                gathered.f_mul(&b.edge_norm)?,
+                &b.edge_counts_norm,
+            )
+        } else {
+            (x.shallow_clone(), gathered, &b.edge_counts)
+        };
+        let base = self_part.f_add(&counts.f_mm(&table)?)?;
+        Ok(base.f_index_add(0, &b.dst, &edges)?)
+    }
+
+    fn forward(&self, x: &Tensor, b: &GraphBatch) -> Result<Tensor, ModelError> {
+        match &self.conv {
+            Conv::Gin { lin1, lin2 } => {
+                let agg = self.aggregate(x, b, false)?;
+                linear(&linear(&agg, lin1)?.f_relu()?, lin2)
+            }
+            Conv::Gcn { linear: lin, l2 } => {
+                let agg = self.aggregate(&linear(x, lin)?, b, true)?;
+                if !*l2 {
+                    return Ok(agg);
+                }
+                let norm = agg.f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?;
+                Ok(agg.f_div(&norm.f_clamp_min(1e-12)?)?)
+            }
+        }
+    }
+}
+
+/// A pretrain-gnns encoder with mean-pooling readout and a `Linear(d, num_tasks)` head.
+#[derive(Debug)]
+pub struct Gnn {
+    cfg: GnnConfig,
+    x_embedding1: Tensor,
+    x_embedding2: Tensor,
+    layers: Vec<Layer>,
+    batch_norms: Vec<BatchNorm>,
+    head: nn::Linear,
+}
+
+impl Gnn {
+    /// Creates the model's variables under `root` (use the var store's root so that names equal
+    /// checkpoint keys).
+    pub fn new(root: &nn::Path, cfg: GnnConfig) -> Result<Self, ModelError> {
+        if cfg.num_layers < 2 {
+            return Err(ModelError::Config("a GNN needs at least 2 layers".into()));
+        }
+        if cfg.emb_dim < 1 || cfg.num_tasks < 1 || !(0.0..1.0).contains(&cfg.dropout) {
+            return Err(ModelError::Config(format!(
+                "invalid GNN sizes: emb_dim {}, num_tasks {}, dropout {}",
+                cfg.emb_dim, cfg.num_tasks, cfg.dropout
+            )));
+        }
+        let d = cfg.emb_dim;
+        let layers = (0..cfg.num_layers)
+            .map(|i| Layer::new(root / "gnns" / i, &cfg))
+            .collect();
+        let batch_norms = (0..cfg.num_layers)
+            .map(|i| BatchNorm::new(root / "batch_norms" / i, d))
+            .collect();
+        Ok(Self {
+            x_embedding1: xavier_table(&(root / "x_embedding1"), NUM_ATOM_TYPES, d),
+            x_embedding2: xavier_table(&(root / "x_embedding2"), NUM_CHIRALITY, d),
+            layers,
+            batch_norms,
+            head: torch_linear(root / HEAD_PREFIX, d, cfg.num_tasks),
+            cfg,
+        })
+    }
+
+    /// The configuration the model was built with.
+    pub fn config(&self) -> &GnnConfig {
+        &self.cfg
+    }
+
+    /// `[N, d]` node representations of the last layer (JK = last).
+    pub fn node_embeddings(&self, b: &GraphBatch, train: bool) -> Result<Tensor, ModelError> {
+        let mut h =
+            Tensor::f_embedding(&self.x_embedding1, &b.atom_type, -1, false, false)?.f_add(
+                &Tensor::f_embedding(&self.x_embedding2, &b.chirality, -1, false, false)?,
+            )?;
+        let last = self.layers.len() - 1;
+        for (i, (layer, bn)) in self.layers.iter().zip(&self.batch_norms).enumerate() {
+            h = bn.forward(&layer.forward(&h, b)?, train)?;
+            if i != last {
+                h = h.f_relu()?;
+            }
+            if train {
+                h = dropout(&h, self.cfg.dropout)?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// `[B, d]` graph embeddings: mean of each graph's node representations.
+    pub fn graph_embeddings(&self, b: &GraphBatch, train: bool) -> Result<Tensor, ModelError> {
+        let h = self.node_embeddings(b, train)?;
+        let sums = Tensor::f_zeros([b.num_graphs, self.cfg.emb_dim], (h.kind(), h.device()))?
+            .f_index_add(0, &b.graph_index, &h)?;
+        Ok(sums.f_mul(&b.inv_graph_size)?)
+    }
+
+    /// `[B, num_tasks]` logits (classification) or standardised predictions (regression).
+    pub fn forward(&self, b: &GraphBatch, train: bool) -> Result<Tensor, ModelError> {
+        linear(&self.graph_embeddings(b, train)?, &self.head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_dropout_keeps_the_expected_share_and_is_seeded() {
+        let x = Tensor::ones([1000, 300], (Kind::Float, tch::Device::Cpu));
+        tch::manual_seed(3);
+        let a = dropout(&x, 0.5).unwrap();
+        tch::manual_seed(3);
+        let b = dropout(&x, 0.5).unwrap();
+        assert!(a.equal(&b), "same seed, same mask");
+        let kept = f64::try_from(a.ne(0.0).to_kind(Kind::Float).mean(Kind::Float)).unwrap();
+        assert!((kept - 0.5).abs() < 0.01, "kept share {kept}");
+        let mean = f64::try_from(a.mean(Kind::Float)).unwrap();
+        assert!(
+            (mean - 1.0).abs() < 0.02,
+            "inverted dropout keeps the mean ({mean})"
+        );
+        assert!(dropout(&x, 0.0).unwrap().equal(&x));
+    }
+}

@@ -1,0 +1,27 @@
+//! Molecular models trained by `anges-train`. Today: the 2D graph networks of pretrain-gnns
+//! (GIN, GCN; SPEC §4) in [`gnn`], their mini-batch collation in [`batch`] and the multi-task
+//! losses in [`loss`]. Checkpoints are read by [`crate::checkpoint`].
+
+pub mod batch;
+pub mod gnn;
+pub mod loss;
+
+pub use batch::{Collator, GraphBatch};
+pub use gnn::{Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
+
+/// Why a model could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Invalid hyper-parameters.
+    #[error("model configuration: {0}")]
+    Config(String),
+    /// A graph or a batch that cannot be collated.
+    #[error("batch: {0}")]
+    Batch(String),
+    /// Tensors of incompatible shapes.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// libtorch refused an operation.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}

@@ -1,0 +1,210 @@
+//! Parity of the Rust 2D models with a plain-PyTorch reference of SPEC §4
+//! (`scripts/gnn_reference.py`, run with the project venv).
+//!
+//! The script featurises the first 200 valid SIDER molecules with RDKit, computes eval-mode graph
+//! embeddings of the GCN loaded from `gcn_contextpred.pth` and of a seeded random GIN (saved as a
+//! zip `.pt`, a legacy `.pth` and a `.safetensors`), and writes the graphs it used; the Rust
+//! models must reproduce both embedding sets to 1e-4.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anges_trainer::checkpoint::{self, CheckpointError, LoadOptions};
+use anges_trainer::featurize::GraphFeatures;
+use anges_trainer::models::{Collator, Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+const MOLECULES: usize = 200;
+const TOLERANCE: f64 = 1e-4;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the reference script once per test binary; returns its output folder.
+fn reference() -> &'static Path {
+    static OUT: OnceLock<PathBuf> = OnceLock::new();
+    OUT.get_or_init(|| {
+        let root = repo_root();
+        let python = root.join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/setup to create the venv with torch and RDKit",
+            python.display()
+        );
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gnn_parity");
+        let status = Command::new(&python)
+            .arg(root.join("scripts/gnn_reference.py"))
+            .arg("parity")
+            .arg("--out")
+            .arg(&out)
+            .arg("--csv")
+            .arg(root.join("../shared/datasets/moleculenet/sider.csv"))
+            .arg("--limit")
+            .arg(MOLECULES.to_string())
+            .arg("--gcn-checkpoint")
+            .arg(root.join("../shared/models/pretrain-gnns/gcn_contextpred.pth"))
+            .status()
+            .expect("running the Python reference");
+        assert!(
+            status.success(),
+            "scripts/gnn_reference.py failed: {status}"
+        );
+        out
+    })
+}
+
+/// A graph as `scripts/gnn_reference.py` writes it (RDKit features, nested arrays).
+#[derive(serde::Deserialize)]
+struct RefGraph {
+    atoms: Vec<[i64; 2]>,
+    edges: Vec<[i64; 2]>,
+    edge_attr: Vec<[i64; 2]>,
+}
+
+impl RefGraph {
+    /// The same graph in the trainer's flat layout (what the collator reads).
+    fn into_features(self) -> GraphFeatures {
+        let sources = self.edges.iter().map(|e| e[0]);
+        let targets = self.edges.iter().map(|e| e[1]);
+        GraphFeatures {
+            x: self.atoms.into_iter().flatten().collect(),
+            edge_index: sources.chain(targets).collect(),
+            edge_attr: self.edge_attr.into_iter().flatten().collect(),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct GraphFile {
+    graphs: Vec<RefGraph>,
+}
+
+fn graphs() -> Vec<GraphFeatures> {
+    let text = std::fs::read_to_string(reference().join("graphs.json")).unwrap();
+    let file: GraphFile = serde_json::from_str(&text).unwrap();
+    assert_eq!(file.graphs.len(), MOLECULES);
+    file.graphs
+        .into_iter()
+        .map(RefGraph::into_features)
+        .collect()
+}
+
+fn model(kind: GnnKind, weights: &Path) -> (VarStore, Gnn) {
+    let vs = VarStore::new(Device::Cpu);
+    let gnn = Gnn::new(
+        &vs.root(),
+        GnnConfig {
+            kind,
+            num_tasks: 27,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        allow_missing_prefixes: vec![HEAD_PREFIX.into()],
+        strip_prefix: None,
+    };
+    let report = checkpoint::load_file_into(&vs, weights, &opts).unwrap();
+    assert_eq!(
+        report.kept.len(),
+        2,
+        "only the head may be missing: {:?}",
+        report.kept
+    );
+    (vs, gnn)
+}
+
+fn embeddings(gnn: &Gnn, graphs: &[GraphFeatures]) -> Tensor {
+    let mut collator = Collator::new();
+    let chunks: Vec<Tensor> = graphs
+        .chunks(32)
+        .map(|chunk| {
+            let refs: Vec<&GraphFeatures> = chunk.iter().collect();
+            let batch = collator.collate(&refs, Device::Cpu).unwrap();
+            tch::no_grad(|| gnn.graph_embeddings(&batch, false)).unwrap()
+        })
+        .collect();
+    Tensor::cat(&chunks, 0)
+}
+
+fn max_abs_error(rust: &Tensor, npy: &str) -> f64 {
+    let expect = Tensor::read_npy(reference().join(npy)).unwrap();
+    assert_eq!(rust.size(), expect.size());
+    f64::try_from((rust - expect).abs().max()).unwrap()
+}
+
+#[test]
+fn gcn_contextpred_embeddings_match_pytorch() {
+    let ckpt = repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
+    let (_vs, gnn) = model(GnnKind::Gcn, &ckpt);
+    let emb = embeddings(&gnn, &graphs());
+    assert_eq!(emb.size(), vec![MOLECULES as i64, 300]);
+    let err = max_abs_error(&emb, "gcn_emb.npy");
+    println!("GCN contextpred, {MOLECULES} SIDER molecules: max abs error {err:.3e}");
+    assert!(err < TOLERANCE, "GCN max abs error {err} ≥ {TOLERANCE}");
+}
+
+#[test]
+fn random_gin_embeddings_match_pytorch_from_every_format() {
+    let dir = reference();
+    let graphs = graphs();
+    let (vs, gnn) = model(GnnKind::Gin, &dir.join("gin_random.pt"));
+    let emb = embeddings(&gnn, &graphs);
+    let err = max_abs_error(&emb, "gin_emb.npy");
+    println!("random GIN (zip .pt), {MOLECULES} SIDER molecules: max abs error {err:.3e}");
+    assert!(err < TOLERANCE, "GIN max abs error {err} ≥ {TOLERANCE}");
+
+    // The legacy .pth and the .safetensors of the same weights load to identical variables.
+    for other in ["gin_random_legacy.pth", "gin_random.safetensors"] {
+        let (vs2, _) = model(GnnKind::Gin, &dir.join(other));
+        let (a, b) = (vs.variables(), vs2.variables());
+        for (k, v) in a.iter().filter(|(k, _)| !k.starts_with(HEAD_PREFIX)) {
+            assert!(
+                v.equal(&b[k]),
+                "{k} differs between gin_random.pt and {other}"
+            );
+        }
+    }
+
+    // Without --allow-partial the missing head is an error naming it.
+    let vs3 = VarStore::new(Device::Cpu);
+    Gnn::new(&vs3.root(), GnnConfig::default()).unwrap();
+    let err = checkpoint::load_file_into(&vs3, &dir.join("gin_random.pt"), &LoadOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, CheckpointError::Mismatch(_)), "{err}");
+    assert!(
+        err.to_string().contains("graph_pred_linear.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn training_mode_differs_and_backpropagates() {
+    let ckpt = repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
+    let (vs, gnn) = model(GnnKind::Gcn, &ckpt);
+    let graphs = graphs();
+    let refs: Vec<&GraphFeatures> = graphs.iter().take(32).collect();
+    let batch = Collator::new().collate(&refs, Device::Cpu).unwrap();
+    let counter = || i64::try_from(&vs.variables()["batch_norms.0.num_batches_tracked"]).unwrap();
+    let before = counter();
+    tch::manual_seed(0);
+    let eval = tch::no_grad(|| gnn.forward(&batch, false)).unwrap();
+    assert_eq!(
+        counter(),
+        before,
+        "evaluation leaves the batch-norm counter alone"
+    );
+    let out = gnn.forward(&batch, true).unwrap();
+    out.sum(tch::Kind::Float).backward();
+    let grad = vs.variables()["gnns.0.edge_embedding1.weight"].grad();
+    assert!(f64::try_from(grad.abs().sum(tch::Kind::Float)).unwrap() > 0.0);
+    assert_eq!(counter(), before + 1, "a training forward counts one batch");
+    let diff = f64::try_from((out.detach() - eval).abs().max()).unwrap();
+    assert!(
+        diff > 1e-3,
+        "dropout and batch statistics make training outputs differ ({diff})"
+    );
+}
