@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runtime::DeviceChoice;
 
@@ -62,7 +62,7 @@ pub enum Command {
 }
 
 /// Model families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// Graph Isomorphism Network, 5×300, as pretrain-gnns (2D).
@@ -74,7 +74,7 @@ pub enum ModelKind {
 }
 
 /// Dataset splits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SplitKind {
     /// Bemis–Murcko scaffold split exactly as Hu et al. (deterministic).
@@ -86,7 +86,7 @@ pub enum SplitKind {
 }
 
 /// Stopping policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StopPolicy {
     /// The fixed number of epochs (classic fine-tuning).
@@ -98,7 +98,7 @@ pub enum StopPolicy {
 }
 
 /// Data pruning methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PruneMethod {
     /// Train on every sample every epoch.
@@ -110,7 +110,7 @@ pub enum PruneMethod {
 }
 
 /// Where emissions come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MeterMode {
     /// The daemon when one answers, else the in-process meter.
@@ -155,6 +155,10 @@ pub struct DataArgs {
     /// Seed of the split (random splits), the initialisation and the data order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+
+    /// Use only the first N data rows of the file (quick runs, smoke tests).
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<usize>,
 }
 
 /// Which model, from which weights, on which device.

@@ -1,7 +1,6 @@
 //! `anges-train` binary: parse flags, set up logging, dispatch to the library.
 
 use anges_trainer::cli::{Cli, Command};
-use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -17,18 +16,23 @@ fn main() -> anyhow::Result<()> {
             anyhow::bail!("this subcommand is not built yet (see the trainer issues)")
         }
         None => {
-            let args = cli.finetune;
-            if args.model.threads > 0 {
-                tch::set_num_threads(args.model.threads as i32);
-            }
-            let device = args.model.device.resolve()?;
-            tracing::info!("{}; using {device:?}", anges_trainer::runtime::describe());
-            let config = serde_json::to_string_pretty(&args).context("serialising the config")?;
-            println!("{config}");
-            anyhow::bail!(
-                "fine-tuning is not built yet (see the trainer issues); the configuration above \
-                 is what a run would use"
-            )
+            tracing::info!("{}", anges_trainer::runtime::describe());
+            let s = anges_trainer::train::run_finetune(&cli.finetune)?;
+            let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
+            println!(
+                "{} / {:?}: {} epoch(s) ({}), best epoch {}: valid {:?} {}, test {:?} {}",
+                s.dataset,
+                s.model,
+                s.epochs_run,
+                s.stop_reason,
+                s.best_epoch,
+                s.metric,
+                show(s.best_valid.get(s.metric)),
+                s.metric,
+                show(s.best_test.get(s.metric)),
+            );
+            println!("run directory: {}", s.run_dir.display());
+            Ok(())
         }
     }
 }

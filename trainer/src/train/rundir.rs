@@ -1,0 +1,317 @@
+//! The run directory of a fine-tuning run and the records written into it.
+//!
+//! Default `runs/<UTC time>-<dataset>-<model>/` (relative to the working directory), or `--out
+//! DIR`. It holds:
+//!
+//! - `config.json`: the flags and what they resolved to (dataset file, tasks, device, weights);
+//! - `split.json`: the train/valid/test rows ([`crate::split::Split::write`]);
+//! - `epochs.jsonl` and `epochs.csv`: one [`EpochRecord`] per epoch, appended and flushed as
+//!   each epoch ends (so a run that dies keeps its log);
+//! - `summary.json`: the [`Summary`];
+//! - `best.safetensors` and `final.safetensors`: the weights (written by the loop).
+//!
+//! Energy and CO2 fields are present and `null` until the meter is wired in.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::TrainError;
+use super::metrics::EvalMetrics;
+use crate::cli::{ModelKind, StopPolicy};
+use crate::data::{Metric, TaskType};
+use crate::split::Split;
+
+/// One epoch of a run: a line of `epochs.jsonl` and a row of `epochs.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (training mode, weighted by batch size).
+    pub train_loss: f64,
+    /// Metrics on the validation part (evaluation mode).
+    pub valid: EvalMetrics,
+    /// Metrics on the test part (evaluation mode).
+    pub test: EvalMetrics,
+    /// Whether this epoch's weights are the best on validation so far.
+    pub best: bool,
+    /// Wall-clock seconds of the epoch (training and evaluation).
+    pub seconds: f64,
+    /// Energy of the epoch in joules (`null` until the meter is wired in).
+    pub energy_j: Option<f64>,
+    /// CO2-eq of the epoch in grams (`null` until the meter is wired in).
+    pub co2_g: Option<f64>,
+}
+
+/// Row counts of a run's data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RowCounts {
+    /// Data rows of the input file considered (after `--max-rows`).
+    pub file_rows: usize,
+    /// Rows that gave a usable molecule.
+    pub used: usize,
+    /// Rows dropped, per reason (featurisation skips by kind, and `model-vocabulary` for
+    /// features the model's embedding tables cannot hold).
+    pub dropped: BTreeMap<String, usize>,
+    /// Training rows.
+    pub train: usize,
+    /// Validation rows.
+    pub valid: usize,
+    /// Test rows.
+    pub test: usize,
+}
+
+/// The outcome of a run (`summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Dataset name.
+    pub dataset: String,
+    /// Model family.
+    pub model: ModelKind,
+    /// Classification or regression.
+    pub task_type: TaskType,
+    /// The metric that selects the best epoch (the dataset's first).
+    pub metric: Metric,
+    /// The stopping policy.
+    pub stop: StopPolicy,
+    /// Why the run ended (`max-epochs` or `patience`).
+    pub stop_reason: String,
+    /// Epochs trained.
+    pub epochs_run: usize,
+    /// Epoch of the best validation metric (1-based; the last epoch when no validation metric
+    /// could be computed).
+    pub best_epoch: usize,
+    /// Validation metrics at the best epoch.
+    pub best_valid: EvalMetrics,
+    /// Test metrics at the best epoch.
+    pub best_test: EvalMetrics,
+    /// Training loss of the last epoch.
+    pub final_train_loss: f64,
+    /// Validation metrics after the last epoch.
+    pub final_valid: EvalMetrics,
+    /// Test metrics after the last epoch.
+    pub final_test: EvalMetrics,
+    /// Row counts.
+    pub rows: RowCounts,
+    /// The checkpoint the encoder started from (`null`: random initialisation).
+    pub pretrained: Option<PathBuf>,
+    /// Wall-clock seconds of the whole run.
+    pub seconds: f64,
+    /// Energy of the run in joules (`null` until the meter is wired in).
+    pub energy_j: Option<f64>,
+    /// CO2-eq of the run in grams (`null` until the meter is wired in).
+    pub co2_g: Option<f64>,
+}
+
+/// An open run directory.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    jsonl: File,
+    csv: File,
+}
+
+const CSV_HEADER: &str = "epoch,train_loss,valid_loss,valid_roc_auc,valid_prc_auc,valid_rmse,\
+valid_mae,test_loss,test_roc_auc,test_prc_auc,test_rmse,test_mae,best,seconds,energy_j,co2_g\n";
+
+impl RunDir {
+    /// Creates (or reuses) `out`, or a fresh `runs/<UTC time>-<dataset>-<model>/`, and opens
+    /// `epochs.jsonl` and `epochs.csv` (truncated, the CSV with its header).
+    pub fn create(out: Option<&Path>, dataset: &str, model: &str) -> Result<Self, TrainError> {
+        let path = match out {
+            Some(p) => p.to_owned(),
+            None => default_path(Path::new("runs"), dataset, model),
+        };
+        std::fs::create_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
+        let open = |name: &str| -> Result<File, TrainError> {
+            let p = path.join(name);
+            File::create(&p).map_err(|e| TrainError::io(&p, e))
+        };
+        let jsonl = open("epochs.jsonl")?;
+        let mut csv = open("epochs.csv")?;
+        let csv_path = path.join("epochs.csv");
+        csv.write_all(CSV_HEADER.as_bytes())
+            .and_then(|()| csv.flush())
+            .map_err(|e| TrainError::io(&csv_path, e))?;
+        Ok(Self { path, jsonl, csv })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A file inside the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Writes `config.json`.
+    pub fn write_config<T: Serialize>(&self, config: &T) -> Result<(), TrainError> {
+        write_json(&self.file("config.json"), config)
+    }
+
+    /// Writes `split.json`.
+    pub fn write_split(&self, split: &Split) -> Result<(), TrainError> {
+        Ok(split.write(&self.file("split.json"))?)
+    }
+
+    /// Appends one epoch to `epochs.jsonl` and `epochs.csv`, flushing both.
+    pub fn append_epoch(&mut self, rec: &EpochRecord) -> Result<(), TrainError> {
+        let jsonl_path = self.file("epochs.jsonl");
+        let line = serde_json::to_string(rec)
+            .map_err(|e| TrainError::io(&jsonl_path, std::io::Error::other(e)))?;
+        self.jsonl
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| self.jsonl.flush())
+            .map_err(|e| TrainError::io(&jsonl_path, e))?;
+        let csv_path = self.file("epochs.csv");
+        self.csv
+            .write_all(csv_row(rec).as_bytes())
+            .and_then(|()| self.csv.flush())
+            .map_err(|e| TrainError::io(&csv_path, e))
+    }
+
+    /// Writes `summary.json`.
+    pub fn write_summary(&self, summary: &Summary) -> Result<(), TrainError> {
+        write_json(&self.file("summary.json"), summary)
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| TrainError::io(path, std::io::Error::other(e)))?;
+    std::fs::write(path, text + "\n").map_err(|e| TrainError::io(path, e))
+}
+
+fn csv_row(r: &EpochRecord) -> String {
+    let f = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let part = |m: &EvalMetrics| {
+        [m.loss, m.roc_auc, m.prc_auc, m.rmse, m.mae]
+            .map(f)
+            .join(",")
+    };
+    format!(
+        "{},{},{},{},{},{},{},{}\n",
+        r.epoch,
+        r.train_loss,
+        part(&r.valid),
+        part(&r.test),
+        r.best,
+        r.seconds,
+        f(r.energy_j),
+        f(r.co2_g)
+    )
+}
+
+/// `<root>/<UTC time>-<dataset>-<model>`, with `-2`, `-3`, … appended if that already exists.
+fn default_path(root: &Path, dataset: &str, model: &str) -> PathBuf {
+    let clean: String = dataset
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = format!("{}-{clean}-{model}", utc_stamp(secs));
+    let mut path = root.join(&base);
+    let mut n = 2;
+    while path.exists() {
+        path = root.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    path
+}
+
+/// `YYYYMMDDTHHMMSSZ` of a Unix time (proleptic Gregorian calendar, UTC).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_795_412_503), "20261123T054143Z");
+    }
+
+    #[test]
+    fn default_paths_are_unique_and_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = default_path(dir.path(), "my data/set", "gin");
+        let name = a.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.ends_with("-my_data_set-gin"), "{name}");
+        std::fs::create_dir_all(&a).unwrap();
+        let b = default_path(dir.path(), "my data/set", "gin");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn epochs_are_appended_to_both_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::create(Some(dir.path()), "bbbp", "gin").unwrap();
+        let rec = EpochRecord {
+            epoch: 1,
+            train_loss: 0.5,
+            valid: EvalMetrics {
+                roc_auc: Some(0.75),
+                ..Default::default()
+            },
+            test: EvalMetrics::default(),
+            best: true,
+            seconds: 1.5,
+            energy_j: None,
+            co2_g: None,
+        };
+        run.append_epoch(&rec).unwrap();
+        run.append_epoch(&EpochRecord {
+            epoch: 2,
+            ..rec.clone()
+        })
+        .unwrap();
+        let jsonl = std::fs::read_to_string(dir.path().join("epochs.jsonl")).unwrap();
+        let lines: Vec<EpochRecord> = jsonl
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines, vec![rec.clone(), EpochRecord { epoch: 2, ..rec }]);
+        assert!(jsonl.contains("\"energy_j\":null"));
+        let csv = std::fs::read_to_string(dir.path().join("epochs.csv")).unwrap();
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].split(',').count(), rows[1].split(',').count());
+        assert_eq!(rows[1], "1,0.5,,0.75,,,,,,,,,true,1.5,,");
+    }
+}
