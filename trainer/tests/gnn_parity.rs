@@ -6,8 +6,9 @@
 //! zip `.pt`, a legacy `.pth` and a `.safetensors`), and writes the graphs it used; the Rust
 //! models must reproduce both embedding sets to 1e-4.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use anges_trainer::checkpoint::{self, CheckpointError, LoadOptions};
@@ -19,39 +20,27 @@ use tch::{Device, Tensor};
 const MOLECULES: usize = 200;
 const TOLERANCE: f64 = 1e-4;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Runs the reference script once per test binary; returns its output folder.
 fn reference() -> &'static Path {
     static OUT: OnceLock<PathBuf> = OnceLock::new();
     OUT.get_or_init(|| {
-        let root = repo_root();
-        let python = root.join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run scripts/setup to create the venv with torch and RDKit",
-            python.display()
-        );
+        let root = common::repo_root();
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gnn_parity");
-        let status = Command::new(&python)
-            .arg(root.join("scripts/gnn_reference.py"))
-            .arg("parity")
-            .arg("--out")
-            .arg(&out)
-            .arg("--csv")
-            .arg(root.join("../shared/datasets/moleculenet/sider.csv"))
-            .arg("--limit")
-            .arg(MOLECULES.to_string())
-            .arg("--gcn-checkpoint")
-            .arg(root.join("../shared/models/pretrain-gnns/gcn_contextpred.pth"))
-            .status()
-            .expect("running the Python reference");
-        assert!(
-            status.success(),
-            "scripts/gnn_reference.py failed: {status}"
-        );
+        let csv = root.join("../shared/datasets/moleculenet/sider.csv");
+        let gcn = root.join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
+        let limit = MOLECULES.to_string();
+        let args: [&std::ffi::OsStr; 9] = [
+            "parity".as_ref(),
+            "--out".as_ref(),
+            out.as_ref(),
+            "--csv".as_ref(),
+            csv.as_ref(),
+            "--limit".as_ref(),
+            limit.as_ref(),
+            "--gcn-checkpoint".as_ref(),
+            gcn.as_ref(),
+        ];
+        common::run_venv_script("gnn_reference.py", args);
         out
     })
 }
@@ -138,7 +127,7 @@ fn max_abs_error(rust: &Tensor, npy: &str) -> f64 {
 
 #[test]
 fn gcn_contextpred_embeddings_match_pytorch() {
-    let ckpt = repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
+    let ckpt = common::repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
     let (_vs, gnn) = model(GnnKind::Gcn, &ckpt);
     let emb = embeddings(&gnn, &graphs());
     assert_eq!(emb.size(), vec![MOLECULES as i64, 300]);
@@ -183,7 +172,7 @@ fn random_gin_embeddings_match_pytorch_from_every_format() {
 
 #[test]
 fn training_mode_differs_and_backpropagates() {
-    let ckpt = repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
+    let ckpt = common::repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
     let (vs, gnn) = model(GnnKind::Gcn, &ckpt);
     let graphs = graphs();
     let refs: Vec<&GraphFeatures> = graphs.iter().take(32).collect();

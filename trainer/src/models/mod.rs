@@ -1,13 +1,16 @@
 //! Molecular models trained by `anges-train`. Today: the 2D graph networks of pretrain-gnns
 //! (GIN, GCN; SPEC §4) in [`gnn`], their mini-batch collation in [`batch`] and the multi-task
-//! losses in [`loss`]. Checkpoints are read by [`crate::checkpoint`].
+//! losses in [`loss`]; the 1D BERT/RoBERTa SMILES encoder with Hugging Face checkpoints in
+//! [`transformer`]. Checkpoints are read by [`crate::checkpoint`].
 
 pub mod batch;
 pub mod gnn;
 pub mod loss;
+pub mod transformer;
 
 pub use batch::{Collator, GraphBatch};
 pub use gnn::{Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
+pub use transformer::{Architecture, Pooling, SequenceModel, SmilesEncoder, TransformerConfig};
 
 /// Why a model could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +24,16 @@ pub enum ModelError {
     /// Tensors of incompatible shapes.
     #[error("shape mismatch: {0}")]
     Shape(String),
+    /// A pretrained checkpoint that cannot be read or does not fit the model (the error names
+    /// the missing, unknown or mis-shaped keys).
+    #[error("checkpoint {}: {source}", path.display())]
+    Checkpoint {
+        /// The weights file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: crate::checkpoint::CheckpointError,
+    },
     /// libtorch refused an operation.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

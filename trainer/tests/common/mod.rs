@@ -1,8 +1,11 @@
-//! Shared test helpers: the RDKit oracle (scripts/rdkit_oracle.py run with the project venv's
-//! Python), cached under the target folder keyed by the input file and the script.
+//! Shared test helpers: where the repository and the shared datasets are, the reference scripts
+//! of `scripts/` run with the project venv's Python, and the RDKit oracle
+//! (`scripts/rdkit_oracle.py`), cached under the target folder keyed by the input file and the
+//! script.
 
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,6 +28,28 @@ pub fn moleculenet_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// Runs `scripts/<script>` with the project venv's Python (torch, RDKit, transformers) and
+/// `args`; panics with a clear message when the venv is missing or the script fails.
+pub fn run_venv_script<I, S>(script: &str, args: I)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let root = repo_root();
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup to create the venv with torch, RDKit and transformers",
+        python.display()
+    );
+    let status = Command::new(&python)
+        .arg(root.join("scripts").join(script))
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("running scripts/{script}: {e}"));
+    assert!(status.success(), "scripts/{script} failed: {status}");
 }
 
 /// One row of the oracle's output.
@@ -62,14 +87,7 @@ pub struct Oracle {
 
 /// Runs (or reads the cached output of) the RDKit oracle on `input`.
 pub fn oracle(input: &Path) -> Oracle {
-    let root = repo_root();
-    let python = root.join(".venv/bin/python");
-    let script = root.join("scripts/rdkit_oracle.py");
-    assert!(
-        python.is_file(),
-        "the RDKit oracle needs the project venv: {} is missing (run scripts/setup)",
-        python.display()
-    );
+    let script = repo_root().join("scripts/rdkit_oracle.py");
     let mut hasher = blake3::Hasher::new();
     hasher.update(&std::fs::read(input).expect("read the dataset"));
     hasher.update(&std::fs::read(&script).expect("read scripts/rdkit_oracle.py"));
@@ -78,17 +96,7 @@ pub fn oracle(input: &Path) -> Oracle {
     let out = dir.join(format!("{}.json", hasher.finalize().to_hex()));
     if !out.is_file() {
         let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-        let status = Command::new(&python)
-            .arg(&script)
-            .arg(input)
-            .arg(&tmp)
-            .status()
-            .expect("run the RDKit oracle");
-        assert!(
-            status.success(),
-            "the RDKit oracle failed on {}",
-            input.display()
-        );
+        run_venv_script("rdkit_oracle.py", [input, tmp.as_path()]);
         std::fs::rename(&tmp, &out).unwrap();
     }
     serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("parse the oracle's output")
