@@ -9,7 +9,7 @@
 //! best-validation weights in memory, and stop at `--epochs` or when the patience runs out.
 //! Writes `best.safetensors`, `final.safetensors` and `summary.json` at the end.
 //!
-//! Determinism: with the same seed and `--threads 1` on the CPU, two runs give bit-identical
+//! Determinism: with the same seed and `--threads N` on the CPU, two runs give bit-identical
 //! metrics (libtorch's generator is process-global: do not run two fine-tunings at once in one
 //! process if they must be reproducible).
 
