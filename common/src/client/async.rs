@@ -10,7 +10,7 @@ use super::{
     expect_machine, expect_subscribed, expect_unregistered, hello, is_idempotent,
 };
 use crate::codec::{self, MAX_FRAME};
-use crate::protocol::{ErrorKind, JobId, JobReading, JobTarget, Reading, Request, Response};
+use crate::protocol::{JobId, JobReading, JobTarget, Reading, Request, Response};
 
 /// An async connection to the meter daemon that survives daemon restarts.
 #[derive(Debug)]
@@ -96,16 +96,8 @@ async fn open(
         let resp = exchange(&mut stream, buf, session, &hello(), timeout).await?;
         let info = check_hello(resp, candidate)?;
         for req in session.restore_requests() {
-            match exchange(&mut stream, buf, session, &req, timeout).await? {
-                Response::Error(e) if e.kind == ErrorKind::NoSuchJob => {
-                    if let Request::Reattach { job } = req {
-                        tracing::warn!(job, "the daemon no longer knows this job; forgetting it");
-                        session.forget(job);
-                    }
-                }
-                Response::Error(e) => return Err(ClientError::Daemon(e)),
-                _ => {}
-            }
+            let resp = exchange(&mut stream, buf, session, &req, timeout).await?;
+            session.apply_restore_answer(&req, resp)?;
         }
         return Ok((stream, info));
     }

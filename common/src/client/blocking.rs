@@ -9,7 +9,7 @@ use super::{
     expect_machine, expect_subscribed, expect_unregistered, hello, is_idempotent,
 };
 use crate::codec::{self, CodecError, MAX_FRAME};
-use crate::protocol::{ErrorKind, JobId, JobReading, JobTarget, Reading, Request, Response};
+use crate::protocol::{JobId, JobReading, JobTarget, Reading, Request, Response};
 
 /// A blocking connection to the meter daemon that survives daemon restarts.
 #[derive(Debug)]
@@ -110,16 +110,8 @@ fn open(
         let info = check_hello(resp, candidate)?;
         tracing::debug!(socket = %candidate.path.display(), origin = %candidate.origin, "connected to the meter");
         for req in session.restore_requests() {
-            match exchange(&mut stream, buf, session, &req, timeout)? {
-                Response::Error(e) if e.kind == ErrorKind::NoSuchJob => {
-                    if let Request::Reattach { job } = req {
-                        tracing::warn!(job, "the daemon no longer knows this job; forgetting it");
-                        session.forget(job);
-                    }
-                }
-                Response::Error(e) => return Err(ClientError::Daemon(e)),
-                _ => {}
-            }
+            let resp = exchange(&mut stream, buf, session, &req, timeout)?;
+            session.apply_restore_answer(&req, resp)?;
         }
         return Ok((stream, info));
     }

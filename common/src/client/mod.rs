@@ -21,7 +21,7 @@ pub use blocking::Client;
 
 use crate::codec::CodecError;
 use crate::paths::{self, SocketCandidate};
-use crate::protocol::{JobId, JobReading, ProtoError, Reading, Request, Response};
+use crate::protocol::{ErrorKind, JobId, JobReading, ProtoError, Reading, Request, Response};
 
 /// How a client connects and how patient it is.
 #[derive(Debug, Clone)]
@@ -284,6 +284,26 @@ impl Session {
             out.push(Request::Subscribe { job, period_ms });
         }
         out
+    }
+
+    /// Applies the daemon's answer to one of [`Session::restore_requests`]: a job the daemon no
+    /// longer knows is forgotten with a warning; any other error ends the reconnection.
+    pub fn apply_restore_answer(
+        &mut self,
+        req: &Request,
+        resp: Response,
+    ) -> Result<(), ClientError> {
+        match resp {
+            Response::Error(e) if e.kind == ErrorKind::NoSuchJob => {
+                if let Request::Reattach { job } = *req {
+                    tracing::warn!(job, "the daemon no longer knows this job; forgetting it");
+                    self.forget(job);
+                }
+                Ok(())
+            }
+            Response::Error(e) => Err(ClientError::Daemon(e)),
+            _ => Ok(()),
+        }
     }
 }
 
