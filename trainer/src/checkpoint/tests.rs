@@ -18,6 +18,7 @@ fn shipped(name: &str) -> PathBuf {
 }
 
 fn model(kind: GnnKind, emb_dim: i64) -> VarStore {
+    let _rng = crate::test_support::torch_rng();
     let vs = VarStore::new(Device::Cpu);
     Gnn::new(
         &vs.root(),

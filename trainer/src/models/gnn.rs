@@ -338,6 +338,7 @@ mod tests {
 
     #[test]
     fn cpu_dropout_keeps_the_expected_share_and_is_seeded() {
+        let _rng = crate::test_support::torch_rng();
         let x = Tensor::ones([1000, 300], (Kind::Float, tch::Device::Cpu));
         tch::manual_seed(3);
         let a = dropout(&x, 0.5).unwrap();

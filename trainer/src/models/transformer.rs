@@ -633,6 +633,7 @@ mod tests {
 
     #[test]
     fn small_model_runs_and_pools() {
+        let _rng = crate::test_support::torch_rng();
         let mut cfg = TransformerConfig::small(12, 0);
         cfg.hidden_size = 16;
         cfg.num_attention_heads = 4;
