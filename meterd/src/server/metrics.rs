@@ -80,6 +80,16 @@ fn co2_counters(
     Ok(())
 }
 
+/// Writes one unlabelled metric (a constant counter or gauge) under its descriptor.
+fn single_metric(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = self.rx.borrow().clone();
@@ -90,20 +100,18 @@ impl Collector for SnapshotCollector {
             "Energy of the machine per domain since the meter's state began.",
             &machine,
         )?;
-        let co2 = ConstCounter::new(snap.machine.grams_co2);
-        co2.encode(encoder.encode_descriptor(
+        single_metric(
+            &mut encoder,
             "anges_machine_co2_grams",
             "CO2-eq of the machine, grams.",
-            None,
-            co2.metric_type(),
-        )?)?;
-        let intensity = ConstGauge::new(snap.machine.intensity_g_per_kwh);
-        intensity.encode(encoder.encode_descriptor(
+            ConstCounter::new(snap.machine.grams_co2),
+        )?;
+        single_metric(
+            &mut encoder,
             "anges_carbon_intensity_grams_per_kwh",
             "Grid carbon intensity used for the latest interval, gCO2eq/kWh.",
-            None,
-            intensity.metric_type(),
-        )?)?;
+            ConstGauge::new(snap.machine.intensity_g_per_kwh),
+        )?;
         let mut jobs: Vec<_> = snap.jobs.values().collect();
         jobs.sort_by_key(|j| j.meta.id);
         let rows: Vec<(Labels, &Totals)> = jobs
@@ -129,20 +137,18 @@ impl Collector for SnapshotCollector {
             "CO2-eq attributed to each registered job, grams.",
             &rows,
         )?;
-        let ticks = ConstCounter::new(snap.health.ticks);
-        ticks.encode(encoder.encode_descriptor(
+        single_metric(
+            &mut encoder,
             "anges_sampler_ticks",
             "Sampling intervals completed.",
-            None,
-            ticks.metric_type(),
-        )?)?;
-        let errors = ConstCounter::new(snap.health.read_errors);
-        errors.encode(encoder.encode_descriptor(
+            ConstCounter::new(snap.health.ticks),
+        )?;
+        single_metric(
+            &mut encoder,
             "anges_sampler_read_errors",
             "Sensor read errors.",
-            None,
-            errors.metric_type(),
-        )?)?;
+            ConstCounter::new(snap.health.read_errors),
+        )?;
         Ok(())
     }
 }
