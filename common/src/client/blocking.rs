@@ -5,8 +5,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::{
-    ClientConfig, ClientError, DaemonInfo, Session, Update, check_hello, expect_job, expect_jobs,
-    expect_machine, expect_subscribed, expect_unregistered, hello, is_idempotent,
+    ClientConfig, ClientError, DaemonInfo, Session, Update, after_failure, check_hello, expect_job,
+    expect_jobs, expect_machine, expect_subscribed, expect_unregistered, hello,
 };
 use crate::codec::{self, CodecError, MAX_FRAME};
 use crate::protocol::{JobId, JobReading, JobTarget, Reading, Request, Response};
@@ -179,19 +179,14 @@ impl Client {
                 self.cfg.request_timeout,
             ) {
                 Ok(resp) => return extract(resp),
-                Err(e) if e.is_connection_lost() => {
-                    self.stream = None;
-                    if !is_idempotent(&req) {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, "connection to the meter lost; reconnecting");
-                }
                 Err(e) => {
-                    // A timeout leaves a late answer in flight: start over on a new connection.
-                    if matches!(e, ClientError::Timeout(_)) {
+                    let (drop_connection, fail) = after_failure(&req, e);
+                    if drop_connection {
                         self.stream = None;
                     }
-                    return Err(e);
+                    if let Some(e) = fail {
+                        return Err(e);
+                    }
                 }
             }
         }

@@ -139,6 +139,21 @@ pub(crate) fn is_idempotent(req: &Request) -> bool {
     !matches!(req, Request::RegisterJob { .. })
 }
 
+/// What a failed exchange of `req` means for both clients: whether the connection must be
+/// dropped (it was lost, or a timeout left a late answer in flight), and the error to return, or
+/// `None` when the request is idempotent and may be retried on a new connection.
+pub(crate) fn after_failure(req: &Request, e: ClientError) -> (bool, Option<ClientError>) {
+    if e.is_connection_lost() {
+        if !is_idempotent(req) {
+            return (true, Some(e));
+        }
+        tracing::warn!(error = %e, "connection to the meter lost; reconnecting");
+        return (true, None);
+    }
+    let late_answer_in_flight = matches!(e, ClientError::Timeout(_));
+    (late_answer_in_flight, Some(e))
+}
+
 /// The handshake frame.
 pub(crate) fn hello() -> Request {
     Request::Hello {
