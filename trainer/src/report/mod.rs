@@ -1,0 +1,207 @@
+//! Reports of a trade-off study: what `anges-train study` shows and writes.
+//!
+//! Input: a [`StudyReport`] (the runs of every policy and seed, and the β-grid frontier obtained by
+//! replaying the full runs). Output, in a folder: the terminal table, `study.csv`, `study.json`,
+//! the plots (`curve.{png,svg}`: validation metric vs cumulative CO2 with each stop marked;
+//! `frontier.{png,svg}`: %ΔPerf vs %ΔEmiss over the β grid), and a self-contained `report.html`
+//! plus `report.md`.
+//!
+//! Layout: `aggregate` (mean ± std over seeds), `table` (the terminal table and
+//! the cells the documents reuse), `files` (JSON and CSV), `font` (the plots' font), `chart`
+//! (one backend-generic drawing function), `plots` (the two plots' contents), `document`
+//! (Markdown and HTML), `write` ([`write_all`]), `error` ([`ReportError`]).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Metric;
+
+mod aggregate;
+mod chart;
+mod document;
+mod error;
+mod files;
+mod font;
+mod plots;
+mod table;
+mod write;
+
+pub use aggregate::{AggregateRow, aggregate};
+pub use chart::{PLOT_HEIGHT, PLOT_WIDTH};
+pub use error::ReportError;
+pub use files::StudyCsvRow;
+pub use font::{FONT_ENV, font_available, font_path};
+pub use plots::{curve_caption, frontier_caption};
+pub use table::table;
+pub use write::{ReportFiles, write_all};
+
+/// The display name of `metric` (`ROC-AUC`, `PRC-AUC`, `RMSE`, `MAE`).
+pub fn metric_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::RocAuc => "ROC-AUC",
+        Metric::PrcAuc => "PRC-AUC",
+        Metric::Rmse => "RMSE",
+        Metric::Mae => "MAE",
+    }
+}
+
+/// One epoch of a run, as the plots need it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochPoint {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Validation metric after the epoch (`None`: could not be computed).
+    pub valid: Option<f64>,
+    /// Test metric after the epoch.
+    pub test: Option<f64>,
+    /// Cumulative CO2-eq of the run after the epoch, grams.
+    pub co2_g: f64,
+    /// Cumulative energy of the run after the epoch, joules.
+    pub energy_j: f64,
+}
+
+/// One fine-tuning run of the study (one policy, one seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyRun {
+    /// Policy label: `full`, `patience`, `anges`, `molpeg-0.5`, `random-0.5`, `anges+molpeg-0.5`…
+    pub label: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Per-epoch trajectory.
+    pub epochs: Vec<EpochPoint>,
+    /// Last epoch trained (where the policy stopped, or the maximum).
+    pub stop_epoch: usize,
+    /// Epoch of the best validation metric (the weights the run delivers).
+    pub best_epoch: usize,
+    /// Test metric of the delivered model (best-validation weights up to the stop).
+    pub test_metric: Option<f64>,
+    /// Test metric of the weights at the stop epoch.
+    pub test_at_stop: Option<f64>,
+    /// Energy of the run's epochs, joules.
+    pub energy_j: f64,
+    /// CO2-eq of the run's epochs, grams.
+    pub co2_g: f64,
+    /// Wall-clock seconds of the run.
+    pub wall_s: f64,
+    /// `true` when every reading came from a hardware counter.
+    pub measured: bool,
+    /// %ΔPerf against the full run of the same seed (`None` for the full run itself, or when a
+    /// metric is missing).
+    pub delta_perf_pct: Option<f64>,
+    /// %ΔEmiss against the full run of the same seed.
+    pub delta_emiss_pct: Option<f64>,
+}
+
+impl StudyRun {
+    /// Energy in kWh.
+    pub fn kwh(&self) -> f64 {
+        self.energy_j / 3.6e6
+    }
+}
+
+/// One point of the frontier: an AN-GES parameter set replayed on a logged full run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontierPoint {
+    /// Seed of the full run replayed.
+    pub seed: u64,
+    /// α of the replay.
+    pub alpha: f64,
+    /// β of the replay.
+    pub beta: f64,
+    /// Warm-up of the replay.
+    pub warmup: usize,
+    /// Epoch where the replayed rule stops (the full run's last epoch when it never fires).
+    pub stop_epoch: usize,
+    /// %ΔPerf of the replayed stop against the full run.
+    pub delta_perf_pct: Option<f64>,
+    /// %ΔEmiss of the replayed stop against the full run.
+    pub delta_emiss_pct: Option<f64>,
+}
+
+/// Everything a study report shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyReport {
+    /// Dataset name.
+    pub dataset: String,
+    /// Model family (`gin`, `gcn`, `transformer`).
+    pub model: String,
+    /// The metric compared (validation selects, test reports).
+    pub metric: Metric,
+    /// Seeds run.
+    pub seeds: Vec<u64>,
+    /// The exact command line that produced the study.
+    pub command: String,
+    /// Where the energy came from (e.g. `daemon (measured)`, `local (estimated)`).
+    pub meter: String,
+    /// Every run, all seeds.
+    pub runs: Vec<StudyRun>,
+    /// The replayed β grid.
+    pub frontier: Vec<FrontierPoint>,
+}
+
+/// Builders of synthetic reports for the unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// A run of `label` and `seed` that trained `stop` epochs (validation rising towards 0.8,
+    /// CO2 growing linearly to `co2_g`), delivering `test`.
+    pub(crate) fn run(
+        label: &str,
+        seed: u64,
+        stop: usize,
+        test: Option<f64>,
+        energy_j: f64,
+        co2_g: f64,
+        wall_s: f64,
+    ) -> StudyRun {
+        let epochs = (1..=stop)
+            .map(|e| EpochPoint {
+                epoch: e,
+                valid: Some(0.8 - 0.3 / e as f64),
+                test: Some(0.78 - 0.3 / e as f64),
+                co2_g: co2_g * e as f64 / stop as f64,
+                energy_j: energy_j * e as f64 / stop as f64,
+            })
+            .collect();
+        StudyRun {
+            label: label.to_owned(),
+            seed,
+            run_dir: PathBuf::from(format!("runs/{label}-{seed}")),
+            epochs,
+            stop_epoch: stop,
+            best_epoch: stop,
+            test_metric: test,
+            test_at_stop: test,
+            energy_j,
+            co2_g,
+            wall_s,
+            measured: false,
+            delta_perf_pct: None,
+            delta_emiss_pct: None,
+        }
+    }
+
+    /// A BBBP / gin / ROC-AUC report of `runs` (seeds in order of appearance, no frontier).
+    pub(crate) fn report(runs: Vec<StudyRun>) -> StudyReport {
+        let mut seeds = Vec::new();
+        for r in &runs {
+            if !seeds.contains(&r.seed) {
+                seeds.push(r.seed);
+            }
+        }
+        StudyReport {
+            dataset: "BBBP".to_owned(),
+            model: "gin".to_owned(),
+            metric: Metric::RocAuc,
+            seeds,
+            command: "anges-train study --dataset bbbp".to_owned(),
+            meter: "local (estimated)".to_owned(),
+            runs,
+            frontier: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The aggregated table (one row per policy label, mean ± std over seeds) as cells, and its
+//! terminal rendering [`table`]. The Markdown and HTML reports render the same cells.
+
+use super::aggregate::{AggregateRow, aggregate};
+use super::{StudyReport, metric_name};
+
+/// The aggregated table as text cells: a header and one row per label.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cells {
+    /// Column titles.
+    pub(crate) header: Vec<String>,
+    /// One row of cells per label, as many as `header`.
+    pub(crate) rows: Vec<Vec<String>>,
+    /// Whether each column is numeric (right-aligned).
+    pub(crate) numeric: Vec<bool>,
+}
+
+/// The cells of the aggregated table of `report`.
+pub(crate) fn cells(report: &StudyReport) -> Cells {
+    let header = [
+        "label".to_owned(),
+        "runs".to_owned(),
+        "epochs".to_owned(),
+        format!("test {}", metric_name(report.metric)),
+        "%ΔPerf".to_owned(),
+        "%ΔEmiss".to_owned(),
+        "kWh".to_owned(),
+        "g CO2-eq".to_owned(),
+        "wall s".to_owned(),
+    ];
+    let rows = aggregate(report).iter().map(row_cells).collect();
+    let mut numeric = vec![true; header.len()];
+    numeric[0] = false;
+    Cells {
+        header: header.to_vec(),
+        rows,
+        numeric,
+    }
+}
+
+/// The cells of the per-run table of `report` (every run, all seeds).
+pub(crate) fn run_cells(report: &StudyReport) -> Cells {
+    let header = [
+        "label".to_owned(),
+        "seed".to_owned(),
+        "stop".to_owned(),
+        "best".to_owned(),
+        format!("test {}", metric_name(report.metric)),
+        "test at stop".to_owned(),
+        "%ΔPerf".to_owned(),
+        "%ΔEmiss".to_owned(),
+        "kWh".to_owned(),
+        "g CO2-eq".to_owned(),
+        "wall s".to_owned(),
+        "measured".to_owned(),
+    ];
+    let rows = report
+        .runs
+        .iter()
+        .map(|r| {
+            let sig = |x: f64| stat(Some(x), None, None, false, false);
+            vec![
+                r.label.clone(),
+                r.seed.to_string(),
+                r.stop_epoch.to_string(),
+                r.best_epoch.to_string(),
+                value(r.test_metric, 4, false),
+                value(r.test_at_stop, 4, false),
+                value(r.delta_perf_pct, 2, true),
+                value(r.delta_emiss_pct, 1, true),
+                sig(r.kwh()),
+                sig(r.co2_g),
+                value(Some(r.wall_s), 1, false),
+                if r.measured { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let mut numeric = vec![true; header.len()];
+    numeric[0] = false;
+    numeric[11] = false;
+    Cells {
+        header: header.to_vec(),
+        rows,
+        numeric,
+    }
+}
+
+/// The cells of the replayed β grid of `report`.
+pub(crate) fn frontier_cells(report: &StudyReport) -> Cells {
+    let header = ["seed", "α", "β", "warm-up", "stop", "%ΔPerf", "%ΔEmiss"];
+    let rows = report
+        .frontier
+        .iter()
+        .map(|p| {
+            vec![
+                p.seed.to_string(),
+                format!("{}", p.alpha),
+                format!("{}", p.beta),
+                p.warmup.to_string(),
+                p.stop_epoch.to_string(),
+                value(p.delta_perf_pct, 2, true),
+                value(p.delta_emiss_pct, 1, true),
+            ]
+        })
+        .collect();
+    Cells {
+        header: header.iter().map(|h| (*h).to_owned()).collect(),
+        rows,
+        numeric: vec![true; header.len()],
+    }
+}
+
+/// The cells of one aggregated row.
+fn row_cells(row: &AggregateRow) -> Vec<String> {
+    let spread = row.runs > 1;
+    let fixed = |mean: Option<f64>, std: Option<f64>, decimals: usize, signed: bool| {
+        stat(mean, std, Some(decimals), signed, spread)
+    };
+    vec![
+        row.label.clone(),
+        row.runs.to_string(),
+        fixed(
+            Some(row.stop_epoch_mean),
+            Some(row.stop_epoch_std),
+            1,
+            false,
+        ),
+        fixed(row.test_metric_mean, row.test_metric_std, 4, false),
+        fixed(row.delta_perf_pct_mean, row.delta_perf_pct_std, 2, true),
+        fixed(row.delta_emiss_pct_mean, row.delta_emiss_pct_std, 1, true),
+        stat(Some(row.kwh_mean), Some(row.kwh_std), None, false, spread),
+        stat(
+            Some(row.co2_g_mean),
+            Some(row.co2_g_std),
+            None,
+            false,
+            spread,
+        ),
+        fixed(Some(row.wall_s_mean), Some(row.wall_s_std), 1, false),
+    ]
+}
+
+/// `mean ± std` (or `mean` alone without `spread`), `-` when the mean is missing or not finite.
+/// `decimals: None` picks three significant digits from the mean.
+pub(crate) fn stat(
+    mean: Option<f64>,
+    std: Option<f64>,
+    decimals: Option<usize>,
+    signed: bool,
+    spread: bool,
+) -> String {
+    let Some(mean) = mean.filter(|m| m.is_finite()) else {
+        return "-".to_owned();
+    };
+    let decimals = decimals.unwrap_or_else(|| significant_decimals(mean, 3));
+    let mut text = if signed {
+        format!("{mean:+.decimals$}")
+    } else {
+        format!("{mean:.decimals$}")
+    };
+    if let Some(std) = std.filter(|s| spread && s.is_finite()) {
+        text.push_str(&format!(" ± {std:.decimals$}"));
+    }
+    text
+}
+
+/// A single optional figure with fixed decimals, `-` when missing or not finite.
+pub(crate) fn value(x: Option<f64>, decimals: usize, signed: bool) -> String {
+    stat(x, None, Some(decimals), signed, false)
+}
+
+/// The number of decimals that shows `x` with `digits` significant digits (at most 8).
+pub(crate) fn significant_decimals(x: f64, digits: i32) -> usize {
+    if x == 0.0 || !x.is_finite() {
+        return 2;
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    (digits - 1 - magnitude).clamp(0, 8) as usize
+}
+
+/// The terminal table (aggregated over seeds: label, epochs, test metric, %ΔPerf, %ΔEmiss, kWh,
+/// g CO2-eq, wall s), as a String with aligned columns.
+///
+/// Each figure is `mean ± sample std` over the seeds of the label (the mean alone with one seed);
+/// `-` marks a missing figure (e.g. the deltas of the full run).
+pub fn table(report: &StudyReport) -> String {
+    let cells = cells(report);
+    let widths: Vec<usize> = (0..cells.header.len())
+        .map(|c| {
+            std::iter::once(&cells.header[c])
+                .chain(cells.rows.iter().map(|r| &r[c]))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |row: &[String]| {
+        let parts: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .zip(&cells.numeric)
+            .map(|((text, &w), &numeric)| {
+                if numeric {
+                    format!("{text:>w$}")
+                } else {
+                    format!("{text:<w$}")
+                }
+            })
+            .collect();
+        parts.join("  ").trim_end().to_owned()
+    };
+    let mut out = line(&cells.header);
+    out.push('\n');
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    out.push_str(&rule.join("  "));
+    out.push('\n');
+    for row in &cells.rows {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::test_support::{report, run};
+
+    fn two_seed_report() -> StudyReport {
+        let mut a0 = run("anges", 0, 6, Some(0.80), 3.6e6, 10.0, 100.0);
+        let mut a1 = run("anges", 1, 8, Some(0.84), 7.2e6, 14.0, 120.0);
+        a0.delta_perf_pct = Some(-1.0);
+        a1.delta_perf_pct = Some(-3.0);
+        a0.delta_emiss_pct = Some(-40.0);
+        a1.delta_emiss_pct = Some(-20.0);
+        report(vec![
+            run("full", 0, 10, Some(0.81), 3.6e6, 20.0, 200.0),
+            a0,
+            run("full", 1, 10, Some(0.85), 3.6e6, 20.0, 200.0),
+            a1,
+        ])
+    }
+
+    #[test]
+    fn table_has_labels_and_hand_computed_figures() {
+        let text = table(&two_seed_report());
+        println!("{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "header, rule, two rows");
+        assert!(lines[0].contains("test ROC-AUC"));
+        assert!(lines[2].starts_with("full "));
+        assert!(lines[3].starts_with("anges "));
+        // anges: test 0.80 / 0.84 → 0.8200 ± 0.0283; %ΔEmiss −40 / −20 → −30.0 ± 14.1;
+        // stop 6 / 8 → 7.0 ± 1.4; CO2 10 / 14 g → 12.0 ± 2.8.
+        assert!(lines[3].contains("0.8200 ± 0.0283"), "{}", lines[3]);
+        assert!(lines[3].contains("-30.0 ± 14.1"), "{}", lines[3]);
+        assert!(lines[3].contains("-2.00 ± 1.41"), "{}", lines[3]);
+        assert!(lines[3].contains("7.0 ± 1.4"), "{}", lines[3]);
+        assert!(lines[3].contains("12.0 ± 2.8 "), "{}", lines[3]);
+        // kWh: 1 and 2 → 1.50 ± 0.71.
+        assert!(lines[3].contains("1.50 ± 0.71"), "{}", lines[3]);
+        // The full run has no deltas.
+        assert!(lines[2].contains(" - "), "{}", lines[2]);
+    }
+
+    #[test]
+    fn columns_are_aligned() {
+        let text = table(&two_seed_report());
+        let widths: Vec<usize> = text.lines().map(|l| l.chars().count()).collect();
+        // Every row ends with the right-aligned wall-clock column: same width.
+        assert!(widths.iter().all(|&w| w == widths[0]), "{widths:?}\n{text}");
+    }
+
+    #[test]
+    fn single_seed_shows_means_only() {
+        let text = table(&report(vec![run(
+            "full",
+            0,
+            10,
+            Some(0.9),
+            3.6e6,
+            2.0,
+            3.0,
+        )]));
+        assert!(!text.contains('±'), "{text}");
+        assert!(text.contains("0.9000"), "{text}");
+    }
+
+    #[test]
+    fn significant_digits() {
+        assert_eq!(significant_decimals(0.00251, 3), 5);
+        assert_eq!(significant_decimals(12.0, 3), 1);
+        assert_eq!(significant_decimals(1234.0, 3), 0);
+        assert_eq!(stat(Some(f64::NAN), Some(1.0), Some(2), false, true), "-");
+        assert_eq!(value(Some(1.5), 1, true), "+1.5");
+    }
+}
