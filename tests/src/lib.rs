@@ -71,3 +71,181 @@ pub fn shared_dir() -> PathBuf {
         .unwrap_or(Path::new(".."))
         .join("shared")
 }
+
+/// Failure of a fixture or of a daemon started for a test.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    /// The binary could not be found or built.
+    #[error(transparent)]
+    Locate(#[from] LocateError),
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon did not listen on its socket in time.
+    #[error("anges-meterd never listened on {0}")]
+    NeverListened(PathBuf),
+    /// The daemon did not exit cleanly when asked to.
+    #[error("anges-meterd exited with {0}")]
+    BadExit(std::process::ExitStatus),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> FixtureError {
+    let what = what.into();
+    move |source| FixtureError::Io { what, source }
+}
+
+/// A sysfs/procfs tree for `anges-meterd --sysfs-root`: one powercap package zone
+/// (`sys/class/powercap/intel-rapl:0`, range 262143328850 µJ) whose counter the test sets, and
+/// the real `/proc` linked in (so that jobs are real processes).
+#[derive(Debug)]
+pub struct PowercapFixture {
+    root: PathBuf,
+}
+
+impl PowercapFixture {
+    /// Creates the tree under `dir` with the counter at 1 000 000 µJ.
+    pub fn new(dir: &Path) -> Result<PowercapFixture, FixtureError> {
+        let zone = dir.join("sys/class/powercap/intel-rapl:0");
+        std::fs::create_dir_all(&zone).map_err(io_err(zone.display().to_string()))?;
+        std::fs::write(zone.join("name"), "package-0\n").map_err(io_err("zone name"))?;
+        std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n")
+            .map_err(io_err("zone range"))?;
+        std::os::unix::fs::symlink("/proc", dir.join("proc")).map_err(io_err("link /proc"))?;
+        let f = PowercapFixture {
+            root: dir.to_owned(),
+        };
+        f.set_uj(1_000_000)?;
+        Ok(f)
+    }
+
+    /// The tree's root (the daemon's `--sysfs-root`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Sets the package counter to `uj` microjoules.
+    pub fn set_uj(&self, uj: u64) -> Result<(), FixtureError> {
+        let path = self.root.join("sys/class/powercap/intel-rapl:0/energy_uj");
+        // The daemon keeps the counter open and re-reads it (as it does on real sysfs), so the
+        // file is rewritten in place, never replaced; a fixed width with one write(2) keeps every
+        // read whole.
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(path.display().to_string()))?;
+        file.write_all(format!("{uj:020}\n").as_bytes())
+            .map_err(io_err(path.display().to_string()))
+    }
+}
+
+/// A real `anges-meterd --user` reading a [`PowercapFixture`], with its home, config, state and
+/// runtime folders under one test folder; killed when dropped.
+#[derive(Debug)]
+pub struct MeterDaemon {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl MeterDaemon {
+    /// Starts the daemon with `HOME=home` (`XDG_CONFIG_HOME=home/config`, `XDG_STATE_HOME=
+    /// home/state`, `XDG_RUNTIME_DIR=home/run`) on the fixture tree `sysfs`: powercap sensor, no
+    /// GPU, no D-Bus, 200 Hz sampling, 20 ms publications, 100 g/kWh; `extra` flags are appended.
+    /// Waits until the socket accepts connections.
+    pub fn start(home: &Path, sysfs: &Path, extra: &[&str]) -> Result<MeterDaemon, FixtureError> {
+        let bin = binary("anges-meterd", "anges-meterd")?;
+        let run = home.join("run");
+        std::fs::create_dir_all(&run).map_err(io_err(run.display().to_string()))?;
+        let child = Command::new(bin)
+            .args([
+                "--user",
+                "--no-dbus",
+                "--sensor",
+                "powercap",
+                "--gpus",
+                "none",
+                "--rate-hz",
+                "200",
+                "--publish-interval-ms",
+                "20",
+                "--intensity",
+                "100",
+            ])
+            .arg("--sysfs-root")
+            .arg(sysfs)
+            .args(extra)
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env("XDG_RUNTIME_DIR", &run)
+            .env_remove("ANGES_METER_SOCKET")
+            .env("ANGES_LOG", "info")
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .map_err(io_err("spawn anges-meterd"))?;
+        let mut daemon = MeterDaemon {
+            child,
+            socket: run.join("anges/meterd.sock"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&daemon.socket).is_err() {
+            let exited = daemon.child.try_wait().ok().flatten();
+            if exited.is_some() || std::time::Instant::now() >= deadline {
+                return Err(FixtureError::NeverListened(daemon.socket.clone()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(daemon)
+    }
+
+    /// The daemon's socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM and a clean exit (totals persisted).
+    pub fn stop(mut self) -> Result<(), FixtureError> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .map_err(io_err("kill -TERM"))?;
+        if !status.success() {
+            return Err(FixtureError::BadExit(status));
+        }
+        let status = self.child.wait().map_err(io_err("wait for anges-meterd"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(FixtureError::BadExit(status))
+        }
+    }
+
+    /// SIGKILL (nothing persisted since the last periodic save), and reaps the process.
+    pub fn kill(mut self) -> Result<(), FixtureError> {
+        self.child.kill().map_err(io_err("kill anges-meterd"))?;
+        self.child
+            .wait()
+            .map_err(io_err("wait for anges-meterd"))
+            .map(drop)
+    }
+}
+
+impl Drop for MeterDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -6,69 +6,18 @@
 //! counted twice.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anges_common::client::{Client, ClientConfig};
 use anges_common::protocol::{JobId, JobTarget};
+use anges_e2e::{MeterDaemon, PowercapFixture};
 
-/// The daemon under test, killed if a test fails half-way.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(home: &Path, sysfs: &Path) -> (Daemon, PathBuf) {
-        let bin = anges_e2e::binary("anges-meterd", "anges-meterd").expect("anges-meterd");
-        let run = home.join("run");
-        std::fs::create_dir_all(&run).unwrap();
-        let child = Command::new(bin)
-            .args([
-                "--user",
-                "--no-dbus",
-                "--sensor",
-                "powercap",
-                "--gpus",
-                "none",
-                "--rate-hz",
-                "200",
-                "--publish-interval-ms",
-                "20",
-                "--intensity",
-                "100",
-            ])
-            .arg("--sysfs-root")
-            .arg(sysfs)
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_STATE_HOME", home.join("state"))
-            .env("XDG_RUNTIME_DIR", &run)
-            .env_remove("ANGES_METER_SOCKET")
-            .env("ANGES_LOG", "info")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn anges-meterd");
-        let socket = run.join("anges/meterd.sock");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "the daemon never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (Daemon(child), socket)
-    }
-
-    /// SIGTERM and a clean exit (totals persisted).
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's PID.
-        assert_eq!(unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) }, 0);
-        let status = self.0.wait().unwrap();
-        assert!(status.success(), "daemon exit {status:?}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The daemon under test (killed if a test fails half-way) and its socket.
+fn start_daemon(home: &Path, sysfs: &Path) -> (MeterDaemon, PathBuf) {
+    let daemon = MeterDaemon::start(home, sysfs, &[]).expect("start anges-meterd");
+    let socket = daemon.socket().to_owned();
+    (daemon, socket)
 }
 
 /// A child process that burns CPU (`busy`) or sleeps, killed on drop.
@@ -106,41 +55,6 @@ fn joules(client: &mut Client, job: JobId) -> f64 {
         .joules()
 }
 
-/// A powercap tree with one package zone whose counter the test sets, and the real `/proc`.
-struct Fixture {
-    root: PathBuf,
-}
-
-impl Fixture {
-    fn new(dir: &Path) -> Fixture {
-        let zone = dir.join("sys/class/powercap/intel-rapl:0");
-        std::fs::create_dir_all(&zone).unwrap();
-        std::fs::write(zone.join("name"), "package-0\n").unwrap();
-        std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
-        std::os::unix::fs::symlink("/proc", dir.join("proc")).unwrap();
-        let f = Fixture {
-            root: dir.to_owned(),
-        };
-        f.set_uj(1_000_000);
-        f
-    }
-
-    fn set_uj(&self, uj: u64) {
-        let path = self.root.join("sys/class/powercap/intel-rapl:0/energy_uj");
-        // The daemon keeps the counter open and re-reads it (as it does on real sysfs), so the
-        // file is rewritten in place, never replaced; a fixed width with one write(2) keeps every
-        // read whole.
-        use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .unwrap();
-        file.write_all(format!("{uj:020}\n").as_bytes()).unwrap();
-    }
-}
-
 /// Polls the machine total until it equals `want` joules (the daemon re-reads the counter at its
 /// sampling rate); panics with the last figure after a few seconds.
 fn await_machine_joules(client: &mut Client, want: f64) -> f64 {
@@ -165,8 +79,8 @@ fn await_machine_joules(client: &mut Client, want: f64) -> f64 {
 #[test]
 fn three_clients_meter_their_jobs_across_a_daemon_restart() {
     let home = tempfile::tempdir().unwrap();
-    let fixture = Fixture::new(&home.path().join("sysfs"));
-    let (daemon, socket) = Daemon::start(home.path(), &fixture.root);
+    let fixture = PowercapFixture::new(&home.path().join("sysfs")).expect("fixture tree");
+    let (daemon, socket) = start_daemon(home.path(), fixture.root());
     let workers = [
         Worker::spawn(true),
         Worker::spawn(true),
@@ -191,7 +105,7 @@ fn three_clients_meter_their_jobs_across_a_daemon_restart() {
     // 5 J, injected in steps while the three processes run.
     for step in 1..=10 {
         std::thread::sleep(Duration::from_millis(150));
-        fixture.set_uj(1_000_000 + step * 500_000);
+        fixture.set_uj(1_000_000 + step * 500_000).unwrap();
     }
     let machine_before = await_machine_joules(&mut clients[0], 5.0);
     let before: Vec<f64> = (0..3).map(|i| joules(&mut clients[i], ids[i])).collect();
@@ -210,13 +124,13 @@ fn three_clients_meter_their_jobs_across_a_daemon_restart() {
     // Jobs are visible per uid, not per connection: all three belong to this test's uid.
     assert_eq!(clients[2].jobs().unwrap().len(), 3);
 
-    daemon.stop();
+    daemon.stop().expect("clean stop");
     // Energy spent while no daemon runs cannot be known; the restarted one starts from here.
-    fixture.set_uj(7_000_000);
-    let (daemon, _) = Daemon::start(home.path(), &fixture.root);
+    fixture.set_uj(7_000_000).unwrap();
+    let (daemon, _) = start_daemon(home.path(), fixture.root());
     for step in 1..=6 {
         std::thread::sleep(Duration::from_millis(150));
-        fixture.set_uj(7_000_000 + step * 500_000);
+        fixture.set_uj(7_000_000 + step * 500_000).unwrap();
     }
 
     // Same clients, same job ids: each reconnects and re-attaches on its own. The machine total
@@ -243,5 +157,5 @@ fn three_clients_meter_their_jobs_across_a_daemon_restart() {
         clients[0].job(ids[0], false).is_err(),
         "an unregistered job is gone"
     );
-    daemon.stop();
+    daemon.stop().expect("clean stop");
 }
