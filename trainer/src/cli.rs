@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::policy::AngesOrder;
 use crate::runtime::DeviceChoice;
 
 /// Emission-aware fine-tuning of pre-trained molecular models.
@@ -239,6 +240,15 @@ pub struct StopArgs {
     #[arg(long, default_value_t = 1e-3)]
     pub ema_init: f64,
 
+    /// AN-GES variant: update the EMA then compare (Algorithm 1 as written), or compare with
+    /// the previous EMA then update.
+    #[arg(long, value_enum, default_value_t = AngesOrder::UpdateThenCompare)]
+    pub anges_order: AngesOrder,
+
+    /// AN-GES variant: stop only after K triggering epochs in a row (1 = the literal rule).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub anges_consecutive: usize,
+
     /// Patience (epochs without validation improvement) for --stop patience.
     #[arg(long, default_value_t = 10)]
     pub patience: usize,
@@ -330,7 +340,7 @@ pub struct PretrainArgs {
 /// `anges-train replay`.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
-    /// Run directory of a logged run (its epochs.jsonl).
+    /// Run directory of a logged run (its epochs.jsonl, summary.json or config.json).
     #[arg(value_name = "RUN_DIR")]
     pub run_dir: PathBuf,
 
@@ -338,33 +348,78 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value_t = StopPolicy::Anges)]
     pub stop: StopPolicy,
 
-    /// Grid of β values (comma-separated).
+    /// Grid of AN-GES β values (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "0.2")]
     pub beta: Vec<f64>,
 
-    /// Grid of α values (comma-separated).
+    /// Grid of AN-GES α values (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "0.9")]
     pub alpha: Vec<f64>,
 
-    /// Grid of warm-up lengths (comma-separated).
+    /// Grid of AN-GES warm-up lengths (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "5")]
     pub warmup: Vec<usize>,
+
+    /// AN-GES initial EMA when the warm-up collected nothing.
+    #[arg(long, default_value_t = 1e-3)]
+    pub ema_init: f64,
+
+    /// AN-GES variant (see `anges-train --help`).
+    #[arg(long, value_enum, default_value_t = AngesOrder::UpdateThenCompare)]
+    pub anges_order: AngesOrder,
+
+    /// AN-GES variant: triggering epochs in a row needed to stop.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub anges_consecutive: usize,
+
+    /// Grid of patience values for --stop patience (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub patience: Vec<usize>,
+
+    /// Minimum validation improvement for --stop patience.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_delta: f64,
+
+    /// Print JSON (one object per grid point) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `anges-train study`.
+///
+/// Runs, per seed, on one split: the full fine-tuning (`--epochs`), the patience baseline
+/// (`--patience`), AN-GES live (`--alpha --beta --warmup …`) and MolPeg at each keep ratio, then
+/// replays the full run over the β grid. `--stop`, `--prune` and `--keep-ratio` are ignored: the
+/// study runs every policy itself.
 #[derive(Debug, Clone, Args)]
 pub struct StudyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub finetune: FinetuneArgs,
 
-    /// MolPeg keep ratios to include (comma-separated).
+    /// MolPeg keep ratios to include (comma-separated fractions KEPT; empty to skip MolPeg).
     #[arg(long, value_delimiter = ',', default_value = "0.5")]
     pub keep_ratios: Vec<f64>,
+
+    /// Also run dynamic random pruning at each keep ratio (the MolPeg baseline).
+    #[arg(long)]
+    pub with_random: bool,
+
+    /// Also run AN-GES combined with MolPeg at each keep ratio.
+    #[arg(long)]
+    pub combine: bool,
 
     /// Seeds to run and aggregate (mean ± std), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub seeds: Vec<u64>,
+
+    /// β grid replayed on each full run for the %ΔPerf/%ΔEmiss frontier (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.05,0.1,0.2,0.3,0.5,0.7,1.0"
+    )]
+    pub frontier_betas: Vec<f64>,
 }
 
 #[cfg(test)]

@@ -1,19 +1,25 @@
 //! `anges-train` as a library.
 //!
 //! The trainer's pipeline is `chem → data → models → training loop → green policies → reports`
-//! (see `docs/architecture.md`); each stage becomes a module here as its issue lands. Today the
-//! crate owns the command line ([`cli`]), the libtorch runtime probe ([`runtime`]), chemistry,
-//! datasets, featurisation, splits, the 2D models and their checkpoints, and the 2D fine-tuning
-//! loop ([`train`]).
+//! (see `docs/architecture.md`): the command line ([`cli`]), the libtorch runtime probe
+//! ([`runtime`]), chemistry ([`chem`]), datasets ([`data`]), featurisation ([`featurize`]),
+//! splits ([`split`]), the models and their checkpoints ([`models`], [`checkpoint`]), the
+//! fine-tuning loop with MolPeg pruning ([`train`]), the per-epoch meter readings
+//! ([`emissions`]), the stopping policies and their offline replay ([`policy`]), and the
+//! trade-off study ([`study`]) with its report ([`report`]).
 
 pub mod checkpoint;
 pub mod chem;
 pub mod cli;
 pub mod data;
+pub mod emissions;
 pub mod featurize;
 pub mod models;
+pub mod policy;
+pub mod report;
 pub mod runtime;
 pub mod split;
+pub mod study;
 pub mod train;
 
 /// Helpers shared by the crate's unit tests.

@@ -12,8 +12,30 @@ fn main() -> anyhow::Result<()> {
         .init();
 
     match cli.command {
-        Some(Command::Pretrain(_)) | Some(Command::Replay(_)) | Some(Command::Study(_)) => {
-            anyhow::bail!("this subcommand is not built yet (see the trainer issues)")
+        Some(Command::Pretrain(_)) => {
+            anyhow::bail!("`anges-train pretrain` is not built yet (see the trainer issues)")
+        }
+        Some(Command::Replay(args)) => {
+            let (run, outcomes) = anges_trainer::policy::replay::run_replay(&args)?;
+            if args.json {
+                for o in &outcomes {
+                    println!("{}", serde_json::to_string(o)?);
+                }
+            } else {
+                print!(
+                    "{}",
+                    anges_trainer::policy::replay::format_table(&run, &outcomes)
+                );
+            }
+            Ok(())
+        }
+        Some(Command::Study(args)) => {
+            tracing::info!("{}", anges_trainer::runtime::describe());
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let out = anges_trainer::study::run_study(&args, command)?;
+            print!("{}", anges_trainer::report::table(&out.report));
+            println!("study folder: {}", out.dir.display());
+            Ok(())
         }
         None => {
             tracing::info!("{}", anges_trainer::runtime::describe());

@@ -103,8 +103,8 @@ impl Standardizer {
     }
 }
 
-/// Mean squared error over present (non-NaN) standardised targets (0 when none is present).
-pub fn masked_mse(pred: &Tensor, target: &Tensor) -> Result<Tensor, ModelError> {
+/// Per-element squared error against the present (non-NaN) targets, and their mask.
+fn mse_elements(pred: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor), ModelError> {
     if pred.size() != target.size() {
         return Err(ModelError::Shape(format!(
             "predictions {:?} vs targets {:?}",
@@ -112,15 +112,27 @@ pub fn masked_mse(pred: &Tensor, target: &Tensor) -> Result<Tensor, ModelError> 
             target.size()
         )));
     }
-    let valid = target.f_isnan()?.f_logical_not()?;
+    let valid = target.f_isnan()?.f_logical_not()?.f_to_kind(pred.kind())?;
     let safe_target = target.f_nan_to_num(0.0, None, None)?;
-    let sq = pred
-        .f_sub(&safe_target)?
-        .f_square()?
-        .f_mul(&valid.f_to_kind(pred.kind())?)?;
+    let sq = pred.f_sub(&safe_target)?.f_square()?.f_mul(&valid)?;
+    Ok((sq, valid))
+}
+
+/// Mean squared error over present (non-NaN) standardised targets (0 when none is present).
+pub fn masked_mse(pred: &Tensor, target: &Tensor) -> Result<Tensor, ModelError> {
+    let (sq, valid) = mse_elements(pred, target)?;
     Ok(sq
         .f_sum(Kind::Float)?
         .f_div(&valid.f_sum(Kind::Float)?.f_clamp_min(1.0)?)?)
+}
+
+/// `[B]` per-sample squared error, averaged over each sample's present targets (MolPeg scores).
+pub fn masked_mse_per_sample(pred: &Tensor, target: &Tensor) -> Result<Tensor, ModelError> {
+    let (sq, valid) = mse_elements(pred, target)?;
+    let count = valid
+        .f_sum_dim_intlist(1, false, Kind::Float)?
+        .f_clamp_min(1.0)?;
+    Ok(sq.f_sum_dim_intlist(1, false, Kind::Float)?.f_div(&count)?)
 }
 
 #[cfg(test)]
@@ -149,6 +161,12 @@ mod tests {
         let z = st.transform(&y).unwrap();
         let loss = f64::try_from(masked_mse(&z.zeros_like(), &z).unwrap()).unwrap();
         assert!((loss - 2.0 / 3.0).abs() < 1e-6, "{loss}");
+        let per =
+            Vec::<f32>::try_from(masked_mse_per_sample(&z.zeros_like(), &z).unwrap()).unwrap();
+        assert!(
+            (per[0] - 1.0).abs() < 1e-6 && (per[1] - 0.5).abs() < 1e-6,
+            "{per:?}"
+        );
         let back = st.inverse(&z.nan_to_num(0.0, None, None)).unwrap();
         assert_eq!(Vec::<f32>::try_from(back.view([4])).unwrap()[2], 3.0);
     }

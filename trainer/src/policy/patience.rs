@@ -1,5 +1,5 @@
-//! Validation bookkeeping of the loop: which epoch is the best so far (model selection) and the
-//! classic patience rule (`--stop patience`, `--patience`, `--min-delta`).
+//! Validation bookkeeping shared by every policy: which epoch is the best so far (model
+//! selection) and the classic patience rule (`--stop patience`, `--patience`, `--min-delta`).
 //!
 //! The direction follows the dataset's first metric: higher is better for ROC-AUC/PRC-AUC,
 //! lower for RMSE/MAE. An epoch whose validation metric cannot be computed (e.g. a split with a

@@ -3,36 +3,38 @@
 //! [`run_finetune`]: load and featurise the dataset (optionally its first `--max-rows` rows),
 //! split it (or read `--split-file`), build the model with `tch::manual_seed(seed)`, load the
 //! pre-trained encoder (`--pretrained`, else the first `gin_*.pth`/`gcn_*.pth` of the model cache
-//! folder, else random initialisation with a loud warning), then per epoch: train on the
-//! training rows in a seeded shuffled order (Adam, or AdamW when `--weight-decay > 0`; gradient
-//! norm clipping when `--clip-grad > 0`), evaluate on valid and test, log the epoch, keep the
-//! best-validation weights in memory, and stop at `--epochs` or when the patience runs out.
-//! Writes `best.safetensors`, `final.safetensors` and `summary.json` at the end.
+//! folder, else random initialisation with a loud warning), register the run with the meter
+//! (`--meter`), then per epoch: choose the epoch's training rows (all, or those MolPeg or random
+//! pruning keeps), train on them in a seeded shuffled order (Adam, or AdamW when
+//! `--weight-decay > 0`; gradient norm clipping when `--clip-grad > 0`), evaluate on valid and
+//! test, take a fresh meter reading, let the policy (`--stop full|patience|anges`) decide, log
+//! the epoch, and keep the best-validation weights in memory. Writes `best.safetensors`,
+//! `final.safetensors` and `summary.json` at the end.
 //!
 //! Determinism: with the same seed and `--threads N` on the CPU, two runs give bit-identical
 //! metrics (libtorch's generator is process-global: do not run two fine-tunings at once in one
 //! process if they must be reproducible).
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tch::nn::{self, OptimizerConfig, VarStore};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::TrainError;
-use super::metrics::{self, EvalMetrics};
-use super::rundir::{EpochRecord, RowCounts, RunDir, Summary};
-use super::stopping::Patience;
+use super::epoch::{Ctx, PassOptions, Scoring, build_labels, evaluate, train_epoch};
+use super::prune::{Pruner, ReferenceModel};
+use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary};
+use super::seeded::shuffle;
 use crate::checkpoint::{self, CheckpointError, LoadOptions};
-use crate::cli::{FinetuneArgs, ModelKind, PruneMethod, StopPolicy};
+use crate::cli::{FinetuneArgs, MeterMode, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
+use crate::emissions::EpochMeter;
 use crate::featurize::GraphFeatures;
-use crate::models::loss::{Standardizer, masked_bce_with_logits, masked_mse};
 use crate::models::{Collator, Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
+use crate::policy::{Policy, PolicySpec};
 use crate::split::{self, Split};
 
 /// Drop reason of rows whose features the model's embedding tables cannot hold.
@@ -58,33 +60,11 @@ struct Resolved {
     trainer_version: &'static str,
 }
 
-/// Labels of every dataset row in the layout the loop needs.
-struct Labels {
-    /// Per row, the training targets: `−1/0/1` (classification) or standardised values with NaN
-    /// for missing (regression).
-    train: Vec<Vec<f32>>,
-    /// Per row, the evaluation targets: `−1/0/1`, or raw values (target units).
-    eval: Vec<Vec<f32>>,
-    /// Regression only: the training-set standardisation.
-    standardizer: Option<Standardizer>,
-}
-
-/// Everything one epoch needs, borrowed.
-struct Ctx<'a> {
-    gnn: &'a Gnn,
-    graphs: &'a [&'a GraphFeatures],
-    labels: &'a Labels,
-    task_type: TaskType,
-    num_tasks: usize,
-    batch_size: usize,
-    device: Device,
-}
-
 /// Runs one fine-tuning as `args` describe; returns its summary (also written to
 /// `summary.json` in the run directory).
 pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     let started = Instant::now();
-    check_supported(args)?;
+    let spec = check_supported(args)?;
     let Some(dataset_name) = args.data.dataset.clone() else {
         return Err(TrainError::Options(
             "--dataset is required (a MoleculeNet name such as bbbp, or a CSV file)".into(),
@@ -224,57 +204,137 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         device,
     };
     let mut collator = Collator::new();
-    let mut tracker = Patience::new(
-        args.stop.patience,
-        args.stop.min_delta,
-        metric.higher_is_better(),
-    );
-    let mut order = train_rows;
+    let mut pruner = Pruner::new(
+        args.prune.prune,
+        args.prune.keep_ratio,
+        train_rows.len(),
+        args.data.seed,
+    )?;
+    let reference_vs = VarStore::new(device);
+    let (reference_gnn, reference) = if args.prune.prune == PruneMethod::Molpeg {
+        let g = Gnn::new(&reference_vs.root(), gnn.config().clone())?;
+        let r = ReferenceModel::new(&reference_vs, &vs, args.prune.ema_beta)?;
+        (Some(g), Some(r))
+    } else {
+        (None, None)
+    };
+    let mut train_index = vec![usize::MAX; dataset.rows.len()];
+    for (i, &p) in train_rows.iter().enumerate() {
+        train_index[p] = i;
+    }
+    let mut policy = Policy::new(spec, metric.higher_is_better());
+    let mut meter = EpochMeter::start(
+        &args.meter,
+        &format!("anges-train {} {model_name} {}", dataset.name, spec.label()),
+    )?;
+    if let Some(m) = &meter {
+        tracing::info!("meter: {}", m.describe());
+    }
     let mut best_state: Option<Vec<(String, Tensor)>> = None;
     let mut records: Vec<EpochRecord> = Vec::new();
     let mut stop_reason = "max-epochs";
+    let mut prune_totals = (0usize, Duration::ZERO, 0.0f64);
     for epoch in 1..=args.train.epochs {
         let t0 = Instant::now();
+        let mut order: Vec<usize> = match &pruner {
+            Some(p) => p.select(epoch).into_iter().map(|i| train_rows[i]).collect(),
+            None => train_rows.clone(),
+        };
         shuffle(&mut order, args.data.seed, epoch as u64);
-        let train_loss = train_epoch(&ctx, &mut collator, &mut opt, &order, epoch, args)?;
+        let weight = pruner.as_ref().map_or(1.0, Pruner::weight);
+        let scoring = match (pruner.as_mut(), &reference_gnn, &reference) {
+            (Some(p), Some(g), Some(r)) => Some(Scoring {
+                pruner: p,
+                reference_gnn: g,
+                reference: r,
+                train_index: &train_index,
+            }),
+            _ => None,
+        };
+        let stats = train_epoch(
+            &ctx,
+            &mut collator,
+            &mut opt,
+            &order,
+            PassOptions {
+                progress: (epoch, args.train.epochs),
+                clip_grad: args.train.clip_grad,
+                loss_weight: weight,
+            },
+            scoring,
+        )?;
         let valid = evaluate(&ctx, &mut collator, &parts.valid)?;
         let test = evaluate(&ctx, &mut collator, &parts.test)?;
-        let update = tracker.update(epoch, valid.get(metric));
-        if update.new_best {
+        // A fresh reading that includes this epoch's training and evaluation work.
+        let energy = meter.as_mut().map(EpochMeter::read_epoch);
+        let seconds = t0.elapsed().as_secs_f64();
+        let verdict = policy.observe(
+            epoch,
+            valid.get(metric),
+            energy.as_ref().map(|e| e.cumulative_g),
+        );
+        if verdict.new_best {
             best_state = Some(snapshot(&vs)?);
         }
+        let reference_seconds = reference
+            .as_ref()
+            .map(|_| stats.reference_time.as_secs_f64());
+        let reference_energy_j = match (reference_seconds, &energy) {
+            (Some(r), Some(e)) if seconds > 0.0 => Some(e.energy_j * r / seconds),
+            _ => None,
+        };
+        prune_totals.0 += stats.samples;
+        prune_totals.1 += stats.reference_time;
+        prune_totals.2 += reference_energy_j.unwrap_or(0.0);
         let record = EpochRecord {
             epoch,
-            train_loss,
+            train_loss: stats.loss,
             valid,
             test,
-            best: update.new_best,
-            seconds: t0.elapsed().as_secs_f64(),
-            energy_j: None,
-            co2_g: None,
+            best: verdict.new_best,
+            seconds,
+            energy_j: energy.as_ref().map(|e| e.energy_j),
+            co2_g: energy.as_ref().map(|e| e.co2_g),
+            cumulative_j: energy.as_ref().map(|e| e.cumulative_j),
+            cumulative_co2_g: energy.as_ref().map(|e| e.cumulative_g),
+            meter_source: energy.as_ref().map(|e| e.source.to_string()),
+            measured: energy.as_ref().map(|e| e.measured),
+            meter_fault: energy.as_ref().and_then(|e| e.fault.clone()),
+            anges: verdict.anges,
+            samples_used: stats.samples,
+            reference_seconds,
+            reference_energy_j,
         };
         run.append_epoch(&record)?;
         tracing::info!(
-            "epoch {epoch}/{}: train loss {train_loss:.4}, valid {metric:?} {}, test {metric:?} {}, \
-             valid loss {}{} ({:.1} s)",
+            "epoch {epoch}/{}: train loss {:.4}, valid {metric:?} {}, test {metric:?} {}, \
+             valid loss {}{} ({:.1} s{})",
             args.train.epochs,
+            stats.loss,
             fmt(record.valid.get(metric)),
             fmt(record.test.get(metric)),
             fmt(record.valid.loss),
-            if update.new_best { " [best]" } else { "" },
-            record.seconds
+            if verdict.new_best { " [best]" } else { "" },
+            record.seconds,
+            energy.as_ref().map_or_else(String::new, |e| format!(
+                ", {:.2} J, {:.3e} g CO2-eq, {}",
+                e.energy_j, e.co2_g, e.source
+            )),
         );
+        if let Some(step) = &verdict.anges {
+            tracing::info!("{}", step.log_line());
+        }
+        if let Some(fault) = &record.meter_fault {
+            tracing::warn!("epoch {epoch}: meter: {fault}");
+        }
         records.push(record);
-        if args.stop.stop == StopPolicy::Patience && update.exhausted {
-            tracing::info!(
-                "stopping: no validation improvement > {} for {} epochs",
-                args.stop.min_delta,
-                update.stale_epochs
-            );
-            stop_reason = "patience";
+        if let Some(reason) = verdict.stop {
+            tracing::info!("stopping after epoch {epoch}: {}", spec.label());
+            stop_reason = reason;
             break;
         }
     }
+    let meter_final = meter.map(EpochMeter::finish);
     let Some(last) = records.last().cloned() else {
         return Err(TrainError::Options("--epochs must be at least 1".into()));
     };
@@ -288,7 +348,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         }
     })?;
     let best_path = run.file("best.safetensors");
-    let best_epoch = tracker.best_epoch().unwrap_or(last.epoch);
+    let best_epoch = policy.best_epoch().unwrap_or(last.epoch);
     let saved = match &best_state {
         Some(state) => Tensor::write_safetensors(state, &best_path).map_err(TrainError::from),
         None => std::fs::copy(run.file("final.safetensors"), &best_path)
@@ -315,26 +375,40 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         rows,
         pretrained,
         seconds: started.elapsed().as_secs_f64(),
-        energy_j: None,
-        co2_g: None,
+        energy_j: last.cumulative_j,
+        co2_g: last.cumulative_co2_g,
+        policy: Some(spec),
+        meter: meter_final.as_ref().map(|m| m.describe.clone()),
+        measured: meter_final.as_ref().map(|m| m.measured),
+        meter_gap_epochs: meter_final.as_ref().map_or(0, |m| m.gap_epochs),
+        daemon_job_joules: meter_final.as_ref().and_then(|m| m.daemon_job_joules),
+        daemon_job_grams: meter_final.as_ref().and_then(|m| m.daemon_job_grams),
+        prune: pruner.as_ref().map(|p| PruneSummary {
+            method: p.method(),
+            keep_ratio: p.keep_ratio(),
+            samples_used: prune_totals.0,
+            samples_full: train_rows.len() * records.len(),
+            reference_seconds: prune_totals.1.as_secs_f64(),
+            reference_energy_j: (p.method() == PruneMethod::Molpeg && meter_final.is_some())
+                .then_some(prune_totals.2),
+        }),
     };
     run.write_summary(&summary)?;
     Ok(summary)
 }
 
-fn check_supported(args: &FinetuneArgs) -> Result<(), TrainError> {
+/// Validates the flags the loop depends on; returns the stopping policy.
+fn check_supported(args: &FinetuneArgs) -> Result<PolicySpec, TrainError> {
     if args.model.model == ModelKind::Transformer {
         return Err(TrainError::NotBuilt(
             "fine-tuning --model transformer".into(),
         ));
     }
-    if args.stop.stop == StopPolicy::Anges {
-        return Err(TrainError::NotBuilt("--stop anges".into()));
-    }
-    match args.prune.prune {
-        PruneMethod::None => {}
-        PruneMethod::Molpeg => return Err(TrainError::NotBuilt("--prune molpeg".into())),
-        PruneMethod::Random => return Err(TrainError::NotBuilt("--prune random".into())),
+    let spec = PolicySpec::from_args(&args.stop).map_err(TrainError::Options)?;
+    if matches!(spec, PolicySpec::Anges(_)) && args.meter.meter == MeterMode::Off {
+        return Err(TrainError::Options(
+            "--stop anges needs emissions: use --meter auto, daemon or local, not off".into(),
+        ));
     }
     if args.train.epochs == 0 || args.train.batch_size == 0 {
         return Err(TrainError::Options(
@@ -355,7 +429,7 @@ fn check_supported(args: &FinetuneArgs) -> Result<(), TrainError> {
             args.model.dropout
         )));
     }
-    Ok(())
+    Ok(spec)
 }
 
 /// Keeps the first `max_rows` data rows of the file (if given); returns the row counts so far.
@@ -396,46 +470,6 @@ fn drop_unembeddable(ds: &mut Dataset, counts: &mut RowCounts) {
     let dropped = before - ds.rows.len();
     if dropped > 0 {
         counts.dropped.insert(DROP_MODEL_VOCABULARY.into(), dropped);
-    }
-}
-
-fn build_labels(ds: &Dataset, train: &[usize]) -> Result<Labels, TrainError> {
-    match ds.task_type {
-        TaskType::Classification => {
-            let pm1: Vec<Vec<f32>> = ds
-                .rows
-                .iter()
-                .map(|r| r.labels_pm1().into_iter().map(|v| v as f32).collect())
-                .collect();
-            Ok(Labels {
-                train: pm1.clone(),
-                eval: pm1,
-                standardizer: None,
-            })
-        }
-        TaskType::Regression => {
-            let raw: Vec<Vec<f32>> = ds
-                .rows
-                .iter()
-                .map(|r| r.labels.iter().map(|v| v.unwrap_or(f32::NAN)).collect())
-                .collect();
-            let train_rows: Vec<&[f32]> = train.iter().map(|&p| raw[p].as_slice()).collect();
-            let st = Standardizer::fit(&train_rows)?;
-            let standardised = raw
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .enumerate()
-                        .map(|(t, &v)| ((f64::from(v) - st.mean[t]) / st.std[t]) as f32)
-                        .collect()
-                })
-                .collect();
-            Ok(Labels {
-                train: standardised,
-                eval: raw,
-                standardizer: Some(st),
-            })
-        }
     }
 }
 
@@ -504,143 +538,6 @@ fn load_pretrained(vs: &VarStore, path: &Path, allow_partial: bool) -> Result<()
     }
 }
 
-/// One pass over the training rows in `order`; returns the mean loss (batch-size weighted).
-fn train_epoch(
-    ctx: &Ctx<'_>,
-    collator: &mut Collator,
-    opt: &mut nn::Optimizer,
-    order: &[usize],
-    epoch: usize,
-    args: &FinetuneArgs,
-) -> Result<f64, TrainError> {
-    let batches = order.len().div_ceil(ctx.batch_size);
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(batches as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    if let Ok(style) =
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches, loss {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(format!("{epoch}/{}", args.train.epochs));
-    let (mut total, mut count) = (0.0, 0usize);
-    for chunk in order.chunks(ctx.batch_size) {
-        let graphs: Vec<&GraphFeatures> = chunk.iter().map(|&p| ctx.graphs[p]).collect();
-        let rows: Vec<&[f32]> = chunk
-            .iter()
-            .map(|&p| ctx.labels.train[p].as_slice())
-            .collect();
-        let batch = collator.collate(&graphs, ctx.device)?;
-        let y = collator.labels(&rows, ctx.device)?;
-        let out = ctx.gnn.forward(&batch, true)?;
-        let loss = match ctx.task_type {
-            TaskType::Classification => masked_bce_with_logits(&out, &y)?,
-            TaskType::Regression => masked_mse(&out, &y)?,
-        };
-        opt.zero_grad();
-        loss.f_backward()?;
-        if args.train.clip_grad > 0.0 {
-            opt.clip_grad_norm(args.train.clip_grad);
-        }
-        opt.step();
-        let value = f64::try_from(&loss)?;
-        total += value * chunk.len() as f64;
-        count += chunk.len();
-        bar.inc(1);
-        bar.set_message(format!("{:.4}", total / count as f64));
-    }
-    bar.finish_and_clear();
-    Ok(total / count.max(1) as f64)
-}
-
-/// Evaluation-mode metrics (and loss) of the rows at `positions`; all `None` when empty.
-fn evaluate(
-    ctx: &Ctx<'_>,
-    collator: &mut Collator,
-    positions: &[usize],
-) -> Result<EvalMetrics, TrainError> {
-    if positions.is_empty() {
-        return Ok(EvalMetrics::default());
-    }
-    let t = ctx.num_tasks;
-    let mut outputs: Vec<f32> = Vec::with_capacity(positions.len() * t);
-    for chunk in positions.chunks(ctx.batch_size) {
-        let graphs: Vec<&GraphFeatures> = chunk.iter().map(|&p| ctx.graphs[p]).collect();
-        let batch = collator.collate(&graphs, ctx.device)?;
-        let out = tch::no_grad(|| ctx.gnn.forward(&batch, false))?;
-        let out = out
-            .f_to_device(Device::Cpu)?
-            .f_to_kind(Kind::Float)?
-            .f_contiguous()?
-            .f_view([-1])?;
-        outputs.extend(Vec::<f32>::try_from(&out)?);
-    }
-    let mut m = match ctx.task_type {
-        TaskType::Classification => {
-            let labels: Vec<f32> = positions
-                .iter()
-                .flat_map(|&p| ctx.labels.eval[p].iter().copied())
-                .collect();
-            let mut m = metrics::classification(&outputs, &labels, t);
-            m.loss = bce_loss(&outputs, &labels);
-            m
-        }
-        TaskType::Regression => {
-            let standardised: Vec<f32> = positions
-                .iter()
-                .flat_map(|&p| ctx.labels.train[p].iter().copied())
-                .collect();
-            let raw: Vec<f32> = positions
-                .iter()
-                .flat_map(|&p| ctx.labels.eval[p].iter().copied())
-                .collect();
-            let loss = mse_loss(&outputs, &standardised);
-            let predictions: Vec<f32> = match &ctx.labels.standardizer {
-                Some(st) => outputs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &z)| (f64::from(z) * st.std[i % t] + st.mean[i % t]) as f32)
-                    .collect(),
-                None => outputs,
-            };
-            let mut m = metrics::regression(&predictions, &raw, t);
-            m.loss = loss;
-            m
-        }
-    };
-    if m.loss.is_some_and(|l| !l.is_finite()) {
-        m.loss = None;
-    }
-    Ok(m)
-}
-
-/// Mean BCE-with-logits over present (non-zero) `−1/1` labels, in f64.
-fn bce_loss(logits: &[f32], labels: &[f32]) -> Option<f64> {
-    let (mut sum, mut n) = (0.0, 0usize);
-    for (&z, &y) in logits.iter().zip(labels) {
-        if y != 0.0 {
-            let (z, target) = (f64::from(z), if y > 0.0 { 1.0 } else { 0.0 });
-            sum += z.max(0.0) - z * target + (-z.abs()).exp().ln_1p();
-            n += 1;
-        }
-    }
-    (n > 0).then(|| sum / n as f64)
-}
-
-/// Mean squared error over present (non-NaN) standardised targets, in f64.
-fn mse_loss(pred: &[f32], target: &[f32]) -> Option<f64> {
-    let (mut sum, mut n) = (0.0, 0usize);
-    for (&p, &y) in pred.iter().zip(target) {
-        if !y.is_nan() {
-            sum += (f64::from(p) - f64::from(y)).powi(2);
-            n += 1;
-        }
-    }
-    (n > 0).then(|| sum / n as f64)
-}
-
 /// A CPU copy of every variable (the best-validation weights, kept in memory).
 fn snapshot(vs: &VarStore) -> Result<Vec<(String, Tensor)>, TrainError> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -659,23 +556,6 @@ fn snapshot(vs: &VarStore) -> Result<Vec<(String, Tensor)>, TrainError> {
     })
 }
 
-/// Seeded Fisher–Yates shuffle (SplitMix64 stream of `(seed, epoch)`), the same on every
-/// machine.
-fn shuffle(order: &mut [usize], seed: u64, epoch: u64) {
-    let mut state = seed ^ epoch.wrapping_mul(0xd1b5_4a32_d192_ed03);
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    for i in (1..order.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
-}
-
 /// The seed as libtorch takes it (wrapping the top bit).
 fn seed_i64(seed: u64) -> i64 {
     seed as i64
@@ -688,28 +568,6 @@ fn fmt(v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shuffle_is_a_seeded_permutation() {
-        let base: Vec<usize> = (0..50).collect();
-        let (mut a, mut b, mut c) = (base.clone(), base.clone(), base.clone());
-        shuffle(&mut a, 7, 1);
-        shuffle(&mut b, 7, 1);
-        shuffle(&mut c, 7, 2);
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        a.sort_unstable();
-        assert_eq!(a, base);
-    }
-
-    #[test]
-    fn host_losses_by_hand() {
-        let l = bce_loss(&[0.0, 2.0, 5.0], &[1.0, -1.0, 0.0]).unwrap();
-        let expect = (2f64.ln() + (1.0 + 2f64.exp()).ln()) / 2.0;
-        assert!((l - expect).abs() < 1e-12);
-        assert_eq!(bce_loss(&[1.0], &[0.0]), None);
-        assert_eq!(mse_loss(&[1.0, 3.0], &[0.0, f32::NAN]), Some(1.0));
-    }
 
     #[test]
     fn cached_checkpoints_are_found_by_family() {

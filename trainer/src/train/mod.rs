@@ -1,26 +1,28 @@
 //! Fine-tuning of the 2D models (GIN/GCN): the training loop and what it writes.
 //!
 //! - [`finetune`]: the loop ([`run_finetune`]): data, split, model and weights, optimiser,
-//!   epochs, evaluation, best-model selection, stopping.
+//!   meter, epochs, best-model selection, the stopping policy ([`crate::policy`]).
+//! - `epoch` (private): one training pass (with MolPeg scoring) and the evaluation of a split.
+//! - [`prune`]: MolPeg and random data pruning, and MolPeg's EMA reference model.
 //! - [`metrics`]: ROC-AUC / PRC-AUC / RMSE / MAE of a split.
-//! - [`stopping`]: best-epoch tracking and the patience rule.
 //! - [`rundir`]: the run directory and its files (`config.json`, `split.json`, `epochs.jsonl`,
 //!   `epochs.csv`, `summary.json`, weights).
+//! - `seeded` (private): the loop's own seeded randomness (data order, pruning ties).
 //!
-//! Not built yet (each returns [`TrainError::NotBuilt`]): `--model transformer`, `--stop anges`,
-//! `--prune molpeg|random`; emissions are not metered (their fields are `null`).
+//! Not built yet (returns [`TrainError::NotBuilt`]): `--model transformer`.
 
+mod epoch;
 pub mod finetune;
 pub mod metrics;
+pub mod prune;
 pub mod rundir;
-pub mod stopping;
+mod seeded;
 
 use std::path::{Path, PathBuf};
 
 pub use finetune::run_finetune;
 pub use metrics::EvalMetrics;
-pub use rundir::{EpochRecord, RowCounts, RunDir, Summary};
-pub use stopping::Patience;
+pub use rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary};
 
 use crate::checkpoint::CheckpointError;
 use crate::data::DataError;
@@ -59,6 +61,9 @@ pub enum TrainError {
         /// A suggestion (may be empty).
         hint: String,
     },
+    /// The meter could not be started as asked.
+    #[error(transparent)]
+    Meter(#[from] crate::emissions::MeterError),
     /// libtorch refused an operation.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

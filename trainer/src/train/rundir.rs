@@ -10,7 +10,7 @@
 //! - `summary.json`: the [`Summary`];
 //! - `best.safetensors` and `final.safetensors`: the weights (written by the loop).
 //!
-//! Energy and CO2 fields are present and `null` until the meter is wired in.
+//! Energy and CO2 fields are `null` with `--meter off`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,12 +21,16 @@ use serde::{Deserialize, Serialize};
 
 use super::TrainError;
 use super::metrics::EvalMetrics;
-use crate::cli::{ModelKind, StopPolicy};
+use crate::cli::{ModelKind, PruneMethod, StopPolicy};
 use crate::data::{Metric, TaskType};
+use crate::policy::{AngesStep, PolicySpec};
 use crate::split::Split;
 
 /// One epoch of a run: a line of `epochs.jsonl` and a row of `epochs.csv`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Fields added after the first release carry `#[serde(default)]` so that older logs still
+/// replay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// 1-based epoch.
     pub epoch: usize,
@@ -40,10 +44,38 @@ pub struct EpochRecord {
     pub best: bool,
     /// Wall-clock seconds of the epoch (training and evaluation).
     pub seconds: f64,
-    /// Energy of the epoch in joules (`null` until the meter is wired in).
+    /// Energy of the epoch, joules (`null` with `--meter off`).
     pub energy_j: Option<f64>,
-    /// CO2-eq of the epoch in grams (`null` until the meter is wired in).
+    /// CO2-eq of the epoch, grams (`null` with `--meter off`).
     pub co2_g: Option<f64>,
+    /// Energy since the run started, joules, read after this epoch's work.
+    #[serde(default)]
+    pub cumulative_j: Option<f64>,
+    /// CO2-eq since the run started, grams (`E_i` of AN-GES).
+    #[serde(default)]
+    pub cumulative_co2_g: Option<f64>,
+    /// Where this epoch's energy came from: `daemon`, `local`, or `local-gap` (the daemon was
+    /// unreachable and the in-process estimator filled in).
+    #[serde(default)]
+    pub meter_source: Option<String>,
+    /// Whether this epoch's energy came from hardware counters.
+    #[serde(default)]
+    pub measured: Option<bool>,
+    /// A meter fault of this epoch (e.g. no fresh energy), if any.
+    #[serde(default)]
+    pub meter_fault: Option<String>,
+    /// What AN-GES made of this epoch (`--stop anges` only).
+    #[serde(default)]
+    pub anges: Option<AngesStep>,
+    /// Training samples used this epoch (fewer than the training set when pruning).
+    #[serde(default)]
+    pub samples_used: usize,
+    /// MolPeg: seconds spent in the reference model's forward passes this epoch.
+    #[serde(default)]
+    pub reference_seconds: Option<f64>,
+    /// MolPeg: energy of those forward passes, joules (the epoch's energy apportioned by time).
+    #[serde(default)]
+    pub reference_energy_j: Option<f64>,
 }
 
 /// Row counts of a run's data.
@@ -102,10 +134,50 @@ pub struct Summary {
     pub pretrained: Option<PathBuf>,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
-    /// Energy of the run in joules (`null` until the meter is wired in).
+    /// Energy of the run's epochs in joules, read after the last epoch (`null` with `--meter
+    /// off`). This is `E` of the trade-off.
     pub energy_j: Option<f64>,
-    /// CO2-eq of the run in grams (`null` until the meter is wired in).
+    /// CO2-eq of the run's epochs in grams (`null` with `--meter off`).
     pub co2_g: Option<f64>,
+    /// The stopping policy with its parameters.
+    #[serde(default)]
+    pub policy: Option<PolicySpec>,
+    /// The meter used (e.g. `daemon /run/anges/meterd.sock (measured: rapl-perf)`).
+    #[serde(default)]
+    pub meter: Option<String>,
+    /// Whether every epoch's energy came from hardware counters.
+    #[serde(default)]
+    pub measured: Option<bool>,
+    /// Epochs whose energy the local estimator filled in while the daemon was unreachable.
+    #[serde(default)]
+    pub meter_gap_epochs: usize,
+    /// The daemon's own final totals of this run's job (joules), from its unregistration
+    /// answer; includes the set-up and the saving of weights, which `energy_j` leaves out.
+    #[serde(default)]
+    pub daemon_job_joules: Option<f64>,
+    /// The daemon's own final CO2-eq of this run's job, grams.
+    #[serde(default)]
+    pub daemon_job_grams: Option<f64>,
+    /// Data pruning, when used.
+    #[serde(default)]
+    pub prune: Option<PruneSummary>,
+}
+
+/// What data pruning did over a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PruneSummary {
+    /// `molpeg` or `random`.
+    pub method: PruneMethod,
+    /// Fraction of the training set kept each epoch.
+    pub keep_ratio: f64,
+    /// Training samples used over all epochs.
+    pub samples_used: usize,
+    /// Training samples a run without pruning would have used over the same epochs.
+    pub samples_full: usize,
+    /// MolPeg: seconds in the reference model's forward passes.
+    pub reference_seconds: f64,
+    /// MolPeg: energy of those passes, joules (apportioned by time).
+    pub reference_energy_j: Option<f64>,
 }
 
 /// An open run directory.
@@ -117,7 +189,8 @@ pub struct RunDir {
 }
 
 const CSV_HEADER: &str = "epoch,train_loss,valid_loss,valid_roc_auc,valid_prc_auc,valid_rmse,\
-valid_mae,test_loss,test_roc_auc,test_prc_auc,test_rmse,test_mae,best,seconds,energy_j,co2_g\n";
+valid_mae,test_loss,test_roc_auc,test_prc_auc,test_rmse,test_mae,best,seconds,energy_j,co2_g,\
+cumulative_j,cumulative_co2_g,meter_source,measured,samples_used,anges_aer,anges_ema,anges_decision\n";
 
 impl RunDir {
     /// Creates (or reuses) `out`, or a fresh `runs/<UTC time>-<dataset>-<model>/`, and opens
@@ -196,8 +269,13 @@ fn csv_row(r: &EpochRecord) -> String {
             .map(f)
             .join(",")
     };
+    let decision = r
+        .anges
+        .and_then(|a| serde_json::to_value(a.decision).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
     format!(
-        "{},{},{},{},{},{},{},{}\n",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
         r.epoch,
         r.train_loss,
         part(&r.valid),
@@ -205,12 +283,20 @@ fn csv_row(r: &EpochRecord) -> String {
         r.best,
         r.seconds,
         f(r.energy_j),
-        f(r.co2_g)
+        f(r.co2_g),
+        f(r.cumulative_j),
+        f(r.cumulative_co2_g),
+        r.meter_source.as_deref().unwrap_or_default(),
+        r.measured.map_or(String::new(), |m| m.to_string()),
+        r.samples_used,
+        f(r.anges.and_then(|a| a.aer)),
+        f(r.anges.and_then(|a| a.ema)),
+        decision
     )
 }
 
 /// `<root>/<UTC time>-<dataset>-<model>`, with `-2`, `-3`, … appended if that already exists.
-fn default_path(root: &Path, dataset: &str, model: &str) -> PathBuf {
+pub(crate) fn default_path(root: &Path, dataset: &str, model: &str) -> PathBuf {
     let clean: String = dataset
         .chars()
         .map(|c| {
@@ -292,8 +378,8 @@ mod tests {
             test: EvalMetrics::default(),
             best: true,
             seconds: 1.5,
-            energy_j: None,
-            co2_g: None,
+            samples_used: 10,
+            ..EpochRecord::default()
         };
         run.append_epoch(&rec).unwrap();
         run.append_epoch(&EpochRecord {
@@ -312,6 +398,6 @@ mod tests {
         let rows: Vec<&str> = csv.lines().collect();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].split(',').count(), rows[1].split(',').count());
-        assert_eq!(rows[1], "1,0.5,,0.75,,,,,,,,,true,1.5,,");
+        assert_eq!(rows[1], "1,0.5,,0.75,,,,,,,,,true,1.5,,,,,,,10,,,");
     }
 }

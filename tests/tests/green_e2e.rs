@@ -1,0 +1,382 @@
+//! End to end, the trainer's green side against a real meter: `anges-meterd --user` on a fixture
+//! powercap tree whose counter a feeder thread advances at a constant power, and the real
+//! `anges-train` binary registering its runs as jobs over the socket.
+//!
+//! - a study finishes, its files exist and parse, AN-GES used fewer joules than the full run, and
+//!   the reported %ΔEmiss matches what the daemon's own job totals say within 1 point;
+//! - killing the daemon mid-run and restarting it: the run completes, the gap is filled and
+//!   marked, and the energy log has no hole or double count;
+//! - two concurrent runs each get their own share, and their sum is within 5 % of the machine
+//!   total over the same period.
+//!
+//! The tests share the machine's two cores, so they take turns (a process-wide lock).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anges_common::client::{Client, ClientConfig};
+use anges_e2e::{MeterDaemon, PowercapFixture};
+use serde_json::Value;
+
+static MACHINE: Mutex<()> = Mutex::new(());
+
+fn machine() -> MutexGuard<'static, ()> {
+    MACHINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Advances the fixture's package counter at a constant power until dropped.
+struct PowerFeed {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PowerFeed {
+    fn start(fixture: PowercapFixture, watts: f64) -> PowerFeed {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                let uj = 1_000_000 + (start.elapsed().as_secs_f64() * watts * 1e6) as u64;
+                fixture.set_uj(uj).expect("advance the fixture counter");
+                // Coarse steps: the feeder is not a job, so its own CPU time (and the
+                // daemon's) is the "unattributed" part of the machine total.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        PowerFeed {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for PowerFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A test folder with a metered machine: fixture tree, feeder and daemon.
+struct Rig {
+    // Dropped in this order: the feeder, then the daemon, then the folder they use.
+    _feed: PowerFeed,
+    daemon: Option<MeterDaemon>,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = PowercapFixture::new(&dir.path().join("sysfs")).unwrap();
+        let daemon = MeterDaemon::start(dir.path(), fixture.root(), &[]).unwrap();
+        Rig {
+            _feed: PowerFeed::start(fixture, 20.0),
+            daemon: Some(daemon),
+            dir,
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/anges/meterd.sock")
+    }
+
+    fn restart_daemon(&mut self) {
+        let sysfs = self.dir.path().join("sysfs");
+        self.daemon = Some(MeterDaemon::start(self.dir.path(), &sysfs, &[]).unwrap());
+    }
+
+    /// `anges-train [subcommand]` with the test's data, cache and meter; `args` appended.
+    fn trainer(&self, subcommand: Option<&str>, args: &[&str]) -> Command {
+        let bin = anges_e2e::binary("anges-trainer", "anges-train").unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.args(subcommand)
+            .args([
+                "--dataset",
+                "bbbp",
+                "--max-rows",
+                "240",
+                "--threads",
+                "1",
+                "--meter",
+                "daemon",
+            ])
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .env(
+                "ANGES_DATA_DIR",
+                anges_e2e::shared_dir().join("datasets/moleculenet"),
+            )
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("ANGES_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        cmd
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn epochs(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("epochs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+fn wait_ok(mut child: Child, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            if let Some(mut s) = child.stdout.take() {
+                use std::io::Read;
+                let _ = s.read_to_string(&mut out);
+            }
+            assert!(status.success(), "{what}: {status}\n{out}");
+            return out;
+        }
+        assert!(Instant::now() < deadline, "{what} did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
+    let _turn = machine();
+    let rig = Rig::start();
+    let out = rig.dir.path().join("study");
+    let child = rig
+        .trainer(
+            Some("study"),
+            &[
+                "--epochs",
+                "8",
+                "--warmup",
+                "3",
+                "--patience",
+                "2",
+                "--keep-ratios",
+                "0.5",
+                "--seeds",
+                "0",
+            ],
+        )
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let stdout = wait_ok(child, "anges-train study");
+    assert!(
+        stdout.contains("anges") && stdout.contains("molpeg-0.5"),
+        "{stdout}"
+    );
+
+    // Every file exists and parses.
+    let study = read_json(&out.join("study.json"));
+    let runs = study["runs"].as_array().unwrap();
+    let labels: Vec<&str> = runs.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["full", "patience", "anges", "molpeg-0.5"]);
+    assert!(!study["frontier"].as_array().unwrap().is_empty());
+    let csv = std::fs::read_to_string(out.join("study.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + runs.len(), "{csv}");
+    for png in ["curve.png", "frontier.png"] {
+        let bytes = std::fs::read(out.join(png)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{png}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2);
+    assert!(out.join("report.md").is_file() && out.join("aggregate.csv").is_file());
+
+    // AN-GES used fewer joules than the full run.
+    let summary = |label: &str| read_json(&out.join("seed0").join(label).join("summary.json"));
+    let (full, anges) = (summary("full"), summary("anges"));
+    assert_eq!(
+        full["measured"],
+        Value::Bool(true),
+        "the fixture is a counter"
+    );
+    assert!(
+        full["epochs_run"].as_u64() > anges["epochs_run"].as_u64(),
+        "AN-GES did not stop early: {anges}"
+    );
+    assert!(f(&anges, "energy_j") < f(&full, "energy_j"));
+
+    // The reported %ΔEmiss is what the daemon's own job totals say, within 1 point; and each
+    // run's epochs account for its job's total within 1 %.
+    let reported = f(&runs[2], "delta_emiss_pct");
+    let (d_full, d_anges) = (f(&full, "daemon_job_grams"), f(&anges, "daemon_job_grams"));
+    let by_daemon = 100.0 * (d_anges - d_full) / d_full;
+    eprintln!(
+        "study: full {} epochs {:.2} J, anges {} epochs {:.2} J; %ΔEmiss reported {reported:.3}, \
+         by the daemon's job totals {by_daemon:.3}",
+        full["epochs_run"],
+        f(&full, "energy_j"),
+        anges["epochs_run"],
+        f(&anges, "energy_j")
+    );
+    assert!(
+        (reported - by_daemon).abs() <= 1.0,
+        "reported {reported:.3} %, daemon {by_daemon:.3} %"
+    );
+    for s in [&full, &anges] {
+        let (epochs_g, job_g) = (f(s, "co2_g"), f(s, "daemon_job_grams"));
+        assert!(
+            (epochs_g - job_g).abs() <= 0.01 * job_g,
+            "epochs {epochs_g} g vs job {job_g} g"
+        );
+    }
+}
+
+#[test]
+fn killing_the_meter_mid_run_leaves_no_hole_and_no_double_count() {
+    let _turn = machine();
+    let mut rig = Rig::start();
+    let out = rig.dir.path().join("run");
+    let mut child = rig
+        .trainer(None, &["--epochs", "9", "--stop", "full"])
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let logged = |n: usize| {
+        std::fs::read_to_string(out.join("epochs.jsonl"))
+            .map(|t| t.lines().count() >= n)
+            .unwrap_or(false)
+    };
+    let wait_for = |n: usize, child: &mut Child| {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !logged(n) {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+            assert!(Instant::now() < deadline, "epoch {n} never came");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(2, &mut child);
+    rig.daemon.take().unwrap().kill().unwrap();
+    wait_for(4, &mut child);
+    rig.restart_daemon();
+    wait_ok(child, "anges-train with a vanishing meter");
+
+    let recs = epochs(&out);
+    assert_eq!(recs.len(), 9);
+    let sources: Vec<&str> = recs
+        .iter()
+        .map(|r| r["meter_source"].as_str().unwrap())
+        .collect();
+    assert!(sources.contains(&"local-gap"), "{sources:?}");
+    assert_eq!(sources[0], "daemon");
+    assert_eq!(*sources.last().unwrap(), "daemon", "{sources:?}");
+    let mut sum = 0.0;
+    for r in &recs {
+        let e = f(r, "energy_j");
+        assert!(e > 0.0, "epoch without energy: {r}");
+        sum += e;
+        assert!(
+            (sum - f(r, "cumulative_j")).abs() <= 1e-9 * sum.max(1.0),
+            "Σ increments {sum} != cumulative in {r}"
+        );
+        if r["meter_source"] == "local-gap" {
+            assert!(r["meter_fault"].is_string(), "gap epoch not marked: {r}");
+        }
+    }
+    let summary = read_json(&out.join("summary.json"));
+    let gaps = sources.iter().filter(|s| **s == "local-gap").count();
+    assert_eq!(summary["meter_gap_epochs"].as_u64(), Some(gaps as u64));
+    assert!((f(&summary, "energy_j") - sum).abs() <= 1e-9 * sum);
+}
+
+#[test]
+fn two_concurrent_runs_each_get_their_own_share() {
+    let _turn = machine();
+    let rig = Rig::start();
+    let mut client = Client::connect(ClientConfig::socket(rig.socket())).unwrap();
+    let spawn = |name: &str| {
+        rig.trainer(None, &["--epochs", "6", "--stop", "full"])
+            .arg("--out")
+            .arg(rig.dir.path().join(name))
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn("a"), spawn("b"));
+    // The period: while both jobs are registered, seen by polling the daemon (the test runs as
+    // the same user, so it sees both jobs). Each poll: the machine total and each job's total.
+    let mut polls: Vec<(f64, BTreeMap<u64, f64>)> = Vec::new();
+    let mut seen = false;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let jobs: BTreeMap<u64, f64> = client
+            .jobs()
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.job.id, j.reading.totals.joules()))
+            .collect();
+        let machine = client.machine(false).unwrap().totals.joules();
+        seen |= !jobs.is_empty();
+        if jobs.len() == 2 {
+            polls.push((machine, jobs));
+        } else if seen && jobs.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the runs did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let (Some(first), Some(last)) = (polls.first(), polls.last()) else {
+        panic!("the two jobs were never registered at the same time");
+    };
+    let machine = last.0 - first.0;
+    let shares: Vec<f64> = first
+        .1
+        .iter()
+        .map(|(id, j0)| last.1.get(id).expect("same jobs") - j0)
+        .collect();
+    let sum: f64 = shares.iter().sum();
+    eprintln!(
+        "concurrent: over {} polls both registered: jobs {shares:.2?} J, sum {sum:.2} J, machine \
+         {machine:.2} J ({:+.2} %)",
+        polls.len(),
+        100.0 * (sum - machine) / machine
+    );
+    assert!(machine > 0.0);
+    // Neither sees the other's energy: each has about its own CPU-time share, far from all of it.
+    for j in &shares {
+        assert!(
+            *j > 0.2 * machine && *j < 0.8 * machine,
+            "a job got {j:.2} J of {machine:.2} J"
+        );
+    }
+    assert!(
+        (sum - machine).abs() <= 0.05 * machine,
+        "jobs {shares:?} J vs machine {machine:.2} J over the same period"
+    );
+    // Each run reports its own job's energy: the epochs' figure is within 2 % of the daemon's
+    // final total for that run's job.
+    for name in ["a", "b"] {
+        let s = read_json(&rig.dir.path().join(name).join("summary.json"));
+        let (epochs_j, job_j) = (f(&s, "energy_j"), f(&s, "daemon_job_joules"));
+        assert!(
+            (epochs_j - job_j).abs() <= 0.02 * job_j,
+            "{name}: epochs {epochs_j} J vs its job {job_j} J"
+        );
+    }
+}
