@@ -221,6 +221,18 @@ fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
     );
     assert!(f(&anges, "energy_j") < f(&full, "energy_j"));
 
+    // Replaying the live AN-GES run's own log with its parameters stops where it stopped.
+    let bin = anges_e2e::binary("anges-trainer", "anges-train").unwrap();
+    let replay = Command::new(bin)
+        .args(["replay", "--warmup", "3", "--json"])
+        .arg(out.join("seed0/anges"))
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{replay:?}");
+    let outcome: Value = serde_json::from_slice(&replay.stdout).unwrap();
+    assert_eq!(outcome["fired"], Value::Bool(true), "{outcome}");
+    assert_eq!(outcome["stop_epoch"], anges["epochs_run"], "{outcome}");
+
     // The reported %ΔEmiss is what the daemon's own job totals say, within 1 point; and each
     // run's epochs account for its job's total within 1 %.
     let reported = f(&runs[2], "delta_emiss_pct");

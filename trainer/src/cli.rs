@@ -184,7 +184,11 @@ pub struct ModelArgs {
     #[serde(skip)]
     pub device: DeviceChoice,
 
-    /// Dropout probability during fine-tuning.
+    /// Pooling of the 1D model's token states: cls (first token) or mean (over non-pad tokens).
+    #[arg(long, default_value = "cls", value_parser = ["cls", "mean"])]
+    pub pooling: String,
+
+    /// Dropout probability during fine-tuning (GIN/GCN; the Transformer uses its config's).
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
 

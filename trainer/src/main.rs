@@ -53,6 +53,18 @@ fn main() -> anyhow::Result<()> {
                 s.metric,
                 show(s.best_test.get(s.metric)),
             );
+            if let (Some(j), Some(g)) = (s.energy_j, s.co2_g) {
+                println!(
+                    "emissions: {j:.1} J ({:.3e} kWh), {g:.4} g CO2-eq, {} ({})",
+                    j / 3.6e6,
+                    s.meter.as_deref().unwrap_or("meter"),
+                    if s.measured == Some(true) {
+                        "measured"
+                    } else {
+                        "estimated"
+                    }
+                );
+            }
             println!("run directory: {}", s.run_dir.display());
             Ok(())
         }

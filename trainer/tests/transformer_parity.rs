@@ -210,3 +210,63 @@ fn missing_key_is_named() {
     let err = SequenceModel::from_hf_dir(dir.path(), 1, Pooling::Cls, Device::Cpu).unwrap_err();
     assert!(err.to_string().contains("gelu_new"), "{err}");
 }
+
+/// The fine-tuning loop runs the 1D model from a Hugging Face folder (the tiny RoBERTa above, its
+/// `tokenizer.json` included), with MolPeg's reference twin, and learns: the training loss falls.
+#[test]
+fn finetuning_starts_from_the_hugging_face_folder() {
+    use anges_trainer::cli::Cli;
+    use clap::Parser;
+    let out = tempfile::tempdir().unwrap();
+    let dir = reference().join("mlm");
+    let argv = [
+        "anges-train",
+        "--dataset",
+        "bbbp",
+        "--model",
+        "transformer",
+        "--max-rows",
+        "160",
+        "--epochs",
+        "6",
+        "--lr",
+        "3e-4",
+        "--threads",
+        "2",
+        "--meter",
+        "off",
+        "--prune",
+        "molpeg",
+        "--keep-ratio",
+        "0.75",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain([
+        "--pretrained".into(),
+        dir.display().to_string(),
+        "--data-dir".into(),
+        common::moleculenet_dir().display().to_string(),
+        "--out".into(),
+        out.path().display().to_string(),
+    ]);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    let s = anges_trainer::train::run_finetune(&cli.finetune).expect("1D fine-tuning runs");
+    assert_eq!(s.epochs_run, 6);
+    assert_eq!(s.pretrained.as_deref(), Some(dir.as_path()));
+    let prune = s.prune.as_ref().expect("MolPeg summary");
+    assert_eq!(prune.samples_used, 6 * (s.rows.train * 3).div_ceil(4));
+    let epochs: Vec<anges_trainer::train::EpochRecord> =
+        std::fs::read_to_string(s.run_dir.join("epochs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let (first, last) = (epochs[0].train_loss, epochs[5].train_loss);
+    assert!(
+        first.is_finite() && last < first,
+        "train loss {first} → {last}"
+    );
+    assert!(s.best_valid.get(s.metric).is_some());
+    assert!(s.run_dir.join("best.safetensors").is_file());
+}

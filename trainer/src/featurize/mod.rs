@@ -8,4 +8,4 @@ pub mod graph;
 pub mod tokens;
 
 pub use graph::{FEATURIZER_VERSION, FeaturizeError, GraphFeatures, featurize_smiles};
-pub use tokens::{SmilesTokenizer, TokenIds, TokenizeError};
+pub use tokens::{RegexTokenizer, SmilesTokenizer, TokenIds, TokenizeError};

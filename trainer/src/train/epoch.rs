@@ -1,4 +1,5 @@
-//! One epoch of the 2D fine-tuning loop: the training pass (optionally scoring samples for
+//! One epoch of the fine-tuning loop: the network being tuned (2D graph model or 1D SMILES
+//! Transformer) with its per-row inputs, the training pass (optionally scoring samples for
 //! MolPeg against the EMA reference model) and the evaluation of a split.
 
 use std::io::IsTerminal;
@@ -10,13 +11,13 @@ use tch::{Device, Kind, Tensor};
 
 use super::TrainError;
 use super::metrics::{self, EvalMetrics};
+use super::network::{Inputs, Network};
 use super::prune::{Pruner, ReferenceModel};
 use crate::data::{Dataset, TaskType};
-use crate::featurize::GraphFeatures;
+use crate::models::Collator;
 use crate::models::loss::{
     Standardizer, masked_bce_per_sample, masked_bce_with_logits, masked_mse, masked_mse_per_sample,
 };
-use crate::models::{Collator, Gnn};
 
 /// Labels of every dataset row in the layout the loop needs.
 pub(crate) struct Labels {
@@ -31,8 +32,8 @@ pub(crate) struct Labels {
 
 /// Everything one epoch needs, borrowed.
 pub(crate) struct Ctx<'a> {
-    pub(crate) gnn: &'a Gnn,
-    pub(crate) graphs: &'a [&'a GraphFeatures],
+    pub(crate) net: &'a Network,
+    pub(crate) inputs: &'a Inputs<'a>,
     pub(crate) labels: &'a Labels,
     pub(crate) task_type: TaskType,
     pub(crate) num_tasks: usize,
@@ -88,7 +89,7 @@ pub(crate) struct Scoring<'a> {
     /// Keeps the scores.
     pub(crate) pruner: &'a mut Pruner,
     /// The EMA reference network (same architecture as the online one).
-    pub(crate) reference_gnn: &'a Gnn,
+    pub(crate) reference_net: &'a Network,
     /// Its variables, paired with the online ones.
     pub(crate) reference: &'a ReferenceModel,
     /// Training-list index of each dataset row position (`usize::MAX`: not a training row).
@@ -146,21 +147,24 @@ pub(crate) fn train_epoch(
     let (mut total, mut count) = (0.0, 0usize);
     let mut reference_time = Duration::ZERO;
     for chunk in order.chunks(ctx.batch_size) {
-        let graphs: Vec<&GraphFeatures> = chunk.iter().map(|&p| ctx.graphs[p]).collect();
         let rows: Vec<&[f32]> = chunk
             .iter()
             .map(|&p| ctx.labels.train[p].as_slice())
             .collect();
-        let batch = collator.collate(&graphs, ctx.device)?;
         let y = collator.labels(&rows, ctx.device)?;
-        let out = ctx.gnn.forward(&batch, true)?;
+        let out = ctx
+            .net
+            .forward(ctx.inputs, collator, chunk, ctx.device, true)?;
         let loss = match ctx.task_type {
             TaskType::Classification => masked_bce_with_logits(&out, &y)?,
             TaskType::Regression => masked_mse(&out, &y)?,
         };
         if let Some(s) = scoring.as_mut() {
             let t0 = Instant::now();
-            let reference_out = tch::no_grad(|| s.reference_gnn.forward(&batch, false))?;
+            let reference_out = tch::no_grad(|| {
+                s.reference_net
+                    .forward(ctx.inputs, collator, chunk, ctx.device, false)
+            })?;
             let per_sample = |o: &Tensor| -> Result<Vec<f32>, TrainError> {
                 let l = match ctx.task_type {
                     TaskType::Classification => masked_bce_per_sample(o, &y)?,
@@ -218,9 +222,10 @@ pub(crate) fn evaluate(
     let t = ctx.num_tasks;
     let mut outputs: Vec<f32> = Vec::with_capacity(positions.len() * t);
     for chunk in positions.chunks(ctx.batch_size) {
-        let graphs: Vec<&GraphFeatures> = chunk.iter().map(|&p| ctx.graphs[p]).collect();
-        let batch = collator.collate(&graphs, ctx.device)?;
-        let out = tch::no_grad(|| ctx.gnn.forward(&batch, false))?;
+        let out = tch::no_grad(|| {
+            ctx.net
+                .forward(ctx.inputs, collator, chunk, ctx.device, false)
+        })?;
         let out = out
             .f_to_device(Device::Cpu)?
             .f_to_kind(Kind::Float)?

@@ -1,4 +1,4 @@
-//! The fine-tuning loop of `anges-train` for the 2D models (GIN/GCN).
+//! The fine-tuning loop of `anges-train` (GIN/GCN, and the 1D SMILES Transformer).
 //!
 //! [`run_finetune`]: load and featurise the dataset (optionally its first `--max-rows` rows),
 //! split it (or read `--split-file`), build the model with `tch::manual_seed(seed)`, load the
@@ -25,6 +25,7 @@ use tch::{Device, Tensor};
 
 use super::TrainError;
 use super::epoch::{Ctx, PassOptions, Scoring, build_labels, evaluate, train_epoch};
+use super::network::{self, Inputs, Network};
 use super::prune::{Pruner, ReferenceModel};
 use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary};
 use super::seeded::shuffle;
@@ -32,7 +33,6 @@ use crate::checkpoint::{self, CheckpointError, LoadOptions};
 use crate::cli::{FinetuneArgs, MeterMode, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
 use crate::emissions::EpochMeter;
-use crate::featurize::GraphFeatures;
 use crate::models::{Collator, Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
 use crate::policy::{Policy, PolicySpec};
 use crate::split::{self, Split};
@@ -89,7 +89,29 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     };
     let mut dataset = data::load_dataset(&request, &options)?;
     let mut rows = limit_rows(&mut dataset, args.data.max_rows)?;
-    drop_unembeddable(&mut dataset, &mut rows);
+    let pretrained = match &args.model.pretrained {
+        Some(p) => Some(p.clone()),
+        None => cached_checkpoint(args.model.model, &DataOptions::default().cache_dir),
+    };
+    // The 1D model's tokeniser and encoder configuration; rows it cannot encode are dropped.
+    let sequence = match args.model.model {
+        ModelKind::Transformer => {
+            let (tokenizer, cfg) = network::sequence_setup(
+                pretrained.as_deref(),
+                dataset.rows.iter().map(|r| r.smiles.as_str()),
+            )?;
+            let max_len = usize::try_from(cfg.max_len()).unwrap_or(0);
+            let (tokens, dropped) = network::tokenize_rows(&mut dataset, &tokenizer, max_len);
+            if dropped > 0 {
+                rows.dropped.insert(DROP_MODEL_VOCABULARY.into(), dropped);
+            }
+            Some((tokens, tokenizer.pad_id(), cfg))
+        }
+        _ => {
+            drop_unembeddable(&mut dataset, &mut rows);
+            None
+        }
+    };
     if dataset.rows.is_empty() {
         return Err(TrainError::Options(format!(
             "{}: no usable molecule left",
@@ -120,12 +142,6 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     let num_tasks = dataset.num_tasks();
     let train_rows: Vec<usize> = parts.train.clone();
     let labels = build_labels(&dataset, &train_rows)?;
-
-    // Weights.
-    let pretrained = match &args.model.pretrained {
-        Some(p) => Some(p.clone()),
-        None => cached_checkpoint(args.model.model, &DataOptions::default().cache_dir),
-    };
 
     // Run directory.
     let model_name = match args.model.model {
@@ -160,30 +176,47 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
 
     // Model.
     tch::manual_seed(seed_i64(args.data.seed));
-    let vs = VarStore::new(device);
-    let kind = match args.model.model {
-        ModelKind::Gin => GnnKind::Gin,
-        _ => GnnKind::Gcn,
-    };
     let num_tasks_i64 =
         i64::try_from(num_tasks).map_err(|_| TrainError::Options(format!("{num_tasks} tasks")))?;
-    let gnn = Gnn::new(
-        &vs.root(),
-        GnnConfig {
-            kind,
-            dropout: args.model.dropout,
-            num_tasks: num_tasks_i64,
-            ..GnnConfig::default()
-        },
-    )?;
-    match &pretrained {
-        Some(path) => load_pretrained(&vs, path, args.model.allow_partial)?,
-        None => tracing::warn!(
-            "NO PRE-TRAINED WEIGHTS: no --pretrained given and no {model_name}_*.pth in {}; \
-             fine-tuning starts from RANDOM initialisation",
-            DataOptions::default().cache_dir.join("models").display()
-        ),
-    }
+    let (vs, net, inputs) = match sequence {
+        Some((tokens, pad, cfg)) => {
+            let pooling = args.model.pooling.parse().map_err(TrainError::Model)?;
+            let (vs, net) = network::sequence_network(
+                pretrained.as_deref(),
+                cfg,
+                num_tasks_i64,
+                pooling,
+                device,
+            )?;
+            (vs, net, Inputs::Tokens(tokens, pad))
+        }
+        None => {
+            let vs = VarStore::new(device);
+            let kind = match args.model.model {
+                ModelKind::Gin => GnnKind::Gin,
+                _ => GnnKind::Gcn,
+            };
+            let gnn = Gnn::new(
+                &vs.root(),
+                GnnConfig {
+                    kind,
+                    dropout: args.model.dropout,
+                    num_tasks: num_tasks_i64,
+                    ..GnnConfig::default()
+                },
+            )?;
+            match &pretrained {
+                Some(path) => load_pretrained(&vs, path, args.model.allow_partial)?,
+                None => tracing::warn!(
+                    "NO PRE-TRAINED WEIGHTS: no --pretrained given and no {model_name}_*.pth in \
+                     {}; fine-tuning starts from RANDOM initialisation",
+                    DataOptions::default().cache_dir.join("models").display()
+                ),
+            }
+            let graphs = dataset.rows.iter().map(|r| &r.graph).collect();
+            (vs, Network::Graph(gnn), Inputs::Graphs(graphs))
+        }
+    };
     let mut opt = if args.train.weight_decay > 0.0 {
         nn::AdamW::default()
             .wd(args.train.weight_decay)
@@ -193,10 +226,9 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     };
 
     // Epochs.
-    let graphs: Vec<&GraphFeatures> = dataset.rows.iter().map(|r| &r.graph).collect();
     let ctx = Ctx {
-        gnn: &gnn,
-        graphs: &graphs,
+        net: &net,
+        inputs: &inputs,
         labels: &labels,
         task_type: dataset.task_type,
         num_tasks,
@@ -211,8 +243,8 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         args.data.seed,
     )?;
     let reference_vs = VarStore::new(device);
-    let (reference_gnn, reference) = if args.prune.prune == PruneMethod::Molpeg {
-        let g = Gnn::new(&reference_vs.root(), gnn.config().clone())?;
+    let (reference_net, reference) = if args.prune.prune == PruneMethod::Molpeg {
+        let g = network::twin(&net, &reference_vs.root())?;
         let r = ReferenceModel::new(&reference_vs, &vs, args.prune.ema_beta)?;
         (Some(g), Some(r))
     } else {
@@ -242,10 +274,10 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         };
         shuffle(&mut order, args.data.seed, epoch as u64);
         let weight = pruner.as_ref().map_or(1.0, Pruner::weight);
-        let scoring = match (pruner.as_mut(), &reference_gnn, &reference) {
+        let scoring = match (pruner.as_mut(), &reference_net, &reference) {
             (Some(p), Some(g), Some(r)) => Some(Scoring {
                 pruner: p,
-                reference_gnn: g,
+                reference_net: g,
                 reference: r,
                 train_index: &train_index,
             }),
@@ -399,11 +431,6 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
 
 /// Validates the flags the loop depends on; returns the stopping policy.
 fn check_supported(args: &FinetuneArgs) -> Result<PolicySpec, TrainError> {
-    if args.model.model == ModelKind::Transformer {
-        return Err(TrainError::NotBuilt(
-            "fine-tuning --model transformer".into(),
-        ));
-    }
     let spec = PolicySpec::from_args(&args.stop).map_err(TrainError::Options)?;
     if matches!(spec, PolicySpec::Anges(_)) && args.meter.meter == MeterMode::Off {
         return Err(TrainError::Options(

@@ -1,7 +1,9 @@
-//! Fine-tuning of the 2D models (GIN/GCN): the training loop and what it writes.
+//! Fine-tuning (GIN/GCN and the 1D SMILES Transformer): the training loop and what it writes.
 //!
 //! - [`finetune`]: the loop ([`run_finetune`]): data, split, model and weights, optimiser,
 //!   meter, epochs, best-model selection, the stopping policy ([`crate::policy`]).
+//! - `network` (private): the network being tuned (GIN/GCN or the SMILES Transformer), its
+//!   per-row inputs, how it is built, and MolPeg's reference twin.
 //! - `epoch` (private): one training pass (with MolPeg scoring) and the evaluation of a split.
 //! - [`prune`]: MolPeg and random data pruning, and MolPeg's EMA reference model.
 //! - [`metrics`]: ROC-AUC / PRC-AUC / RMSE / MAE of a split.
@@ -9,11 +11,12 @@
 //!   `epochs.csv`, `summary.json`, weights).
 //! - `seeded` (private): the loop's own seeded randomness (data order, pruning ties).
 //!
-//! Not built yet (returns [`TrainError::NotBuilt`]): `--model transformer`.
+//! Not built yet (returns [`TrainError::NotBuilt`]): `anges-train pretrain`.
 
 mod epoch;
 pub mod finetune;
 pub mod metrics;
+mod network;
 pub mod prune;
 pub mod rundir;
 mod seeded;

@@ -1,0 +1,211 @@
+//! The network a run fine-tunes, whatever its family: a GIN/GCN over molecular graphs or a
+//! BERT/RoBERTa encoder over SMILES tokens, with the per-row inputs each needs, how it is built
+//! (from pre-trained weights or from scratch), and MolPeg's reference twin of it.
+//!
+//! 1D specifics: with `--pretrained DIR` (a Hugging Face folder: `config.json`,
+//! `model.safetensors` or `pytorch_model.bin`, `tokenizer.json`) the encoder and its tokeniser come
+//! from the folder and the task head starts fresh; without it, a small native BERT
+//! ([`TransformerConfig::small`]) and an atom-level regex tokeniser built from the dataset's SMILES
+//! start from random initialisation (said loudly). Rows the tokeniser cannot encode are dropped,
+//! counted and logged. `--dropout` applies to the 2D models; the Transformer uses its config's.
+
+use std::path::Path;
+
+use tch::nn::{self, VarStore};
+use tch::{Device, Tensor};
+
+use super::TrainError;
+use crate::data::Dataset;
+use crate::featurize::{GraphFeatures, RegexTokenizer, SmilesTokenizer, TokenIds};
+use crate::models::{Collator, Gnn, Pooling, SequenceModel, TransformerConfig};
+
+/// The network being fine-tuned (or MolPeg's reference copy of it).
+#[derive(Debug)]
+pub(crate) enum Network {
+    /// GIN/GCN over molecular graphs.
+    Graph(Gnn),
+    /// A BERT/RoBERTa encoder over SMILES tokens (boxed: it is much larger than a GNN handle).
+    Sequence(Box<SequenceModel>),
+}
+
+/// The model inputs of every dataset row.
+pub(crate) enum Inputs<'a> {
+    /// pretrain-gnns graph features.
+    Graphs(Vec<&'a GraphFeatures>),
+    /// Token ids (with the begin/end tokens) and the padding id.
+    Tokens(Vec<TokenIds>, i64),
+}
+
+impl Network {
+    /// Logits `[B, T]` of the rows at `positions`.
+    pub(crate) fn forward(
+        &self,
+        inputs: &Inputs<'_>,
+        collator: &mut Collator,
+        positions: &[usize],
+        device: Device,
+        train: bool,
+    ) -> Result<Tensor, TrainError> {
+        match (self, inputs) {
+            (Network::Graph(gnn), Inputs::Graphs(graphs)) => {
+                let batch: Vec<&GraphFeatures> = positions.iter().map(|&p| graphs[p]).collect();
+                let batch = collator.collate(&batch, device)?;
+                Ok(gnn.forward(&batch, train)?)
+            }
+            (Network::Sequence(model), Inputs::Tokens(tokens, pad)) => {
+                let (ids, mask) = pad_batch(tokens, positions, *pad, device)?;
+                Ok(model.forward_logits(&ids, &mask, train)?)
+            }
+            _ => Err(TrainError::Options(
+                "internal: the model and its inputs are of different kinds".into(),
+            )),
+        }
+    }
+}
+
+/// `[B, L]` input ids padded with `pad` to the longest row of the batch, and the attention mask.
+fn pad_batch(
+    tokens: &[TokenIds],
+    positions: &[usize],
+    pad: i64,
+    device: Device,
+) -> Result<(Tensor, Tensor), TrainError> {
+    let len = positions
+        .iter()
+        .map(|&p| tokens[p].len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut ids = Vec::with_capacity(positions.len() * len);
+    let mut mask = Vec::with_capacity(positions.len() * len);
+    for &p in positions {
+        let row = &tokens[p];
+        ids.extend(
+            row.iter()
+                .copied()
+                .chain(std::iter::repeat_n(pad, len - row.len())),
+        );
+        mask.extend(
+            std::iter::repeat_n(1i64, row.len()).chain(std::iter::repeat_n(0, len - row.len())),
+        );
+    }
+    let shape = [positions.len() as i64, len as i64];
+    let ids = Tensor::f_from_slice(&ids)?
+        .f_view(shape)?
+        .f_to_device(device)?;
+    let mask = Tensor::f_from_slice(&mask)?
+        .f_view(shape)?
+        .f_to_device(device)?;
+    Ok((ids, mask))
+}
+
+/// The tokeniser and encoder configuration of a 1D run: from a Hugging Face folder, or a regex
+/// vocabulary over `smiles` and the small native configuration.
+pub(crate) fn sequence_setup<'a>(
+    pretrained: Option<&Path>,
+    smiles: impl IntoIterator<Item = &'a str>,
+) -> Result<(SmilesTokenizer, TransformerConfig), TrainError> {
+    match pretrained {
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Err(TrainError::Options(format!(
+                    "{}: --model transformer takes a Hugging Face folder (config.json, \
+                     model.safetensors, tokenizer.json) as --pretrained",
+                    dir.display()
+                )));
+            }
+            let tokenizer = SmilesTokenizer::from_path(dir)
+                .map_err(|e| TrainError::Options(format!("{}: {e}", dir.display())))?;
+            let cfg = TransformerConfig::from_json_file(&dir.join("config.json"))?;
+            Ok((tokenizer, cfg))
+        }
+        None => {
+            let tokenizer = SmilesTokenizer::Regex(RegexTokenizer::from_corpus(smiles));
+            let cfg = TransformerConfig::small(tokenizer.vocab_size() as i64, tokenizer.pad_id());
+            Ok((tokenizer, cfg))
+        }
+    }
+}
+
+/// Token ids of every row of `ds`; rows the tokeniser cannot encode are dropped (logged) and
+/// their count returned.
+pub(crate) fn tokenize_rows(
+    ds: &mut Dataset,
+    tokenizer: &SmilesTokenizer,
+    max_len: usize,
+) -> (Vec<TokenIds>, usize) {
+    let mut tokens = Vec::with_capacity(ds.rows.len());
+    let before = ds.rows.len();
+    ds.rows
+        .retain(|r| match tokenizer.encode(&r.smiles, max_len) {
+            Ok(ids) => {
+                tokens.push(ids);
+                true
+            }
+            Err(why) => {
+                tracing::warn!(row = r.row, smiles = %r.smiles, "dropped row: {why}");
+                false
+            }
+        });
+    (tokens, before - ds.rows.len())
+}
+
+/// The 1D network on `device`: the Hugging Face encoder of `pretrained`, or `cfg` from scratch.
+pub(crate) fn sequence_network(
+    pretrained: Option<&Path>,
+    cfg: TransformerConfig,
+    num_tasks: i64,
+    pooling: Pooling,
+    device: Device,
+) -> Result<(VarStore, Network), TrainError> {
+    match pretrained {
+        Some(dir) => {
+            let (vs, model) = SequenceModel::from_hf_dir(dir, num_tasks, pooling, device)?;
+            tracing::info!("loaded the pre-trained encoder of {}", dir.display());
+            Ok((vs, Network::Sequence(Box::new(model))))
+        }
+        None => {
+            let vs = VarStore::new(device);
+            let model = SequenceModel::new(&vs.root(), cfg, num_tasks, pooling)?;
+            tracing::warn!(
+                "NO PRE-TRAINED WEIGHTS: no --pretrained Hugging Face folder given; the small \
+                 native SMILES Transformer starts from RANDOM initialisation"
+            );
+            Ok((vs, Network::Sequence(Box::new(model))))
+        }
+    }
+}
+
+/// A network of the same architecture as `net` under `root` (MolPeg's reference model; its
+/// weights are then copied from the online model).
+pub(crate) fn twin(net: &Network, root: &nn::Path) -> Result<Network, TrainError> {
+    Ok(match net {
+        Network::Graph(g) => Network::Graph(Gnn::new(root, g.config().clone())?),
+        Network::Sequence(m) => Network::Sequence(Box::new(SequenceModel::new(
+            root,
+            m.encoder.config().clone(),
+            m.num_tasks(),
+            m.pooling(),
+        )?)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_padded_to_their_longest_row() {
+        let tokens = vec![vec![2, 7, 3], vec![2, 3], vec![2, 8, 9, 9, 3]];
+        let (ids, mask) = pad_batch(&tokens, &[1, 0], 0, Device::Cpu).unwrap();
+        assert_eq!(ids.size(), [2, 3]);
+        assert_eq!(
+            Vec::<i64>::try_from(ids.view([-1])).unwrap(),
+            [2, 3, 0, 2, 7, 3]
+        );
+        assert_eq!(
+            Vec::<i64>::try_from(mask.view([-1])).unwrap(),
+            [1, 1, 0, 1, 1, 1]
+        );
+    }
+}
