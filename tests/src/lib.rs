@@ -249,3 +249,68 @@ impl Drop for MeterDaemon {
         let _ = self.child.wait();
     }
 }
+
+/// Advances a [`PowercapFixture`]'s counter at a constant power, in steps every 20 ms, until
+/// dropped; [`pause`](Self::pause) freezes it (a machine drawing nothing).
+#[derive(Debug)]
+pub struct PowerFeed {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PowerFeed {
+    /// Starts feeding `watts` into `fixture` (from its initial 1 000 000 µJ).
+    pub fn start(fixture: std::sync::Arc<PowercapFixture>, watts: f64) -> PowerFeed {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let paused = std::sync::Arc::new(AtomicBool::new(false));
+        let (s, p) = (stop.clone(), paused.clone());
+        let step_uj = (watts * 0.02 * 1e6) as u64;
+        let thread = std::thread::spawn(move || {
+            let mut uj = 1_000_000u64;
+            while !s.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                if !p.load(Ordering::SeqCst) {
+                    uj += step_uj;
+                    // A test whose folder is already gone just stops feeding.
+                    if fixture.set_uj(uj).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        PowerFeed {
+            stop,
+            paused,
+            thread: Some(thread),
+        }
+    }
+
+    /// Freezes (`true`) or resumes (`false`) the counter.
+    pub fn pause(&self, paused: bool) {
+        self.paused
+            .store(paused, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for PowerFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Burns one CPU for `d` (a test's stand-in for training work).
+pub fn burn(d: std::time::Duration) {
+    let end = std::time::Instant::now() + d;
+    let mut x = 0u64;
+    while std::time::Instant::now() < end {
+        for i in 0..10_000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+    }
+}

@@ -14,55 +14,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anges_common::client::{Client, ClientConfig};
-use anges_e2e::{MeterDaemon, PowercapFixture};
+use anges_e2e::{MeterDaemon, PowerFeed, PowercapFixture};
 use serde_json::Value;
 
 static MACHINE: Mutex<()> = Mutex::new(());
 
 fn machine() -> MutexGuard<'static, ()> {
     MACHINE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Advances the fixture's package counter at a constant power until dropped.
-struct PowerFeed {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl PowerFeed {
-    fn start(fixture: PowercapFixture, watts: f64) -> PowerFeed {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let start = Instant::now();
-            while !flag.load(Ordering::Relaxed) {
-                let uj = 1_000_000 + (start.elapsed().as_secs_f64() * watts * 1e6) as u64;
-                fixture.set_uj(uj).expect("advance the fixture counter");
-                // Coarse steps: the feeder is not a job, so its own CPU time (and the
-                // daemon's) is the "unattributed" part of the machine total.
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        PowerFeed {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for PowerFeed {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A test folder with a metered machine: fixture tree, feeder and daemon.
@@ -79,7 +41,7 @@ impl Rig {
         let fixture = PowercapFixture::new(&dir.path().join("sysfs")).unwrap();
         let daemon = MeterDaemon::start(dir.path(), fixture.root(), &[]).unwrap();
         Rig {
-            _feed: PowerFeed::start(fixture, 20.0),
+            _feed: PowerFeed::start(Arc::new(fixture), 20.0),
             daemon: Some(daemon),
             dir,
         }

@@ -11,11 +11,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anges_e2e::{MeterDaemon, PowercapFixture};
+use anges_e2e::{MeterDaemon, PowerFeed, PowercapFixture, burn};
 use anges_trainer::cli::{MeterArgs, MeterMode};
 use anges_trainer::emissions::{
     EnergySource, EpochEnergy, EpochMeter, MeterError, MeterFinal, MeterOptions,
@@ -23,61 +21,6 @@ use anges_trainer::emissions::{
 
 /// Longest a single epoch reading may take, daemon up or down.
 const MAX_READ: Duration = Duration::from_secs(5);
-
-/// Advances the fixture counter by 100 mJ every 20 ms (5 W) until dropped; pausable.
-struct Pump {
-    stop: Arc<AtomicBool>,
-    paused: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Pump {
-    fn start(fixture: Arc<PowercapFixture>) -> Pump {
-        let stop = Arc::new(AtomicBool::new(false));
-        let paused = Arc::new(AtomicBool::new(false));
-        let (s, p) = (stop.clone(), paused.clone());
-        let thread = std::thread::spawn(move || {
-            let mut uj = 1_000_000u64;
-            while !s.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-                if !p.load(Ordering::SeqCst) {
-                    uj += 100_000;
-                    fixture.set_uj(uj).expect("advance the counter");
-                }
-            }
-        });
-        Pump {
-            stop,
-            paused,
-            thread: Some(thread),
-        }
-    }
-
-    fn pause(&self, paused: bool) {
-        self.paused.store(paused, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Pump {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Burns one CPU for `d` (the epoch's "training").
-fn burn(d: Duration) {
-    let end = Instant::now() + d;
-    let mut x = 0u64;
-    while Instant::now() < end {
-        for i in 0..10_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-    }
-}
 
 fn daemon_args(socket: &Path) -> MeterArgs {
     MeterArgs {
@@ -157,7 +100,7 @@ fn daemon_killed_and_restarted_mid_run_loses_and_double_counts_nothing() {
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("meterd.toml"), "persist_interval_s = 0.1\n").unwrap();
     let fixture = Arc::new(PowercapFixture::new(&home.path().join("sysfs")).unwrap());
-    let pump = Pump::start(fixture.clone());
+    let pump = PowerFeed::start(fixture.clone(), 5.0);
     let daemon = MeterDaemon::start(home.path(), fixture.root(), &[]).expect("daemon");
     let socket = daemon.socket().to_owned();
 
@@ -250,7 +193,7 @@ fn daemon_killed_and_restarted_mid_run_loses_and_double_counts_nothing() {
 fn a_daemon_that_forgot_the_job_gets_it_registered_again() {
     let home = tempfile::tempdir().unwrap();
     let fixture = Arc::new(PowercapFixture::new(&home.path().join("sysfs")).unwrap());
-    let pump = Pump::start(fixture.clone());
+    let pump = PowerFeed::start(fixture.clone(), 5.0);
     // Saved only every 30 s (the default): killed at once, it restarts without the job.
     let daemon = MeterDaemon::start(home.path(), fixture.root(), &[]).expect("daemon");
     let socket = daemon.socket().to_owned();
@@ -292,7 +235,7 @@ fn a_daemon_that_forgot_the_job_gets_it_registered_again() {
 fn a_hung_daemon_never_stalls_an_epoch_for_long() {
     let home = tempfile::tempdir().unwrap();
     let fixture = Arc::new(PowercapFixture::new(&home.path().join("sysfs")).unwrap());
-    let pump = Pump::start(fixture.clone());
+    let pump = PowerFeed::start(fixture.clone(), 5.0);
     let daemon = MeterDaemon::start(home.path(), fixture.root(), &[]).expect("daemon");
     let signal = |sig| {
         // SAFETY: kill(2) on our own child's PID.

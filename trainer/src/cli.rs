@@ -221,6 +221,24 @@ pub struct TrainArgs {
     pub clip_grad: f64,
 }
 
+/// The AN-GES parameters that live runs and replays share (α, β and W differ: one value live,
+/// a grid in a replay).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct AngesVariantArgs {
+    /// AN-GES initial EMA when the warm-up collected nothing.
+    #[arg(long, default_value_t = 1e-3)]
+    pub ema_init: f64,
+
+    /// AN-GES variant: update the EMA then compare (Algorithm 1 as written), or compare with
+    /// the previous EMA then update.
+    #[arg(long, value_enum, default_value_t = AngesOrder::UpdateThenCompare)]
+    pub anges_order: AngesOrder,
+
+    /// AN-GES variant: stop only after K triggering epochs in a row (1 = the literal rule).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub anges_consecutive: usize,
+}
+
 /// Stopping policy and its parameters.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct StopArgs {
@@ -240,18 +258,9 @@ pub struct StopArgs {
     #[arg(long, default_value_t = 5)]
     pub warmup: usize,
 
-    /// AN-GES initial EMA when the warm-up collected nothing.
-    #[arg(long, default_value_t = 1e-3)]
-    pub ema_init: f64,
-
-    /// AN-GES variant: update the EMA then compare (Algorithm 1 as written), or compare with
-    /// the previous EMA then update.
-    #[arg(long, value_enum, default_value_t = AngesOrder::UpdateThenCompare)]
-    pub anges_order: AngesOrder,
-
-    /// AN-GES variant: stop only after K triggering epochs in a row (1 = the literal rule).
-    #[arg(long, value_name = "K", default_value_t = 1)]
-    pub anges_consecutive: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub variant: AngesVariantArgs,
 
     /// Patience (epochs without validation improvement) for --stop patience.
     #[arg(long, default_value_t = 10)]
@@ -364,17 +373,9 @@ pub struct ReplayArgs {
     #[arg(long, value_delimiter = ',', default_value = "5")]
     pub warmup: Vec<usize>,
 
-    /// AN-GES initial EMA when the warm-up collected nothing.
-    #[arg(long, default_value_t = 1e-3)]
-    pub ema_init: f64,
-
-    /// AN-GES variant (see `anges-train --help`).
-    #[arg(long, value_enum, default_value_t = AngesOrder::UpdateThenCompare)]
-    pub anges_order: AngesOrder,
-
-    /// AN-GES variant: triggering epochs in a row needed to stop.
-    #[arg(long, value_name = "K", default_value_t = 1)]
-    pub anges_consecutive: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub variant: AngesVariantArgs,
 
     /// Grid of patience values for --stop patience (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "10")]

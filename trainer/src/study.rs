@@ -132,9 +132,9 @@ pub fn run_study(args: &StudyArgs, command: String) -> Result<StudyOutcome, Stud
     let anges = AngesParams {
         alpha: args.finetune.stop.alpha,
         warmup: args.finetune.stop.warmup,
-        ema_init: args.finetune.stop.ema_init,
-        order: args.finetune.stop.anges_order,
-        consecutive: args.finetune.stop.anges_consecutive,
+        ema_init: args.finetune.stop.variant.ema_init,
+        order: args.finetune.stop.variant.anges_order,
+        consecutive: args.finetune.stop.variant.anges_consecutive,
         beta: args.finetune.stop.beta,
     };
     anges.validate().map_err(StudyError::Options)?;

@@ -54,9 +54,9 @@ impl PolicySpec {
                     alpha: args.alpha,
                     beta: args.beta,
                     warmup: args.warmup,
-                    ema_init: args.ema_init,
-                    order: args.anges_order,
-                    consecutive: args.anges_consecutive,
+                    ema_init: args.variant.ema_init,
+                    order: args.variant.anges_order,
+                    consecutive: args.variant.anges_consecutive,
                 };
                 p.validate()?;
                 Self::Anges(p)

@@ -254,9 +254,9 @@ pub fn grid(args: &ReplayArgs) -> Result<Vec<PolicySpec>, ReplayError> {
                             alpha,
                             beta,
                             warmup,
-                            ema_init: args.ema_init,
-                            order: args.anges_order,
-                            consecutive: args.anges_consecutive,
+                            ema_init: args.variant.ema_init,
+                            order: args.variant.anges_order,
+                            consecutive: args.variant.anges_consecutive,
                         };
                         p.validate().map_err(bad)?;
                         specs.push(PolicySpec::Anges(p));
