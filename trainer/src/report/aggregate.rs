@@ -132,22 +132,11 @@ pub(crate) fn labels_in_order(runs: &[StudyRun]) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::test_support::{report, run};
+    use crate::report::test_support::{report, run, two_seed_report};
 
     #[test]
     fn mean_and_sample_std_by_hand() {
-        let mut a0 = run("anges", 0, 6, Some(0.80), 3.6e6, 10.0, 100.0);
-        let mut a1 = run("anges", 1, 8, Some(0.84), 7.2e6, 14.0, 120.0);
-        a0.delta_perf_pct = Some(-1.0);
-        a1.delta_perf_pct = Some(-3.0);
-        a0.delta_emiss_pct = Some(-40.0);
-        a1.delta_emiss_pct = Some(-20.0);
-        let rows = aggregate(&report(vec![
-            run("full", 0, 10, Some(0.81), 3.6e6, 20.0, 200.0),
-            a0,
-            run("full", 1, 10, Some(0.85), 3.6e6, 20.0, 200.0),
-            a1,
-        ]));
+        let rows = aggregate(&two_seed_report());
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].label, "full");
         let r = &rows[1];

@@ -204,4 +204,20 @@ pub(crate) mod test_support {
             frontier: Vec::new(),
         }
     }
+
+    /// Two seeds of `full` and `anges` with hand-picked figures (the aggregate and table tests).
+    pub(crate) fn two_seed_report() -> StudyReport {
+        let mut a0 = run("anges", 0, 6, Some(0.80), 3.6e6, 10.0, 100.0);
+        let mut a1 = run("anges", 1, 8, Some(0.84), 7.2e6, 14.0, 120.0);
+        a0.delta_perf_pct = Some(-1.0);
+        a1.delta_perf_pct = Some(-3.0);
+        a0.delta_emiss_pct = Some(-40.0);
+        a1.delta_emiss_pct = Some(-20.0);
+        report(vec![
+            run("full", 0, 10, Some(0.81), 3.6e6, 20.0, 200.0),
+            a0,
+            run("full", 1, 10, Some(0.85), 3.6e6, 20.0, 200.0),
+            a1,
+        ])
+    }
 }
