@@ -67,17 +67,23 @@ impl ReadableFile {
     }
 
     /// Re-reads the whole file and returns its text (lossless for the ASCII files we read).
+    ///
+    /// One `pread` when the content fits the buffer: a read that does not fill the space offered
+    /// has reached the end of these files, so no second read is made to see EOF. That matters for
+    /// procfs, whose seq files regenerate the whole content on a read at a non-zero offset: the
+    /// EOF probe used to format `/proc/<pid>/stat` twice. Only a full buffer is grown and read on.
     pub fn read(&mut self) -> io::Result<&str> {
         let mut len = 0;
         loop {
             if len == self.buf.len() {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
+            let space = self.buf.len() - len;
             let n = self.file.read_at(&mut self.buf[len..], len as u64)?;
-            if n == 0 {
+            len += n;
+            if n < space {
                 break;
             }
-            len += n;
         }
         std::str::from_utf8(&self.buf[..len])
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
@@ -122,5 +128,11 @@ mod tests {
         let big = "x".repeat(10_000);
         std::fs::write(&p, &big).unwrap();
         assert_eq!(f.read().unwrap(), big);
+        // Exactly the buffer's size: the full read is followed by one that sees the end.
+        let exact = "y".repeat(16_384);
+        std::fs::write(&p, &exact).unwrap();
+        assert_eq!(f.read().unwrap(), exact);
+        std::fs::write(&p, "2").unwrap();
+        assert_eq!(f.read().unwrap(), "2");
     }
 }
