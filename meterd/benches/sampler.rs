@@ -150,6 +150,23 @@ fn main() {
         .and_then(|i| args.get(i + 1)?.parse::<f64>().ok())
         .unwrap_or(6.0);
     let window = Duration::from_secs_f64(window_s);
+    // `--case estimate,100,16`: one configuration only (for profiling it with perf).
+    if let Some(case) = args
+        .iter()
+        .position(|a| a == "--case")
+        .and_then(|i| args.get(i + 1))
+    {
+        let parts: Vec<&str> = case.split(',').collect();
+        let sensor = match parts.first() {
+            Some(&"powercap") => SensorChoice::Powercap,
+            _ => SensorChoice::Estimate,
+        };
+        let rate = parts.get(1).and_then(|r| r.parse().ok()).unwrap_or(100);
+        let jobs = parts.get(2).and_then(|j| j.parse().ok()).unwrap_or(16);
+        let (pct, achieved, rss) = measure(sensor, rate, jobs, window);
+        println!("{case}: {pct:.3} % of a core, {achieved:.1} Hz, RSS {rss} kB");
+        return;
+    }
     if !args.iter().any(|a| a == "--rss-only") {
         cpu_table(window, window_s);
     }

@@ -1,6 +1,7 @@
 //! The dedicated sampling thread.
 //!
-//! Energy is read every `1/rate_hz` on a drift-free monotonic schedule (slot `k` is due at
+//! Energy is read every `1/rate_hz` (or only at accounting ticks when no sensor is
+//! [`Sensor::sampled`], e.g. the utilisation model alone) on a drift-free monotonic schedule (slot `k` is due at
 //! `start + k·period`; a late thread skips the missed slots and counts them as overruns instead of
 //! drifting). Each read's energy delta is converted to CO2 at that instant's intensity and
 //! accumulated per domain. Every `1/attribution_hz` the accumulated interval is split among the
@@ -38,6 +39,9 @@ pub(crate) struct Sampler {
     period: Duration,
     account_period: Duration,
     persist_interval: Duration,
+    /// Whether any sensor wants reads at `rate_hz`; if none does, every wake-up is an
+    /// accounting tick and the period is the accounting period.
+    sampling: bool,
     generation: u64,
     shared: Arc<Shared>,
 }
@@ -58,6 +62,18 @@ impl Sampler {
         }
         let n = domains.len();
         let errors = vec![0; sensors.len()];
+        let sampling = sensors.iter().any(|s| s.sampled());
+        let account_period = Duration::from_secs_f64(1.0 / config.attribution_hz);
+        let period = if sampling {
+            Duration::from_secs_f64(1.0 / f64::from(config.rate_hz))
+        } else {
+            tracing::info!(
+                "no sensor has a counter to sample between accounting ticks: the sampler wakes \
+                 at the accounting rate ({} Hz), not at --rate-hz",
+                config.attribution_hz
+            );
+            account_period
+        };
         Sampler {
             sensors,
             offsets,
@@ -71,9 +87,10 @@ impl Sampler {
             tracker,
             root: SysRoot::new(&config.sysfs_root),
             policy: config.idle_policy,
-            period: Duration::from_secs_f64(1.0 / f64::from(config.rate_hz)),
-            account_period: Duration::from_secs_f64(1.0 / config.attribution_hz),
+            period,
+            account_period,
             persist_interval: config.persist_interval,
+            sampling,
             generation: 0,
             shared,
         }
@@ -106,7 +123,7 @@ impl Sampler {
                 std::thread::park_timeout(due.saturating_duration_since(Instant::now()));
             }
             let now = Instant::now();
-            let accounting = now >= next_account;
+            let accounting = !self.sampling || now >= next_account;
             if accounting {
                 self.sensors.iter_mut().for_each(|s| s.flush(now));
             }

@@ -77,3 +77,52 @@ fn estimate_under_real_load_is_plausible_monotone_and_labelled() {
         "DRAM {dram_avg} W vs {dram_w} W"
     );
 }
+
+/// The model's energy is linear in the interval's CPU ticks, so the engine reads it only at
+/// accounting ticks: an estimate-only meter configured at 1 kHz wakes about `attribution_hz`
+/// times a second, while a counter (the powercap fixture) is read at `rate_hz`.
+#[test]
+fn an_estimate_only_engine_wakes_at_the_accounting_rate() {
+    use anges_meterd::engine::{Engine, EngineConfig};
+    use anges_meterd::sensors::SensorChoice;
+    use anges_meterd::sensors::detect::GpuSelection;
+
+    let fixture = tempfile::tempdir().unwrap();
+    let zone = fixture.path().join("sys/class/powercap/intel-rapl:0");
+    std::fs::create_dir_all(&zone).unwrap();
+    for (file, text) in [
+        ("name", "package-0\n"),
+        ("max_energy_range_uj", "262143328850\n"),
+        ("energy_uj", "1000\n"),
+    ] {
+        std::fs::write(zone.join(file), text).unwrap();
+    }
+    std::os::unix::fs::symlink("/proc", fixture.path().join("proc")).unwrap();
+    let rate = |sensor: SensorChoice, root: &std::path::Path| {
+        let engine = Engine::start(EngineConfig {
+            sensor,
+            sysfs_root: root.to_owned(),
+            rate_hz: 1000,
+            attribution_hz: 10.0,
+            gpus: GpuSelection::None,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let t = engine.wait_for_tick(0, Duration::from_secs(5));
+        let (s0, start) = (engine.health().samples, Instant::now());
+        let end = engine.wait_for_tick(t + 10, Duration::from_secs(5));
+        let hz = (engine.health().samples - s0) as f64 / start.elapsed().as_secs_f64();
+        let m = engine.machine();
+        engine.shutdown().unwrap();
+        assert!(end >= t + 10, "ticks stalled");
+        (hz, m)
+    };
+    let (estimate_hz, m) = rate(SensorChoice::Estimate, std::path::Path::new("/"));
+    assert!(
+        (5.0..=20.0).contains(&estimate_hz),
+        "estimate sampled at {estimate_hz} Hz"
+    );
+    assert!(m.joules > 0.0, "the estimate still integrates: {m:?}");
+    let (counter_hz, _) = rate(SensorChoice::Powercap, fixture.path());
+    assert!(counter_hz > 500.0, "counter sampled at {counter_hz} Hz");
+}

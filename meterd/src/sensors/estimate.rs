@@ -7,6 +7,9 @@
 //! `refresh` (default 100 ms) and just before every accounting tick ([`Sensor::flush`]); between
 //! refreshes the cumulative energy holds still, then the whole elapsed interval is added at once,
 //! which keeps the figure monotone and exact over time and aligned with the accounting ticks.
+//! Because the model is linear in CPU ticks, reads between accounting ticks add nothing, so the
+//! sensor is not sampled ([`Sensor::sampled`]): a meter with only this sensor wakes at the
+//! accounting rate, not at `--rate-hz`.
 
 use std::time::{Duration, Instant};
 
@@ -166,6 +169,12 @@ impl Sensor for EstimateSensor {
 
     fn domains(&self) -> &[DomainInfo] {
         &self.domains
+    }
+
+    fn sampled(&self) -> bool {
+        // Energy = idle·Δt + (max − idle)·busy/total·Δt: linear in the interval's CPU ticks, so
+        // reads between accounting ticks (which flush) would change nothing but the cost.
+        false
     }
 
     fn flush(&mut self, now: Instant) {

@@ -118,6 +118,15 @@ pub trait Sensor: Send {
     /// domains that failed), so the caller may integrate them and lose nothing.
     fn read(&mut self, now: Instant, cumulative: &mut [f64]) -> Result<(), SensorError>;
 
+    /// Whether reading this sensor between accounting ticks adds information. A hardware counter
+    /// does (its value moves continuously and may wrap), so the sampler wakes at `rate_hz` for it.
+    /// A utilisation model does not: its energy is linear in the CPU time of the interval, so one
+    /// [`Sensor::flush`] per accounting tick gives the same integral as any number of reads in
+    /// between, and when no sensor is sampled the sampler wakes only for accounting ticks.
+    fn sampled(&self) -> bool {
+        true
+    }
+
     /// Brings a sub-sampled source up to `now` (called just before an accounting tick, so that
     /// the energy of the tick covers the same interval as the CPU times it is split by). Sensors
     /// that read their counter on every [`Sensor::read`] need not implement it.
