@@ -179,11 +179,6 @@ pub struct ModelArgs {
     #[arg(long)]
     pub allow_partial: bool,
 
-    /// Compute device: auto, cpu, or cuda:N.
-    #[arg(long, value_name = "DEVICE", default_value = "auto")]
-    #[serde(skip)]
-    pub device: DeviceChoice,
-
     /// Pooling of the 1D model's token states: cls (first token) or mean (over non-pad tokens).
     #[arg(long, default_value = "cls", value_parser = ["cls", "mean"])]
     pub pooling: String,
@@ -191,6 +186,20 @@ pub struct ModelArgs {
     /// Dropout probability during fine-tuning (GIN/GCN; the Transformer uses its config's).
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    #[allow(missing_docs)]
+    pub compute: ComputeArgs,
+}
+
+/// Where the numbers are crunched (fine-tuning and pre-training).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ComputeArgs {
+    /// Compute device: auto, cpu, or cuda:N.
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    #[serde(skip)]
+    pub device: DeviceChoice,
 
     /// libtorch CPU threads (0 = libtorch's default).
     #[arg(long, default_value_t = 0)]

@@ -230,11 +230,25 @@ pub fn load_file_into(
 
 /// Saves a var store as safetensors (all variables, buffers included), the format runs write.
 pub fn save_safetensors(vs: &VarStore, path: &Path) -> Result<(), CheckpointError> {
-    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    save_safetensors_where(vs, path, |_| true)
+}
+
+/// Saves the variables of `vs` whose name `keep` accepts (e.g. an encoder without the heads it
+/// was trained with) as safetensors.
+pub fn save_safetensors_where(
+    vs: &VarStore,
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(), CheckpointError> {
+    let vars: BTreeMap<String, Tensor> = vs
+        .variables()
+        .into_iter()
+        .filter(|(k, _)| keep(k))
+        .collect();
     let cpu: Vec<(String, Tensor)> = vars
         .into_iter()
-        .map(|(k, v)| (k, v.to_device(tch::Device::Cpu).contiguous()))
-        .collect();
+        .map(|(k, v)| Ok((k, v.f_to_device(tch::Device::Cpu)?.f_contiguous()?)))
+        .collect::<Result<_, CheckpointError>>()?;
     Tensor::write_safetensors(&cpu, path)?;
     Ok(())
 }

@@ -43,6 +43,16 @@ pub enum SkipKind {
     BackendPanic,
 }
 
+impl SkipKind {
+    /// The reason's name as logs and JSON files write it (`invalid-smiles`, …).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{self:?}"))
+    }
+}
+
 /// A skipped row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skip {
@@ -332,7 +342,8 @@ fn check_binary(path: &Path, table: &Table) -> Result<(), DataError> {
     Ok(())
 }
 
-fn available_threads() -> usize {
+/// The number of threads featurisation uses (every core this process may run on).
+pub(crate) fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 

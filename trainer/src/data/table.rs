@@ -96,6 +96,17 @@ pub fn read_table(
     smiles_column: &str,
     task_columns: &[String],
 ) -> Result<Table, DataError> {
+    read_table_head(path, smiles_column, task_columns, None)
+}
+
+/// [`read_table`] of the first `limit` data rows only (all when `None`): the rest of the file is
+/// not read, so a large corpus costs only what is used.
+pub fn read_table_head(
+    path: &Path,
+    smiles_column: &str,
+    task_columns: &[String],
+    limit: Option<usize>,
+) -> Result<Table, DataError> {
     let mut reader = csv::ReaderBuilder::new().from_reader(open(path)?);
     let header = header_of(path, &mut reader)?;
     let smiles_idx = column(path, &header, smiles_column)?;
@@ -109,7 +120,7 @@ pub fn read_table(
     };
     let mut record = csv::StringRecord::new();
     let mut last_line = 1;
-    loop {
+    while limit.is_none_or(|n| table.smiles.len() < n) {
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}

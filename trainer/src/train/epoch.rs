@@ -2,10 +2,8 @@
 //! Transformer) with its per-row inputs, the training pass (optionally scoring samples for
 //! MolPeg against the EMA reference model) and the evaluation of a split.
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
@@ -13,6 +11,7 @@ use super::TrainError;
 use super::metrics::{self, EvalMetrics};
 use super::network::{Inputs, Network};
 use super::prune::{Pruner, ReferenceModel};
+use super::setup;
 use crate::data::{Dataset, TaskType};
 use crate::models::Collator;
 use crate::models::loss::{
@@ -132,18 +131,7 @@ pub(crate) fn train_epoch(
         clip_grad,
         loss_weight,
     } = pass;
-    let batches = order.len().div_ceil(ctx.batch_size);
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(batches as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    if let Ok(style) =
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches, loss {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(format!("{}/{}", progress.0, progress.1));
+    let bar = setup::epoch_bar(order.len().div_ceil(ctx.batch_size), progress.0, progress.1);
     let (mut total, mut count) = (0.0, 0usize);
     let mut reference_time = Duration::ZERO;
     for chunk in order.chunks(ctx.batch_size) {

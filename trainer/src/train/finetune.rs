@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 use super::TrainError;
@@ -29,6 +29,7 @@ use super::network::{self, Inputs, Network};
 use super::prune::{Pruner, ReferenceModel};
 use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary};
 use super::seeded::shuffle;
+use super::setup;
 use crate::checkpoint::{self, CheckpointError, LoadOptions};
 use crate::cli::{FinetuneArgs, MeterMode, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
@@ -70,12 +71,8 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             "--dataset is required (a MoleculeNet name such as bbbp, or a CSV file)".into(),
         ));
     };
-    if args.model.threads > 0 {
-        let threads = i32::try_from(args.model.threads)
-            .map_err(|_| TrainError::Options(format!("--threads {}", args.model.threads)))?;
-        tch::set_num_threads(threads);
-    }
-    let device = args.model.device.resolve()?;
+    setup::apply_threads(args.model.compute.threads).map_err(TrainError::Options)?;
+    let device = args.model.compute.device.resolve()?;
 
     // Data.
     let request = DatasetRequest {
@@ -175,7 +172,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     );
 
     // Model.
-    tch::manual_seed(seed_i64(args.data.seed));
+    setup::seed_torch(args.data.seed);
     let num_tasks_i64 =
         i64::try_from(num_tasks).map_err(|_| TrainError::Options(format!("{num_tasks} tasks")))?;
     let (vs, net, inputs) = match sequence {
@@ -217,13 +214,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             (vs, Network::Graph(gnn), Inputs::Graphs(graphs))
         }
     };
-    let mut opt = if args.train.weight_decay > 0.0 {
-        nn::AdamW::default()
-            .wd(args.train.weight_decay)
-            .build(&vs, args.train.lr)?
-    } else {
-        nn::Adam::default().build(&vs, args.train.lr)?
-    };
+    let mut opt = setup::optimizer(&vs, &args.train)?;
 
     // Epochs.
     let ctx = Ctx {
@@ -437,19 +428,7 @@ fn check_supported(args: &FinetuneArgs) -> Result<PolicySpec, TrainError> {
             "--stop anges needs emissions: use --meter auto, daemon or local, not off".into(),
         ));
     }
-    if args.train.epochs == 0 || args.train.batch_size == 0 {
-        return Err(TrainError::Options(
-            "--epochs and --batch-size must be at least 1".into(),
-        ));
-    }
-    let t = &args.train;
-    // Written positively so that NaN (which compares false) is rejected too.
-    let valid = t.lr > 0.0 && t.lr.is_finite() && t.weight_decay >= 0.0 && t.clip_grad >= 0.0;
-    if !valid {
-        return Err(TrainError::Options(
-            "--lr must be > 0, --weight-decay and --clip-grad ≥ 0".into(),
-        ));
-    }
+    setup::check_train_args(&args.train).map_err(TrainError::Options)?;
     if !(0.0..1.0).contains(&args.model.dropout) {
         return Err(TrainError::Options(format!(
             "--dropout {} is not in [0, 1)",
@@ -471,11 +450,7 @@ fn limit_rows(ds: &mut Dataset, max_rows: Option<usize>) -> Result<RowCounts, Tr
     }
     let mut dropped = BTreeMap::new();
     for (kind, n) in ds.skip_counts() {
-        let name = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("{kind:?}"));
-        dropped.insert(name, n);
+        dropped.insert(kind.name(), n);
     }
     Ok(RowCounts {
         file_rows: ds.num_file_rows,
@@ -581,11 +556,6 @@ fn snapshot(vs: &VarStore) -> Result<Vec<(String, Tensor)>, TrainError> {
             })
             .collect()
     })
-}
-
-/// The seed as libtorch takes it (wrapping the top bit).
-fn seed_i64(seed: u64) -> i64 {
-    seed as i64
 }
 
 fn fmt(v: Option<f64>) -> String {

@@ -9,9 +9,10 @@
 //! - [`metrics`]: ROC-AUC / PRC-AUC / RMSE / MAE of a split.
 //! - [`rundir`]: the run directory and its files (`config.json`, `split.json`, `epochs.jsonl`,
 //!   `epochs.csv`, `summary.json`, weights).
-//! - `seeded` (private): the loop's own seeded randomness (data order, pruning ties).
-//!
-//! Not built yet (returns [`TrainError::NotBuilt`]): `anges-train pretrain`.
+//! - `seeded` (crate): the loop's own seeded randomness (data order, pruning ties, and the
+//!   masks of pre-training).
+//! - `setup` (crate): threads, seed, optimiser and progress bar, shared with
+//!   [`crate::pretrain`].
 
 mod epoch;
 pub mod finetune;
@@ -19,7 +20,8 @@ pub mod metrics;
 mod network;
 pub mod prune;
 pub mod rundir;
-mod seeded;
+pub(crate) mod seeded;
+pub(crate) mod setup;
 
 use std::path::{Path, PathBuf};
 
@@ -36,9 +38,6 @@ use crate::split::SplitError;
 /// Why a fine-tuning run could not start or finish.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// An option whose implementation has not landed yet.
-    #[error("{0} is not built yet (see the trainer issues)")]
-    NotBuilt(String),
     /// An invalid combination or value of options.
     #[error("invalid options: {0}")]
     Options(String),

@@ -1,0 +1,103 @@
+//! What fine-tuning and pre-training share to run their epochs: the libtorch thread count and
+//! seed, the checks of the optimisation flags, the optimiser (Adam, or AdamW with weight decay)
+//! and the per-epoch progress bar (hidden when stderr is not a terminal).
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::nn::{self, OptimizerConfig, VarStore};
+
+use crate::cli::TrainArgs;
+
+/// Sets libtorch's CPU thread count (`0` keeps libtorch's default).
+pub(crate) fn apply_threads(threads: usize) -> Result<(), String> {
+    if threads > 0 {
+        let n = i32::try_from(threads).map_err(|_| format!("--threads {threads} is too large"))?;
+        tch::set_num_threads(n);
+    }
+    Ok(())
+}
+
+/// Seeds libtorch's process-global generator (the seed's top bit wraps into the sign).
+pub(crate) fn seed_torch(seed: u64) {
+    tch::manual_seed(seed as i64);
+}
+
+/// Checks `--epochs`, `--batch-size`, `--lr`, `--weight-decay` and `--clip-grad`.
+pub(crate) fn check_train_args(t: &TrainArgs) -> Result<(), String> {
+    if t.epochs == 0 || t.batch_size == 0 {
+        return Err("--epochs and --batch-size must be at least 1".into());
+    }
+    // Written positively so that NaN (which compares false) is rejected too.
+    let valid = t.lr > 0.0 && t.lr.is_finite() && t.weight_decay >= 0.0 && t.clip_grad >= 0.0;
+    if !valid {
+        return Err("--lr must be > 0, --weight-decay and --clip-grad ≥ 0".into());
+    }
+    Ok(())
+}
+
+/// Adam over every trainable variable of `vs`, or AdamW when `--weight-decay > 0`.
+pub(crate) fn optimizer(vs: &VarStore, t: &TrainArgs) -> Result<nn::Optimizer, tch::TchError> {
+    if t.weight_decay > 0.0 {
+        nn::AdamW::default().wd(t.weight_decay).build(vs, t.lr)
+    } else {
+        nn::Adam::default().build(vs, t.lr)
+    }
+}
+
+/// The progress bar of one training pass of `batches` batches, `epoch {epoch}/{epochs}`; its
+/// message is the running loss.
+pub(crate) fn epoch_bar(batches: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(batches as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) =
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches, loss {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train_args() -> TrainArgs {
+        TrainArgs {
+            epochs: 1,
+            batch_size: 1,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            clip_grad: 0.0,
+        }
+    }
+
+    #[test]
+    fn train_flags_are_checked() {
+        assert!(check_train_args(&train_args()).is_ok());
+        for broken in [
+            TrainArgs {
+                epochs: 0,
+                ..train_args()
+            },
+            TrainArgs {
+                batch_size: 0,
+                ..train_args()
+            },
+            TrainArgs {
+                lr: f64::NAN,
+                ..train_args()
+            },
+            TrainArgs {
+                clip_grad: -1.0,
+                ..train_args()
+            },
+        ] {
+            assert!(check_train_args(&broken).is_err(), "{broken:?}");
+        }
+    }
+}
