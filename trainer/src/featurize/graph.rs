@@ -29,6 +29,10 @@ pub const NUM_BOND_DIRS: i64 = 3;
 pub const SELF_LOOP_BOND_TYPE: i64 = 4;
 /// Bond type value of a masked bond (attribute masking).
 pub const MASK_BOND_TYPE: i64 = 5;
+/// Atom type value of a masked atom (attribute masking): the last row of the atom table. It is
+/// also the number of classes a masked atom is predicted among (types `0..MASK_ATOM_TYPE`), as
+/// pretrain-gnns' `Linear(d, 119)`.
+pub const MASK_ATOM_TYPE: i64 = NUM_ATOM_TYPES - 1;
 
 /// Why a molecule has no pretrain-gnns features.
 #[derive(Debug, Error)]

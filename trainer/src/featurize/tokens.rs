@@ -37,8 +37,8 @@ pub enum TokenizeError {
         /// Byte offset of the first uncovered character.
         offset: usize,
     },
-    /// A vocabulary or tokenizer file could not be read or parsed.
-    #[error("cannot load tokenizer {path}: {message}")]
+    /// A vocabulary or tokenizer file could not be read, parsed or written.
+    #[error("tokenizer file {path}: {message}")]
     Load {
         /// The file.
         path: PathBuf,
@@ -228,6 +228,46 @@ impl SmilesTokenizer {
         }
     }
 
+    /// Ids of the special tokens (padding, unknown, begin/end, mask, …): never a target or a
+    /// replacement in masked-language modelling.
+    pub fn special_ids(&self) -> Vec<i64> {
+        match self {
+            Self::Regex(_) => (0..SPECIAL_TOKENS.len() as i64).collect(),
+            Self::HuggingFace(t) => {
+                let mut ids: Vec<i64> = t
+                    .get_added_tokens_decoder()
+                    .iter()
+                    .filter(|(_, token)| token.special)
+                    .map(|(&id, _)| i64::from(id))
+                    .collect();
+                ids.sort_unstable();
+                ids
+            }
+        }
+    }
+
+    /// Writes the tokeniser into `dir` as `vocab.txt` (regex) or `tokenizer.json` (Hugging
+    /// Face), so that [`SmilesTokenizer::from_path`] reads it back; returns the file written.
+    pub fn save_into(&self, dir: &Path) -> Result<PathBuf, TokenizeError> {
+        let (path, result) = match self {
+            Self::Regex(t) => {
+                let path = dir.join("vocab.txt");
+                let result = t.save_vocab(&path).map_err(|e| e.to_string());
+                (path, result)
+            }
+            Self::HuggingFace(t) => {
+                let path = dir.join("tokenizer.json");
+                let result = t.save(&path, true).map_err(|e| e.to_string());
+                (path, result)
+            }
+        };
+        result.map_err(|message| TokenizeError::Load {
+            path: path.clone(),
+            message,
+        })?;
+        Ok(path)
+    }
+
     /// Encodes one SMILES with begin/end special tokens, truncated to `max_len` ids.
     pub fn encode(&self, smiles: &str, max_len: usize) -> Result<TokenIds, TokenizeError> {
         if max_len < 3 {
@@ -297,6 +337,15 @@ mod tests {
         assert_eq!(ids.len(), 5);
         assert_eq!((ids[0], ids[4]), (2, 3));
         assert_eq!(tok.encode("CCN", 10).unwrap()[3], 1, "unknown token");
+        assert_eq!(tok.special_ids(), vec![0, 1, 2, 3, 4]);
+        let copy = tempfile::tempdir().unwrap();
+        let written = tok.save_into(copy.path()).unwrap();
+        assert!(written.ends_with("vocab.txt"));
+        let again = SmilesTokenizer::from_path(copy.path()).unwrap();
+        assert_eq!(
+            again.encode("c1ccccc1Cl", 16).unwrap(),
+            tok.encode("c1ccccc1Cl", 16).unwrap()
+        );
         let cut = tok.encode("CCCCCCCC", 4).unwrap();
         assert_eq!(cut, vec![2, ids[1], ids[1], 3]);
         assert!(tok.encode("CC", 2).is_err());

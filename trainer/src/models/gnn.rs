@@ -74,7 +74,7 @@ impl Default for GnnConfig {
 }
 
 /// PyTorch's `nn.Linear` initialisation, `U(±1/√fan_in)` for weight and bias.
-fn torch_linear(p: nn::Path, fan_in: i64, fan_out: i64) -> nn::Linear {
+pub(crate) fn torch_linear(p: nn::Path, fan_in: i64, fan_out: i64) -> nn::Linear {
     let bound = 1.0 / (fan_in as f64).sqrt();
     let init = Init::Uniform {
         lo: -bound,

@@ -1,16 +1,21 @@
 //! Molecular models trained by `anges-train`. Today: the 2D graph networks of pretrain-gnns
 //! (GIN, GCN; SPEC §4) in [`gnn`], their mini-batch collation in [`batch`] and the multi-task
 //! losses in [`loss`]; the 1D BERT/RoBERTa SMILES encoder with Hugging Face checkpoints in
-//! [`transformer`]. Checkpoints are read by [`crate::checkpoint`].
+//! [`transformer`] and its masked-language-model head (pre-training) in [`lm_head`].
+//! Checkpoints are read by [`crate::checkpoint`].
 
 pub mod batch;
 pub mod gnn;
+pub mod lm_head;
 pub mod loss;
 pub mod transformer;
 
 pub use batch::{Collator, GraphBatch};
 pub use gnn::{Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
-pub use transformer::{Architecture, Pooling, SequenceModel, SmilesEncoder, TransformerConfig};
+pub use lm_head::{MaskedLmHead, lm_head_prefix};
+pub use transformer::{
+    Architecture, Pooling, SequenceModel, SmilesEncoder, TransformerConfig, pad_tokens,
+};
 
 /// Why a model could not be built or run.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::ModelError;
 use crate::checkpoint::{self, LoadOptions};
+use crate::featurize::TokenIds;
 
 /// Var-store prefix of the task head of a [`SequenceModel`].
 pub const TRANSFORMER_HEAD_PREFIX: &str = "head";
@@ -372,6 +373,12 @@ impl SmilesEncoder {
         &self.cfg
     }
 
+    /// The token embedding table `[vocab_size, hidden_size]` (what a masked-LM head decodes
+    /// with, tied as in Hugging Face).
+    pub fn word_embeddings(&self) -> &Tensor {
+        &self.word.ws
+    }
+
     /// Position ids `[B, L]`: `0..L` for BERT; for RoBERTa `padding_idx + cumsum(non-pad)` on
     /// tokens and `padding_idx` on pads (Hugging Face's `create_position_ids_from_input_ids`).
     pub fn position_ids(&self, input_ids: &Tensor) -> Tensor {
@@ -447,6 +454,44 @@ impl SmilesEncoder {
         }
         Ok(x)
     }
+}
+
+/// `[B, L]` input ids of the rows of `tokens` at `positions`, padded with `pad` to the longest of
+/// them, and the `[B, L]` attention mask (1 = token, 0 = pad), on `device`: a batch for
+/// [`SmilesEncoder::forward`] (fine-tuning, pre-training, benchmarks).
+pub fn pad_tokens(
+    tokens: &[TokenIds],
+    positions: &[usize],
+    pad: i64,
+    device: Device,
+) -> Result<(Tensor, Tensor), tch::TchError> {
+    let len = positions
+        .iter()
+        .map(|&p| tokens[p].len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut ids = Vec::with_capacity(positions.len() * len);
+    let mut mask = Vec::with_capacity(positions.len() * len);
+    for &p in positions {
+        let row = &tokens[p];
+        ids.extend(
+            row.iter()
+                .copied()
+                .chain(std::iter::repeat_n(pad, len - row.len())),
+        );
+        mask.extend(
+            std::iter::repeat_n(1i64, row.len()).chain(std::iter::repeat_n(0, len - row.len())),
+        );
+    }
+    let shape = [positions.len() as i64, len as i64];
+    let ids = Tensor::f_from_slice(&ids)?
+        .f_view(shape)?
+        .f_to_device(device)?;
+    let mask = Tensor::f_from_slice(&mask)?
+        .f_view(shape)?
+        .f_to_device(device)?;
+    Ok((ids, mask))
 }
 
 /// How per-token hidden states become one vector per sequence.
@@ -618,6 +663,21 @@ impl SequenceModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_padded_to_their_longest_row() {
+        let tokens = vec![vec![2, 7, 3], vec![2, 3], vec![2, 8, 9, 9, 3]];
+        let (ids, mask) = pad_tokens(&tokens, &[1, 0], 0, Device::Cpu).unwrap();
+        assert_eq!(ids.size(), [2, 3]);
+        assert_eq!(
+            Vec::<i64>::try_from(ids.view([-1])).unwrap(),
+            [2, 3, 0, 2, 7, 3]
+        );
+        assert_eq!(
+            Vec::<i64>::try_from(mask.view([-1])).unwrap(),
+            [1, 1, 0, 1, 1, 1]
+        );
+    }
 
     #[test]
     fn config_rejects_unsupported() {
