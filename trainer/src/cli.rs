@@ -53,6 +53,22 @@ pub struct Cli {
 pub enum Command {
     /// Self-supervised pre-training: attribute masking (2D) or masked-language modelling (1D) on a
     /// SMILES corpus; writes a checkpoint that fine-tuning loads with --pretrained.
+    ///
+    /// --model gin|gcn learns attribute masking (Hu et al. 2020, pretrain-gnns): in every
+    /// molecule some atoms get the mask type and the network predicts their element.
+    /// --model transformer learns BERT-style masked-language modelling over atom-level regex
+    /// tokens.
+    ///
+    /// Writes, for gin/gcn, one .safetensors file holding exactly the pretrain-gnns encoder keys
+    /// (fine-tune it with --pretrained FILE --allow-partial: the task head starts fresh), and for
+    /// the transformer a Hugging Face folder (config.json, model.safetensors, vocab.txt) that
+    /// --model transformer --pretrained DIR loads as is. The checkpoint is rewritten after every
+    /// epoch, next to a machine-readable log of the per-epoch loss and masked-prediction accuracy
+    /// (NAME.pretrain.json beside the file, or pretrain.json in the folder). Without --out both go
+    /// to the model cache folder, where fine-tuning finds them without --pretrained.
+    ///
+    /// Example: anges-train pretrain --corpus moses_train.csv.gz --limit 100000 --model gin
+    /// --epochs 10 --batch-size 256
     Pretrain(PretrainArgs),
     /// Re-apply stopping policies and parameter grids offline to a logged run and print the
     /// trade-off of each.
@@ -335,28 +351,92 @@ pub struct FinetuneArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `anges-train pretrain`.
-#[derive(Debug, Clone, Args)]
+/// `anges-train pretrain` (see [`Command::Pretrain`]).
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct PretrainArgs {
-    /// SMILES corpus (CSV or CSV.gz with one SMILES column).
+    /// SMILES corpus: a CSV or CSV.gz file with a header row. Rows whose SMILES the chemistry
+    /// cannot read are skipped, logged and counted.
     #[arg(long, value_name = "FILE")]
     pub corpus: PathBuf,
 
-    /// Use only the first N molecules of the corpus.
+    /// Column holding the SMILES (default: the column named "smiles" in any case, else the only
+    /// column).
+    #[arg(long, value_name = "COLUMN")]
+    pub smiles_column: Option<String>,
+
+    /// Use only the first N data rows of the corpus (skipped rows included in the N).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 
+    /// Model family: gin or gcn (attribute masking) or transformer (masked-language modelling).
+    #[arg(long, value_enum, default_value_t = ModelKind::Gin)]
+    pub model: ModelKind,
+
+    /// Share of each molecule to predict: atoms (gin/gcn: int(n·rate + 1) atoms per molecule, as
+    /// pretrain-gnns; never zero) or non-special tokens (transformer: each selected with this
+    /// probability, at least one per molecule; 80 % become [MASK], 10 % a random token, 10 % stay).
+    #[arg(long, value_name = "RATE", default_value_t = 0.15)]
+    pub mask_rate: f64,
+
+    /// gin/gcn only: start from this checkpoint (.pth, .pt or .safetensors) instead of random
+    /// initialisation.
+    #[arg(long, value_name = "FILE")]
+    pub pretrained: Option<PathBuf>,
+
+    /// gin/gcn only: dropout after every layer (pretrain-gnns' masking default is 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub model: ModelArgs,
+    pub encoder: EncoderSizeArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub compute: ComputeArgs,
 
     #[command(flatten)]
     #[allow(missing_docs)]
     pub train: TrainArgs,
 
-    /// Where to write the checkpoint.
+    /// Seed of the initialisation, the data order and the masks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub meter: MeterArgs,
+
+    /// Where to write: a .safetensors file (gin/gcn) or a folder (transformer). Default: the
+    /// model cache folder, <cache>/models/gin_attrmask.safetensors, gcn_attrmask.safetensors or
+    /// transformer_mlm/, where fine-tuning finds it without --pretrained.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+
+    /// Replace what --out already holds (else an existing output is an error).
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Size of a 1D encoder trained from scratch (BERT layout, exact GELU, feed-forward 4× wide).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct EncoderSizeArgs {
+    /// transformer only: width of the hidden states.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub hidden_size: i64,
+
+    /// transformer only: number of Transformer blocks.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub layers: i64,
+
+    /// transformer only: attention heads per block (must divide --hidden-size).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub heads: i64,
+
+    /// transformer only: a vocab.txt (one token per line, [PAD] [UNK] [CLS] [SEP] [MASK] first)
+    /// instead of the vocabulary of the corpus' regex tokens.
     #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
+    pub vocab: Option<PathBuf>,
 }
 
 /// `anges-train replay`.

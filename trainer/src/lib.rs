@@ -4,8 +4,8 @@
 //! (see `docs/architecture.md`): the command line ([`cli`]), the libtorch runtime probe
 //! ([`runtime`]), chemistry ([`chem`]), datasets ([`data`]), featurisation ([`featurize`]),
 //! splits ([`split`]), the models and their checkpoints ([`models`], [`checkpoint`]), the
-//! fine-tuning loop with MolPeg pruning ([`train`]), the per-epoch meter readings
-//! ([`emissions`]), the stopping policies and their offline replay ([`policy`]), and the
+//! fine-tuning loop with MolPeg pruning ([`train`]), self-supervised pre-training
+//! ([`pretrain`]), the per-epoch meter readings ([`emissions`]), the stopping policies and their offline replay ([`policy`]), and the
 //! trade-off study ([`study`]) with its report ([`report`]).
 
 pub mod checkpoint;
@@ -16,6 +16,7 @@ pub mod emissions;
 pub mod featurize;
 pub mod models;
 pub mod policy;
+pub mod pretrain;
 pub mod report;
 pub mod runtime;
 pub mod split;

@@ -12,8 +12,11 @@ fn main() -> anyhow::Result<()> {
         .init();
 
     match cli.command {
-        Some(Command::Pretrain(_)) => {
-            anyhow::bail!("`anges-train pretrain` is not built yet (see the trainer issues)")
+        Some(Command::Pretrain(args)) => {
+            tracing::info!("{}", anges_trainer::runtime::describe());
+            let log = anges_trainer::pretrain::run_pretrain(&args)?;
+            println!("{}", log.summary_line());
+            Ok(())
         }
         Some(Command::Replay(args)) => {
             let (run, outcomes) = anges_trainer::policy::replay::run_replay(&args)?;

@@ -1,0 +1,242 @@
+//! `anges-train pretrain`: self-supervised pre-training on a SMILES corpus, whose output
+//! fine-tuning loads with `--pretrained` (or finds in the model cache folder by itself).
+//!
+//! [`run_pretrain`] checks the flags and the output place ([`output`]), reads and featurises the
+//! corpus ([`corpus`]: invalid rows are skipped, logged and counted), builds the objective —
+//! attribute masking for GIN/GCN ([`graph`], masks from [`atom_masking`]) or masked-language
+//! modelling for the 1D encoder ([`sequence`], masks from [`token_masking`]) — and runs the
+//! epochs ([`epochs`]): seeded order and masks, Adam, progress bar, a meter reading, the
+//! checkpoint and the machine-readable log ([`PretrainLog`]) rewritten after every epoch.
+//!
+//! Not built: bond masking (pretrain-gnns' `--mask_edge`) and continuing 1D pre-training from a
+//! Hugging Face folder.
+
+pub(crate) mod atom_masking;
+pub mod corpus;
+pub(crate) mod epochs;
+pub(crate) mod graph;
+pub mod output;
+pub(crate) mod sequence;
+pub(crate) mod token_masking;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub use output::{PretrainEpoch, PretrainLog};
+
+use crate::checkpoint::CheckpointError;
+use crate::cli::{ModelKind, PretrainArgs};
+use crate::data::DataError;
+use crate::emissions::{EpochMeter, MeterError};
+use crate::featurize::TokenizeError;
+use crate::models::ModelError;
+use crate::runtime::DeviceUnavailable;
+use crate::train::setup;
+use epochs::Objective;
+
+/// Why a pre-training run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PretrainError {
+    /// An invalid value or combination of flags.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// `--corpus` names no file.
+    #[error("corpus {}: no such file", .0.display())]
+    NoCorpus(PathBuf),
+    /// The corpus could not be read (the message names the file and line).
+    #[error(transparent)]
+    Corpus(#[from] DataError),
+    /// Every row of the corpus was skipped.
+    #[error("corpus {}: no usable molecule in {rows} row(s) read (skipped: {skipped})", path.display())]
+    EmptyCorpus {
+        /// The corpus.
+        path: PathBuf,
+        /// Data rows read.
+        rows: usize,
+        /// Skips by reason.
+        skipped: String,
+    },
+    /// The output exists and `--overwrite` was not given.
+    #[error("{} already exists: pass --overwrite to replace it, or another --out", .0.display())]
+    OutputExists(PathBuf),
+    /// The requested device is not available.
+    #[error(transparent)]
+    Device(#[from] DeviceUnavailable),
+    /// The model could not be built or run.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The tokeniser could not be read or written.
+    #[error(transparent)]
+    Tokenize(#[from] TokenizeError),
+    /// A checkpoint could not be read, applied or written.
+    #[error("{}: {source}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        source: CheckpointError,
+    },
+    /// The meter could not be started as asked.
+    #[error(transparent)]
+    Meter(#[from] MeterError),
+    /// libtorch refused an operation.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A file could not be written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl PretrainError {
+    /// An I/O error on `path`.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Runs `anges-train pretrain` as `args` describe; returns its log (also written next to the
+/// checkpoint).
+pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
+    let started = Instant::now();
+    check_args(args)?;
+    let out = output::Output::resolve(args)?;
+    setup::apply_threads(args.compute.threads).map_err(PretrainError::Options)?;
+    let device = args.compute.device.resolve()?;
+    let is_graph = args.model != ModelKind::Transformer;
+    let corpus = corpus::read_corpus(
+        &args.corpus,
+        args.smiles_column.as_deref(),
+        args.limit,
+        is_graph,
+    )?;
+    setup::seed_torch(args.seed);
+    let mut log = PretrainLog::new(args, &corpus, &out, device);
+    let mut objective: Box<dyn Objective> = if is_graph {
+        Box::new(graph::AttributeMasking::new(args, corpus, device, &out)?)
+    } else {
+        let (mlm, dropped) = sequence::MaskedLanguageModelling::new(args, corpus, device, &out)?;
+        if dropped > 0 {
+            log.skipped
+                .insert(sequence::DROP_UNTOKENIZABLE.into(), dropped);
+        }
+        log.molecules = mlm.molecules();
+        Box::new(mlm)
+    };
+    log.parameters = objective.encoder_parameters();
+    tracing::info!(
+        "pre-training {:?} ({}) on {} molecules of {} ({} rows read{}), {device:?}; writing {}",
+        args.model,
+        log.objective,
+        log.molecules,
+        args.corpus.display(),
+        log.rows_read,
+        skipped_text(&log),
+        out.checkpoint().display()
+    );
+    let mut meter = EpochMeter::start(
+        &args.meter,
+        &format!("anges-train pretrain {}", log.model_name()),
+    )?;
+    if let Some(m) = &meter {
+        tracing::info!("meter: {}", m.describe());
+        log.meter = Some(m.describe());
+    }
+    let run = epochs::run_epochs(
+        objective.as_mut(),
+        &args.train,
+        args.seed,
+        meter.as_mut(),
+        &mut log,
+        &out,
+    );
+    if let Some(fin) = meter.map(EpochMeter::finish) {
+        log.energy_j = Some(fin.cumulative_j);
+        log.co2_g = Some(fin.cumulative_g);
+        log.measured = Some(fin.measured);
+    }
+    log.seconds = started.elapsed().as_secs_f64();
+    out.write_log(&log)?;
+    run?;
+    Ok(log)
+}
+
+/// Checks what does not depend on the corpus.
+fn check_args(args: &PretrainArgs) -> Result<(), PretrainError> {
+    let bad = |m: String| Err(PretrainError::Options(m));
+    setup::check_train_args(&args.train).map_err(PretrainError::Options)?;
+    if !(args.mask_rate > 0.0 && args.mask_rate <= 1.0) {
+        return bad(format!("--mask-rate {} is not in (0, 1]", args.mask_rate));
+    }
+    if args.limit == Some(0) {
+        return bad("--limit must be at least 1".into());
+    }
+    if !(0.0..1.0).contains(&args.dropout) {
+        return bad(format!("--dropout {} is not in [0, 1)", args.dropout));
+    }
+    match args.model {
+        ModelKind::Transformer if args.pretrained.is_some() => bad(
+            "--pretrained is for --model gin|gcn: the 1D encoder is pre-trained from scratch"
+                .into(),
+        ),
+        ModelKind::Gin | ModelKind::Gcn if args.encoder.vocab.is_some() => {
+            bad("--vocab is for --model transformer".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn skipped_text(log: &PretrainLog) -> String {
+    log.skipped
+        .iter()
+        .map(|(why, n)| format!(", {n} skipped ({why})"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> PretrainArgs {
+        let mut argv = vec!["anges-train", "pretrain", "--corpus", "c.csv"];
+        argv.extend(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Some(Command::Pretrain(a)) => a,
+            other => panic!("expected pretrain, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_pretrain_gnns_masking() {
+        let a = parse(&[]);
+        assert_eq!(a.model, ModelKind::Gin);
+        assert_eq!((a.mask_rate, a.dropout, a.train.lr), (0.15, 0.0, 1e-3));
+        assert!(a.out.is_none() && !a.overwrite);
+        assert!(check_args(&a).is_ok());
+    }
+
+    #[test]
+    fn bad_flags_are_refused_before_any_work() {
+        for flags in [
+            &["--mask-rate", "0"][..],
+            &["--mask-rate", "1.5"],
+            &["--limit", "0"],
+            &["--epochs", "0"],
+            &["--dropout", "1"],
+            &["--model", "transformer", "--pretrained", "x.pth"],
+            &["--model", "gcn", "--vocab", "vocab.txt"],
+        ] {
+            let err = check_args(&parse(flags)).unwrap_err().to_string();
+            assert!(err.starts_with("invalid options"), "{flags:?}: {err}");
+        }
+    }
+}

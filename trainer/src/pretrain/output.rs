@@ -1,0 +1,399 @@
+//! Where pre-training writes, and what: the output place ([`Output`]: one `.safetensors` file for
+//! GIN/GCN, a Hugging Face folder for the 1D encoder; by default in the model cache folder), the
+//! machine-readable log of the run ([`PretrainLog`], one [`PretrainEpoch`] per epoch), and
+//! atomic replacement of both, so that a run killed mid-write leaves the previous epoch's files.
+//!
+//! | model | `--out` (default) | checkpoint | log |
+//! | --- | --- | --- | --- |
+//! | gin, gcn | `<cache>/models/{gin,gcn}_attrmask.safetensors` | that file | `<stem>.pretrain.json` beside it |
+//! | transformer | `<cache>/models/transformer_mlm/` | `model.safetensors` (+ `config.json`, `vocab.txt`) | `pretrain.json` inside |
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tch::Device;
+
+use super::PretrainError;
+use super::corpus::Corpus;
+use crate::cli::{ModelKind, PretrainArgs};
+use crate::data::DataOptions;
+
+/// File name of the 1D folder's log.
+pub const FOLDER_LOG: &str = "pretrain.json";
+/// The files a 1D run writes into its folder (removed first with `--overwrite`).
+const FOLDER_FILES: [&str; 5] = [
+    "config.json",
+    "model.safetensors",
+    "vocab.txt",
+    "tokenizer.json",
+    FOLDER_LOG,
+];
+/// Suffix of a 2D checkpoint's log (`gin_attrmask.safetensors` → `gin_attrmask.pretrain.json`).
+pub const FILE_LOG_EXTENSION: &str = "pretrain.json";
+
+/// Where a run writes its checkpoint and log.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// GIN/GCN: one safetensors file and its log beside it.
+    File {
+        /// The `.safetensors` checkpoint.
+        checkpoint: PathBuf,
+        /// The log.
+        log: PathBuf,
+    },
+    /// The 1D encoder: a Hugging Face folder.
+    Folder {
+        /// The folder.
+        dir: PathBuf,
+    },
+}
+
+impl Output {
+    /// The output of `args` (`--out`, else the default in the model cache folder); refuses an
+    /// existing output without `--overwrite` and a 2D file not named `*.safetensors`; creates the
+    /// folders.
+    pub fn resolve(args: &PretrainArgs) -> Result<Self, PretrainError> {
+        let models = DataOptions::default().cache_dir.join("models");
+        let out = match args.model {
+            ModelKind::Gin | ModelKind::Gcn => {
+                let checkpoint = args
+                    .out
+                    .clone()
+                    .unwrap_or_else(|| models.join(default_name(args.model)));
+                if !checkpoint
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+                {
+                    return Err(PretrainError::Options(format!(
+                        "--out {}: a GIN/GCN checkpoint is written as a .safetensors file",
+                        checkpoint.display()
+                    )));
+                }
+                let log = checkpoint.with_extension(FILE_LOG_EXTENSION);
+                Self::File { checkpoint, log }
+            }
+            ModelKind::Transformer => Self::Folder {
+                dir: args
+                    .out
+                    .clone()
+                    .unwrap_or_else(|| models.join(default_name(args.model))),
+            },
+        };
+        if !args.overwrite
+            && let Some(existing) = out.existing()
+        {
+            return Err(PretrainError::OutputExists(existing));
+        }
+        let dir = out.dir();
+        std::fs::create_dir_all(&dir).map_err(|e| PretrainError::io(&dir, e))?;
+        if let Self::Folder { dir } = &out {
+            // A stale tokenizer.json would shadow the vocab.txt written now (and vice versa).
+            for name in FOLDER_FILES {
+                let stale = dir.join(name);
+                match std::fs::remove_file(&stale) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(PretrainError::io(&stale, e));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What of this output already exists, if anything (a non-empty folder counts).
+    fn existing(&self) -> Option<PathBuf> {
+        match self {
+            Self::File { checkpoint, log } => {
+                [checkpoint, log].into_iter().find(|p| p.exists()).cloned()
+            }
+            Self::Folder { dir } => std::fs::read_dir(dir)
+                .ok()
+                .and_then(|mut entries| entries.next())
+                .map(|_| dir.clone()),
+        }
+    }
+
+    /// The folder the files go into.
+    pub fn dir(&self) -> PathBuf {
+        match self {
+            Self::File { checkpoint, .. } => checkpoint
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_owned),
+            Self::Folder { dir } => dir.clone(),
+        }
+    }
+
+    /// The weights file.
+    pub fn checkpoint(&self) -> PathBuf {
+        match self {
+            Self::File { checkpoint, .. } => checkpoint.clone(),
+            Self::Folder { dir } => dir.join("model.safetensors"),
+        }
+    }
+
+    /// The log file.
+    pub fn log(&self) -> PathBuf {
+        match self {
+            Self::File { log, .. } => log.clone(),
+            Self::Folder { dir } => dir.join(FOLDER_LOG),
+        }
+    }
+
+    /// Writes the log (atomically).
+    pub fn write_log(&self, log: &PretrainLog) -> Result<(), PretrainError> {
+        write_json(&self.log(), log)
+    }
+}
+
+/// The default output name in the model cache folder (what fine-tuning's lookup finds).
+pub fn default_name(model: ModelKind) -> &'static str {
+    match model {
+        ModelKind::Gin => "gin_attrmask.safetensors",
+        ModelKind::Gcn => "gcn_attrmask.safetensors",
+        ModelKind::Transformer => "transformer_mlm",
+    }
+}
+
+/// Writes `path` through `write` on a temporary file beside it, then renames it over `path`.
+pub fn replace_file<E>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), PretrainError>
+where
+    PretrainError: From<E>,
+{
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    std::fs::rename(&tmp, path).map_err(|e| PretrainError::io(path, e))
+}
+
+/// Writes `value` as pretty JSON to `path` (atomically).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PretrainError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| PretrainError::io(path, std::io::Error::other(e)))?;
+    replace_file(path, |tmp| {
+        std::fs::write(tmp, text + "\n").map_err(|e| PretrainError::io(tmp, e))
+    })
+}
+
+/// One epoch of pre-training.
+#[derive(Debug, Clone, Serialize)]
+pub struct PretrainEpoch {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean cross-entropy per masked prediction.
+    pub loss: f64,
+    /// Share of masked atoms / selected tokens predicted right (training mode).
+    pub accuracy: f64,
+    /// The accuracy of always answering the most frequent label of this epoch's masked
+    /// predictions (carbon, for atoms): what `accuracy` must beat to have learnt anything.
+    pub majority_baseline: f64,
+    /// Masked predictions made (atoms or tokens).
+    pub predictions: usize,
+    /// Molecules trained on.
+    pub molecules: usize,
+    /// Wall-clock seconds of the epoch (training pass and checkpoint).
+    pub seconds: f64,
+    /// This epoch's energy, joules (when metered).
+    pub energy_j: Option<f64>,
+    /// This epoch's CO2-eq, grams (when metered).
+    pub co2_g: Option<f64>,
+    /// Where the epoch's energy figure came from (daemon, local, …).
+    pub meter_source: Option<String>,
+}
+
+/// The machine-readable log of a pre-training run (rewritten after every epoch).
+#[derive(Debug, Clone, Serialize)]
+pub struct PretrainLog {
+    /// `attribute-masking` (GIN/GCN) or `masked-language-modelling` (transformer).
+    pub objective: &'static str,
+    /// The flags as given.
+    pub args: PretrainArgs,
+    /// The corpus file.
+    pub corpus: PathBuf,
+    /// Its SMILES column.
+    pub smiles_column: String,
+    /// Data rows read (at most `--limit`).
+    pub rows_read: usize,
+    /// Molecules trained on.
+    pub molecules: usize,
+    /// Rows skipped, by reason.
+    pub skipped: BTreeMap<String, usize>,
+    /// The weights written.
+    pub checkpoint: PathBuf,
+    /// Parameters of the encoder written (the heads excluded for GIN/GCN).
+    pub parameters: i64,
+    /// Device of the run.
+    pub device: String,
+    /// libtorch CPU threads.
+    pub threads: i32,
+    /// One entry per finished epoch.
+    pub epochs: Vec<PretrainEpoch>,
+    /// Wall-clock seconds of the whole run (corpus reading included).
+    pub seconds: f64,
+    /// The meter used, if any.
+    pub meter: Option<String>,
+    /// Energy of the run, joules (when metered).
+    pub energy_j: Option<f64>,
+    /// CO2-eq of the run, grams (when metered).
+    pub co2_g: Option<f64>,
+    /// Whether the energy came from hardware counters only.
+    pub measured: Option<bool>,
+    /// `anges-train`'s version.
+    pub trainer_version: &'static str,
+}
+
+impl PretrainLog {
+    /// The log of a run that has not trained yet.
+    pub fn new(args: &PretrainArgs, corpus: &Corpus, out: &Output, device: Device) -> Self {
+        Self {
+            objective: match args.model {
+                ModelKind::Transformer => "masked-language-modelling",
+                ModelKind::Gin | ModelKind::Gcn => "attribute-masking",
+            },
+            args: args.clone(),
+            corpus: corpus.path.clone(),
+            smiles_column: corpus.column.clone(),
+            rows_read: corpus.rows_read,
+            molecules: corpus.len(),
+            skipped: corpus.skipped.clone(),
+            checkpoint: out.checkpoint(),
+            parameters: 0,
+            device: format!("{device:?}"),
+            threads: tch::get_num_threads(),
+            epochs: Vec::new(),
+            seconds: 0.0,
+            meter: None,
+            energy_j: None,
+            co2_g: None,
+            measured: None,
+            trainer_version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    /// `gin`, `gcn` or `transformer`.
+    pub fn model_name(&self) -> &'static str {
+        match self.args.model {
+            ModelKind::Gin => "gin",
+            ModelKind::Gcn => "gcn",
+            ModelKind::Transformer => "transformer",
+        }
+    }
+
+    /// One line for the terminal: epochs, loss and accuracy from first to last, the output.
+    pub fn summary_line(&self) -> String {
+        let (Some(first), Some(last)) = (self.epochs.first(), self.epochs.last()) else {
+            return format!("{}: no epoch finished", self.objective);
+        };
+        format!(
+            "{} {} on {} molecules: {} epoch(s), loss {:.4} → {:.4}, accuracy {:.3} → {:.3} \
+             (majority baseline {:.3}), {:.1} s; checkpoint {}",
+            self.model_name(),
+            self.objective,
+            self.molecules,
+            self.epochs.len(),
+            first.loss,
+            last.loss,
+            first.accuracy,
+            last.accuracy,
+            last.majority_baseline,
+            self.seconds,
+            self.checkpoint.display()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn args(flags: &[&str]) -> PretrainArgs {
+        let mut argv = vec!["anges-train", "pretrain", "--corpus", "c.csv"];
+        argv.extend(flags);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Some(Command::Pretrain(a)) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn outputs_are_files_for_graphs_and_folders_for_sequences() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub/gin.safetensors");
+        let out = Output::resolve(&args(&["--out", file.to_str().unwrap()])).unwrap();
+        assert_eq!(out.checkpoint(), file);
+        assert_eq!(out.log(), dir.path().join("sub/gin.pretrain.json"));
+        assert!(
+            dir.path().join("sub").is_dir(),
+            "the parent folder is created"
+        );
+
+        let bad = dir.path().join("gin.pt");
+        let err = Output::resolve(&args(&["--out", bad.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains(".safetensors"), "{err}");
+
+        let folder = dir.path().join("mlm");
+        let flags = ["--model", "transformer", "--out", folder.to_str().unwrap()];
+        let out = Output::resolve(&args(&flags)).unwrap();
+        assert_eq!(out.checkpoint(), folder.join("model.safetensors"));
+        assert_eq!(out.log(), folder.join("pretrain.json"));
+    }
+
+    #[test]
+    fn existing_outputs_need_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gcn.safetensors");
+        std::fs::write(&file, b"old").unwrap();
+        let flags = ["--model", "gcn", "--out", file.to_str().unwrap()];
+        let err = Output::resolve(&args(&flags)).unwrap_err();
+        assert!(matches!(err, PretrainError::OutputExists(_)), "{err}");
+        assert!(err.to_string().contains("--overwrite"), "{err}");
+        let mut with = flags.to_vec();
+        with.push("--overwrite");
+        assert!(Output::resolve(&args(&with)).is_ok());
+
+        let folder = dir.path().join("mlm");
+        std::fs::create_dir_all(&folder).unwrap();
+        let flags = ["--model", "transformer", "--out", folder.to_str().unwrap()];
+        assert!(
+            Output::resolve(&args(&flags)).is_ok(),
+            "an empty folder is fine"
+        );
+        std::fs::write(folder.join("tokenizer.json"), b"{}").unwrap();
+        assert!(Output::resolve(&args(&flags)).is_err());
+        let mut with = flags.to_vec();
+        with.push("--overwrite");
+        Output::resolve(&args(&with)).unwrap();
+        assert!(
+            !folder.join("tokenizer.json").exists(),
+            "stale files are removed"
+        );
+    }
+
+    #[test]
+    fn replacement_is_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.json");
+        write_json(&path, &[1, 2]).unwrap();
+        let failed = replace_file(&path, |tmp| {
+            std::fs::write(tmp, b"[half").unwrap();
+            Err(PretrainError::Options("disk full".into()))
+        });
+        assert!(failed.is_err());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains('2'), "the old file stays: {text}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file is left behind");
+    }
+}

@@ -1,0 +1,465 @@
+//! `anges-train pretrain` end to end, through the real binary, on the MOSES corpus of
+//! `../shared` (CPU, 2 threads, no meter):
+//! - GIN attribute masking on 300 molecules: the loss falls, the masked-atom accuracy ends above
+//!   the majority class (carbon); the checkpoint, written by default into the model cache, is
+//!   found there by fine-tuning (no flag) and loads with `--pretrained` where only the task head
+//!   is missing; a GCN checkpoint has exactly the keys, shapes and dtypes of pretrain-gnns'
+//!   `gcn_contextpred.pth`;
+//! - masked-language modelling of a tiny 1D encoder on 200 molecules: the loss falls, the
+//!   folder fine-tunes with `--model transformer --pretrained DIR`, and Hugging Face
+//!   `transformers` loads it as a complete `BertForMaskedLM` giving the same logits;
+//! - broken corpora: counted skips, clear errors, never a panic.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anges_trainer::checkpoint::{self, LoadOptions};
+use anges_trainer::featurize::SmilesTokenizer;
+use anges_trainer::models::{MaskedLmHead, SmilesEncoder, TransformerConfig};
+use serde_json::Value;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// The MOSES training SMILES (1.58 M rows, header `SMILES`).
+fn moses() -> PathBuf {
+    let path = common::repo_root().join("../shared/datasets/corpora/moses_train.csv.gz");
+    assert!(
+        path.is_file(),
+        "the MOSES corpus is missing: {}",
+        path.display()
+    );
+    path
+}
+
+/// Runs `anges-train` with `args` on the CPU, without a meter, its caches in `cache`.
+fn anges_train(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anges-train"))
+        .args(args)
+        .args(["--device", "cpu", "--threads", "2", "--meter", "off"])
+        .env("ANGES_CACHE_DIR", cache)
+        .env("ANGES_DATA_DIR", common::moleculenet_dir())
+        .env("ANGES_LOG", "info")
+        .env_remove("ANGES_METER_SOCKET")
+        .output()
+        .expect("run anges-train")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `anges-train` and asserts it succeeded.
+fn succeed(args: &[&str], cache: &Path) -> Output {
+    let out = anges_train(args, cache);
+    assert!(
+        out.status.success(),
+        "anges-train {args:?} failed:\n{}",
+        stderr(&out)
+    );
+    out
+}
+
+/// Runs `anges-train`, asserts it failed cleanly (an error, no panic); returns its stderr.
+fn fail(args: &[&str], cache: &Path) -> String {
+    let out = anges_train(args, cache);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "anges-train {args:?}:\n{err}");
+    assert!(
+        !err.contains("panicked"),
+        "anges-train {args:?} panicked:\n{err}"
+    );
+    err
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `(loss, accuracy, majority_baseline)` of every epoch of a pre-training log.
+fn curve(log: &Value) -> Vec<(f64, f64, f64)> {
+    log["epochs"]
+        .as_array()
+        .expect("epochs")
+        .iter()
+        .map(|e| {
+            let f = |k: &str| e[k].as_f64().unwrap_or_else(|| panic!("{k} in {e}"));
+            (f("loss"), f("accuracy"), f("majority_baseline"))
+        })
+        .collect()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temporary path")
+}
+
+/// Key → (shape, dtype) of a checkpoint file.
+fn signature(path: &Path) -> Vec<(String, Vec<i64>, Kind)> {
+    let mut keys: Vec<_> = checkpoint::read_state_dict(path)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, t.size(), t.kind()))
+        .collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    keys
+}
+
+#[test]
+fn gin_attribute_masking_learns_and_fine_tuning_picks_it_up() {
+    let cache = tempfile::tempdir().unwrap();
+    let corpus = moses();
+    // No --out: the checkpoint goes to <cache>/models/gin_attrmask.safetensors.
+    let out = succeed(
+        &[
+            "pretrain",
+            "--corpus",
+            path_str(&corpus),
+            "--limit",
+            "300",
+            "--model",
+            "gin",
+            "--epochs",
+            "5",
+            "--batch-size",
+            "16",
+        ],
+        cache.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("attribute-masking"), "{stdout}");
+    let models = cache.path().join("models");
+    let weights = models.join("gin_attrmask.safetensors");
+    let log = read_json(&models.join("gin_attrmask.pretrain.json"));
+    assert_eq!(log["objective"], "attribute-masking");
+    assert_eq!(log["rows_read"], 300);
+    let epochs = curve(&log);
+    assert_eq!(epochs.len(), 5);
+    let (first, last) = (epochs[0], epochs[4]);
+    assert!(last.0 < first.0, "masking loss {} → {}", first.0, last.0);
+    assert!(
+        last.1 > last.2 + 0.01,
+        "masked-atom accuracy {} does not beat the majority class ({})",
+        last.1,
+        last.2
+    );
+    // A mask that leaked the atom type would be predicted almost perfectly at once.
+    assert!(last.1 < 0.95, "accuracy {} is implausibly high", last.1);
+
+    // The encoder keys only: those of the GIN minus its task head.
+    let keys: Vec<String> = signature(&weights).into_iter().map(|k| k.0).collect();
+    assert_eq!(keys.len(), 2 + 5 * 6 + 5 * 5, "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| !k.starts_with("graph_pred_linear") && !k.starts_with("linear_pred_atoms"))
+    );
+
+    // Fine-tuning finds it in the cache by itself; its task head starts fresh.
+    let run = cache.path().join("run-cached");
+    let finetune = |extra: &[&str], run: &Path| {
+        let mut args = vec![
+            "--dataset",
+            "bbbp",
+            "--model",
+            "gin",
+            "--epochs",
+            "1",
+            "--max-rows",
+            "200",
+            "--out",
+            path_str(run),
+        ];
+        args.extend(extra);
+        anges_train(&args, cache.path())
+    };
+    let out = finetune(&[], &run);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(summary["pretrained"], path_str(&weights));
+
+    // Given explicitly, it loads with --allow-partial, and without it the only complaint is the
+    // task head: no encoder key is missing, unknown or mis-shaped.
+    let run = cache.path().join("run-explicit");
+    let out = finetune(
+        &["--pretrained", path_str(&weights), "--allow-partial"],
+        &run,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = finetune(&["--pretrained", path_str(&weights)], &run);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("missing [graph_pred_linear.bias, graph_pred_linear.weight]")
+            && !err.contains("unknown")
+            && !err.contains("mis-shaped")
+            && err.contains("--allow-partial"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gcn_checkpoint_has_exactly_the_pretrain_gnns_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("gcn.safetensors");
+    let corpus = moses();
+    let args = [
+        "pretrain",
+        "--corpus",
+        path_str(&corpus),
+        "--limit",
+        "40",
+        "--model",
+        "gcn",
+        "--epochs",
+        "1",
+        "--out",
+        path_str(&weights),
+    ];
+    succeed(&args, dir.path());
+    let published = common::repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
+    assert_eq!(signature(&weights), signature(&published));
+    // An existing output is not replaced silently.
+    let err = fail(&args, dir.path());
+    assert!(
+        err.contains("already exists") && err.contains("--overwrite"),
+        "{err}"
+    );
+}
+
+#[test]
+fn transformer_mlm_learns_and_fine_tunes_from_its_folder() {
+    let cache = tempfile::tempdir().unwrap();
+    let folder = cache.path().join("mlm");
+    succeed(
+        &[
+            "pretrain",
+            "--corpus",
+            path_str(&moses()),
+            "--limit",
+            "200",
+            "--model",
+            "transformer",
+            "--hidden-size",
+            "32",
+            "--layers",
+            "2",
+            "--heads",
+            "2",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "16",
+            "--out",
+            path_str(&folder),
+        ],
+        cache.path(),
+    );
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "vocab.txt",
+        "pretrain.json",
+    ] {
+        assert!(folder.join(file).is_file(), "{file} missing");
+    }
+    let log = read_json(&folder.join("pretrain.json"));
+    assert_eq!(log["objective"], "masked-language-modelling");
+    let epochs = curve(&log);
+    assert_eq!(epochs.len(), 6);
+    assert!(epochs[5].0 < epochs[0].0, "MLM loss {:?}", epochs);
+
+    let run = cache.path().join("run");
+    succeed(
+        &[
+            "--dataset",
+            "bbbp",
+            "--model",
+            "transformer",
+            "--pretrained",
+            path_str(&folder),
+            "--epochs",
+            "1",
+            "--max-rows",
+            "200",
+            "--out",
+            path_str(&run),
+        ],
+        cache.path(),
+    );
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(summary["pretrained"], path_str(&folder));
+    assert_eq!(summary["epochs_run"], 1);
+
+    hugging_face_gives_the_same_logits(&folder);
+}
+
+/// Hugging Face loads the folder as a complete `BertForMaskedLM` (no missing or unexpected
+/// weight) and its eval-mode logits equal those of the Rust encoder and head to 1e-4.
+fn hugging_face_gives_the_same_logits(folder: &Path) {
+    let cfg = TransformerConfig::from_json_file(&folder.join("config.json")).unwrap();
+    let vs = VarStore::new(Device::Cpu);
+    let encoder = SmilesEncoder::new(&(vs.root() / cfg.model_type.prefix()), cfg.clone()).unwrap();
+    let head = MaskedLmHead::new(&vs.root(), &cfg);
+    // Every weight of the file, and nothing else, fits the encoder and head.
+    checkpoint::load_file_into(
+        &vs,
+        &folder.join("model.safetensors"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let tokenizer = SmilesTokenizer::from_path(folder).unwrap();
+    let rows: Vec<Vec<i64>> = ["CCO", "c1ccccc1C(=O)N", "CC[Se]C"]
+        .iter()
+        .map(|s| tokenizer.encode(s, 64).unwrap())
+        .collect();
+    let width = rows.iter().map(Vec::len).max().unwrap();
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for r in &rows {
+        ids.extend(
+            r.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0, width - r.len())),
+        );
+        mask.extend((0..width).map(|i| i64::from(i < r.len())));
+    }
+    let shape = [rows.len() as i64, width as i64];
+    let ids = Tensor::from_slice(&ids).view(shape);
+    let mask = Tensor::from_slice(&mask).view(shape);
+    let hidden = encoder.forward(&ids, &mask, false).unwrap();
+    let logits = head
+        .forward(
+            &hidden.view([-1, cfg.hidden_size]),
+            encoder.word_embeddings(),
+        )
+        .unwrap()
+        .view([shape[0], shape[1], cfg.vocab_size]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, reference) = (
+        dir.path().join("inputs.safetensors"),
+        dir.path().join("hf.safetensors"),
+    );
+    Tensor::write_safetensors(&[("input_ids", &ids), ("attention_mask", &mask)], &inputs).unwrap();
+    common::run_venv_script(
+        "mlm_reference.py",
+        [folder, inputs.as_path(), reference.as_path()],
+    );
+    let hf = Tensor::read_safetensors(&reference).unwrap().remove(0).1;
+    let on_tokens = mask.to_kind(Kind::Float).unsqueeze(-1);
+    let err = f64::try_from(((logits - hf).abs() * on_tokens).max()).unwrap();
+    assert!(
+        err < 1e-4,
+        "masked-LM logits differ from transformers' by {err}"
+    );
+}
+
+#[test]
+fn broken_corpora_give_counted_skips_or_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path();
+    let out = |name: &str| dir.path().join(name).display().to_string();
+
+    // Invalid SMILES: skipped, logged and counted; the run goes on.
+    let mixed = dir.path().join("mixed.csv");
+    std::fs::write(
+        &mixed,
+        "smiles\nCCO\nnot a smiles\nC1CC\nc1ccccc1O\n*C\nCC(=O)N\nCl\n",
+    )
+    .unwrap();
+    let target = out("mixed.safetensors");
+    let run = succeed(
+        &[
+            "pretrain",
+            "--corpus",
+            path_str(&mixed),
+            "--epochs",
+            "1",
+            "--out",
+            &target,
+        ],
+        cache,
+    );
+    let log = read_json(&dir.path().join("mixed.pretrain.json"));
+    assert_eq!(log["rows_read"], 7);
+    assert_eq!(log["molecules"], 4);
+    assert_eq!(log["skipped"]["invalid-smiles"], 2);
+    assert_eq!(log["skipped"]["unsupported-feature"], 1);
+    assert!(
+        stderr(&run).contains("corpus row skipped"),
+        "{}",
+        stderr(&run)
+    );
+
+    // A gzip cut in the middle: a clear error naming the file; --limit stops before the cut.
+    let mut text = String::from("SMILES\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("{}O\n", "C".repeat(1 + i % 7)));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    let bytes = gz.finish().unwrap();
+    let cut = dir.path().join("cut.csv.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let target = out("cut.safetensors");
+    let err = fail(
+        &[
+            "pretrain",
+            "--corpus",
+            path_str(&cut),
+            "--epochs",
+            "1",
+            "--out",
+            &target,
+        ],
+        cache,
+    );
+    assert!(
+        err.contains("cut.csv.gz:") && err.contains("truncated"),
+        "{err}"
+    );
+    succeed(
+        &[
+            "pretrain",
+            "--corpus",
+            path_str(&cut),
+            "--limit",
+            "100",
+            "--epochs",
+            "1",
+            "--out",
+            &target,
+        ],
+        cache,
+    );
+
+    // No such corpus; a corpus without one usable molecule; a wrong column.
+    let missing = dir.path().join("nowhere.csv.gz");
+    let err = fail(&["pretrain", "--corpus", path_str(&missing)], cache);
+    assert!(
+        err.contains("nowhere.csv.gz") && err.contains("no such file"),
+        "{err}"
+    );
+    let garbage = dir.path().join("garbage.csv");
+    std::fs::write(&garbage, "smiles\nxyz\nC1CC\n").unwrap();
+    let target = out("garbage.safetensors");
+    let err = fail(
+        &["pretrain", "--corpus", path_str(&garbage), "--out", &target],
+        cache,
+    );
+    assert!(err.contains("no usable molecule"), "{err}");
+    let err = fail(
+        &[
+            "pretrain",
+            "--corpus",
+            path_str(&mixed),
+            "--smiles-column",
+            "mol",
+            "--out",
+            &target,
+        ],
+        cache,
+    );
+    assert!(err.contains("\"mol\"") && err.contains("smiles"), "{err}");
+}
