@@ -2,8 +2,9 @@
 //!
 //! [`run_finetune`]: load and featurise the dataset (optionally its first `--max-rows` rows),
 //! split it (or read `--split-file`), build the model with `tch::manual_seed(seed)`, load the
-//! pre-trained encoder (`--pretrained`, else the first `gin_*.pth`/`gcn_*.pth` of the model cache
-//! folder, else random initialisation with a loud warning), register the run with the meter
+//! pre-trained encoder (`--pretrained`, else the first `gin_*`/`gcn_*` checkpoint or
+//! `transformer_*` folder of the model cache folder, its task head starting fresh, else random
+//! initialisation with a loud warning), register the run with the meter
 //! (`--meter`), then per epoch: choose the epoch's training rows (all, or those MolPeg or random
 //! pruning keeps), train on them in a seeded shuffled order (Adam, or AdamW when
 //! `--weight-decay > 0`; gradient norm clipping when `--clip-grad > 0`), evaluate on valid and
@@ -86,9 +87,14 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     };
     let mut dataset = data::load_dataset(&request, &options)?;
     let mut rows = limit_rows(&mut dataset, args.data.max_rows)?;
-    let pretrained = match &args.model.pretrained {
-        Some(p) => Some(p.clone()),
-        None => cached_checkpoint(args.model.model, &DataOptions::default().cache_dir),
+    // A checkpoint found in the cache holds an encoder only (pretrain-gnns, `anges-train
+    // pretrain`): its task head may be missing without --allow-partial.
+    let (pretrained, allow_partial) = match &args.model.pretrained {
+        Some(p) => (Some(p.clone()), args.model.allow_partial),
+        None => (
+            cached_checkpoint(args.model.model, &DataOptions::default().cache_dir),
+            true,
+        ),
     };
     // The 1D model's tokeniser and encoder configuration; rows it cannot encode are dropped.
     let sequence = match args.model.model {
@@ -203,10 +209,10 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
                 },
             )?;
             match &pretrained {
-                Some(path) => load_pretrained(&vs, path, args.model.allow_partial)?,
+                Some(path) => load_pretrained(&vs, path, allow_partial)?,
                 None => tracing::warn!(
-                    "NO PRE-TRAINED WEIGHTS: no --pretrained given and no {model_name}_*.pth in \
-                     {}; fine-tuning starts from RANDOM initialisation",
+                    "NO PRE-TRAINED WEIGHTS: no --pretrained given and no {model_name}_*.pth, \
+                     .pt or .safetensors in {}; fine-tuning starts from RANDOM initialisation",
                     DataOptions::default().cache_dir.join("models").display()
                 ),
             }
@@ -475,12 +481,20 @@ fn drop_unembeddable(ds: &mut Dataset, counts: &mut RowCounts) {
     }
 }
 
-/// The first `gin_*.pth` / `gcn_*.pth` (by name) in `<cache>/models`, if any.
+/// The first checkpoint of `model`'s family, by name, in `<cache>/models`, if any: a file
+/// `gin_*` / `gcn_*` ending in `.pth`, `.pt` or `.safetensors` (pretrain-gnns downloads, and
+/// what `anges-train pretrain` writes there: `gin_attrmask.safetensors`), or for the 1D model a
+/// folder `transformer_*` holding `config.json` (`transformer_mlm/`).
 fn cached_checkpoint(model: ModelKind, cache_dir: &Path) -> Option<PathBuf> {
-    let prefix = match model {
-        ModelKind::Gin => "gin_",
-        ModelKind::Gcn => "gcn_",
-        ModelKind::Transformer => return None,
+    let (prefix, folder) = match model {
+        ModelKind::Gin => ("gin_", false),
+        ModelKind::Gcn => ("gcn_", false),
+        ModelKind::Transformer => ("transformer_", true),
+    };
+    let weights = |name: &str| {
+        [".pth", ".pt", ".safetensors"]
+            .iter()
+            .any(|e| name.ends_with(e))
     };
     let dir = cache_dir.join("models");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -488,10 +502,15 @@ fn cached_checkpoint(model: ModelKind, cache_dir: &Path) -> Option<PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            p.is_file()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".pth"))
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                return false;
+            };
+            name.starts_with(prefix)
+                && if folder {
+                    p.join("config.json").is_file()
+                } else {
+                    p.is_file() && weights(name)
+                }
         })
         .collect();
     found.sort();
@@ -579,5 +598,28 @@ mod tests {
         assert!(cached_checkpoint(ModelKind::Gcn, dir.path()).is_some());
         assert!(cached_checkpoint(ModelKind::Transformer, dir.path()).is_none());
         assert!(cached_checkpoint(ModelKind::Gin, &dir.path().join("none")).is_none());
+
+        // What `anges-train pretrain` leaves there: the checkpoint, its log, a temporary file.
+        let other = tempfile::tempdir().unwrap();
+        let models = other.path().join("models");
+        std::fs::create_dir_all(models.join("transformer_mlm")).unwrap();
+        std::fs::create_dir_all(models.join("transformer_empty")).unwrap();
+        for name in [
+            "gcn_attrmask.pretrain.json",
+            ".gcn_attrmask.safetensors.tmp",
+            "gcn_attrmask.safetensors",
+            "transformer_mlm/config.json",
+        ] {
+            std::fs::write(models.join(name), b"x").unwrap();
+        }
+        let gcn = cached_checkpoint(ModelKind::Gcn, other.path()).unwrap();
+        assert!(
+            gcn.ends_with("gcn_attrmask.safetensors"),
+            "{}",
+            gcn.display()
+        );
+        let mlm = cached_checkpoint(ModelKind::Transformer, other.path()).unwrap();
+        assert!(mlm.ends_with("transformer_mlm"), "{}", mlm.display());
+        assert!(cached_checkpoint(ModelKind::Gin, other.path()).is_none());
     }
 }

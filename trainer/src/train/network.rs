@@ -17,7 +17,7 @@ use tch::{Device, Tensor};
 use super::TrainError;
 use crate::data::Dataset;
 use crate::featurize::{GraphFeatures, RegexTokenizer, SmilesTokenizer, TokenIds};
-use crate::models::{Collator, Gnn, Pooling, SequenceModel, TransformerConfig};
+use crate::models::{Collator, Gnn, Pooling, SequenceModel, TransformerConfig, pad_tokens};
 
 /// The network being fine-tuned (or MolPeg's reference copy of it).
 #[derive(Debug)]
@@ -53,7 +53,7 @@ impl Network {
                 Ok(gnn.forward(&batch, train)?)
             }
             (Network::Sequence(model), Inputs::Tokens(tokens, pad)) => {
-                let (ids, mask) = pad_batch(tokens, positions, *pad, device)?;
+                let (ids, mask) = pad_tokens(tokens, positions, *pad, device)?;
                 Ok(model.forward_logits(&ids, &mask, train)?)
             }
             _ => Err(TrainError::Options(
@@ -61,42 +61,6 @@ impl Network {
             )),
         }
     }
-}
-
-/// `[B, L]` input ids padded with `pad` to the longest row of the batch, and the attention mask.
-fn pad_batch(
-    tokens: &[TokenIds],
-    positions: &[usize],
-    pad: i64,
-    device: Device,
-) -> Result<(Tensor, Tensor), TrainError> {
-    let len = positions
-        .iter()
-        .map(|&p| tokens[p].len())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let mut ids = Vec::with_capacity(positions.len() * len);
-    let mut mask = Vec::with_capacity(positions.len() * len);
-    for &p in positions {
-        let row = &tokens[p];
-        ids.extend(
-            row.iter()
-                .copied()
-                .chain(std::iter::repeat_n(pad, len - row.len())),
-        );
-        mask.extend(
-            std::iter::repeat_n(1i64, row.len()).chain(std::iter::repeat_n(0, len - row.len())),
-        );
-    }
-    let shape = [positions.len() as i64, len as i64];
-    let ids = Tensor::f_from_slice(&ids)?
-        .f_view(shape)?
-        .f_to_device(device)?;
-    let mask = Tensor::f_from_slice(&mask)?
-        .f_view(shape)?
-        .f_to_device(device)?;
-    Ok((ids, mask))
 }
 
 /// The tokeniser and encoder configuration of a 1D run: from a Hugging Face folder, or a regex
@@ -168,8 +132,9 @@ pub(crate) fn sequence_network(
             let vs = VarStore::new(device);
             let model = SequenceModel::new(&vs.root(), cfg, num_tasks, pooling)?;
             tracing::warn!(
-                "NO PRE-TRAINED WEIGHTS: no --pretrained Hugging Face folder given; the small \
-                 native SMILES Transformer starts from RANDOM initialisation"
+                "NO PRE-TRAINED WEIGHTS: no --pretrained Hugging Face folder given and no \
+                 transformer_* folder in the model cache; the small native SMILES Transformer \
+                 starts from RANDOM initialisation"
             );
             Ok((vs, Network::Sequence(Box::new(model))))
         }
@@ -188,24 +153,4 @@ pub(crate) fn twin(net: &Network, root: &nn::Path) -> Result<Network, TrainError
             m.pooling(),
         )?)),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_are_padded_to_their_longest_row() {
-        let tokens = vec![vec![2, 7, 3], vec![2, 3], vec![2, 8, 9, 9, 3]];
-        let (ids, mask) = pad_batch(&tokens, &[1, 0], 0, Device::Cpu).unwrap();
-        assert_eq!(ids.size(), [2, 3]);
-        assert_eq!(
-            Vec::<i64>::try_from(ids.view([-1])).unwrap(),
-            [2, 3, 0, 2, 7, 3]
-        );
-        assert_eq!(
-            Vec::<i64>::try_from(mask.view([-1])).unwrap(),
-            [1, 1, 0, 1, 1, 1]
-        );
-    }
 }
