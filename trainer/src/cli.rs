@@ -434,7 +434,8 @@ pub struct EncoderSizeArgs {
     pub heads: i64,
 
     /// transformer only: a vocab.txt (one token per line, [PAD] [UNK] [CLS] [SEP] [MASK] first)
-    /// instead of the vocabulary of the corpus' regex tokens.
+    /// or a Hugging Face tokenizer.json (with a mask token) instead of the vocabulary of the
+    /// corpus' regex tokens.
     #[arg(long, value_name = "FILE")]
     pub vocab: Option<PathBuf>,
 }
