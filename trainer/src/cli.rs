@@ -191,6 +191,11 @@ pub struct ModelArgs {
     #[arg(long, value_name = "PATH")]
     pub pretrained: Option<PathBuf>,
 
+    /// Start from random initialisation even when the model cache folder holds a checkpoint
+    /// (baselines: pre-trained vs not at equal epochs and seed).
+    #[arg(long, conflicts_with = "pretrained")]
+    pub random_init: bool,
+
     /// Accept a checkpoint that lacks some weights (e.g. the task head).
     #[arg(long)]
     pub allow_partial: bool,

@@ -52,7 +52,15 @@ fn test_roc_auc(s: &Summary) -> f64 {
 fn gin_from_random_init_learns_bbbp_in_30_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let s = finetune(
-        &["--dataset", "bbbp", "--model", "gin", "--epochs", "30"],
+        &[
+            "--dataset",
+            "bbbp",
+            "--model",
+            "gin",
+            "--epochs",
+            "30",
+            "--random-init",
+        ],
         dir.path(),
     );
     assert!(
@@ -86,7 +94,7 @@ fn pretrained_gcn_beats_random_init_on_bace() {
     assert!(checkpoint.is_file(), "missing {}", checkpoint.display());
     let base = ["--dataset", "bace", "--model", "gcn", "--epochs", "10"];
     let random_dir = tempfile::tempdir().unwrap();
-    let random = finetune(&base, random_dir.path());
+    let random = finetune(&[&base[..], &["--random-init"]].concat(), random_dir.path());
     let pretrained_dir = tempfile::tempdir().unwrap();
     let mut flags = base.to_vec();
     let checkpoint_arg = checkpoint.display().to_string();

@@ -32,7 +32,7 @@ use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary};
 use super::seeded::shuffle;
 use super::setup;
 use crate::checkpoint::{self, CheckpointError, LoadOptions};
-use crate::cli::{FinetuneArgs, MeterMode, ModelKind, PruneMethod};
+use crate::cli::{FinetuneArgs, MeterMode, ModelArgs, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
 use crate::emissions::EpochMeter;
 use crate::models::{Collator, Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
@@ -87,15 +87,8 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     };
     let mut dataset = data::load_dataset(&request, &options)?;
     let mut rows = limit_rows(&mut dataset, args.data.max_rows)?;
-    // A checkpoint found in the cache holds an encoder only (pretrain-gnns, `anges-train
-    // pretrain`): its task head may be missing without --allow-partial.
-    let (pretrained, allow_partial) = match &args.model.pretrained {
-        Some(p) => (Some(p.clone()), args.model.allow_partial),
-        None => (
-            cached_checkpoint(args.model.model, &DataOptions::default().cache_dir),
-            true,
-        ),
-    };
+    let (pretrained, allow_partial) =
+        initial_weights(&args.model, &DataOptions::default().cache_dir);
     // The 1D model's tokeniser and encoder configuration; rows it cannot encode are dropped.
     let sequence = match args.model.model {
         ModelKind::Transformer => {
@@ -481,6 +474,18 @@ fn drop_unembeddable(ds: &mut Dataset, counts: &mut RowCounts) {
     }
 }
 
+/// Where the weights start from, and whether missing keys are accepted: `--pretrained` as given
+/// (partial only with `--allow-partial`); nothing with `--random-init`; else the model cache
+/// folder's checkpoint, whose task head may be missing (it holds an encoder only: pretrain-gnns,
+/// `anges-train pretrain`).
+fn initial_weights(model: &ModelArgs, cache_dir: &Path) -> (Option<PathBuf>, bool) {
+    match &model.pretrained {
+        Some(p) => (Some(p.clone()), model.allow_partial),
+        None if model.random_init => (None, false),
+        None => (cached_checkpoint(model.model, cache_dir), true),
+    }
+}
+
 /// The first checkpoint of `model`'s family, by name, in `<cache>/models`, if any: a file
 /// `gin_*` / `gcn_*` ending in `.pth`, `.pt` or `.safetensors` (pretrain-gnns downloads, and
 /// what `anges-train pretrain` writes there: `gin_attrmask.safetensors`), or for the 1D model a
@@ -621,5 +626,37 @@ mod tests {
         let mlm = cached_checkpoint(ModelKind::Transformer, other.path()).unwrap();
         assert!(mlm.ends_with("transformer_mlm"), "{}", mlm.display());
         assert!(cached_checkpoint(ModelKind::Gin, other.path()).is_none());
+    }
+
+    #[test]
+    fn random_init_ignores_the_cache_and_pretrained_wins() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        std::fs::write(dir.path().join("models/gin_attrmask.safetensors"), b"x").unwrap();
+        let parse = |flags: &[&str]| {
+            let argv = [&["anges-train", "--dataset", "bbbp"][..], flags].concat();
+            crate::cli::Cli::try_parse_from(argv)
+                .unwrap()
+                .finetune
+                .model
+        };
+        let (found, partial) = initial_weights(&parse(&[]), dir.path());
+        assert!(found.unwrap().ends_with("gin_attrmask.safetensors") && partial);
+        assert_eq!(
+            initial_weights(&parse(&["--random-init"]), dir.path()),
+            (None, false)
+        );
+        let (given, partial) = initial_weights(&parse(&["--pretrained", "x.pth"]), dir.path());
+        assert_eq!((given.unwrap(), partial), (PathBuf::from("x.pth"), false));
+        assert!(
+            crate::cli::Cli::try_parse_from([
+                "anges-train",
+                "--random-init",
+                "--pretrained",
+                "x.pth"
+            ])
+            .is_err()
+        );
     }
 }
