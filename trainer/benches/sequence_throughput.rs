@@ -1,0 +1,261 @@
+//! Throughput of the 1D (SMILES Transformer) models: molecules per second in training (forward,
+//! backward, AdamW step, batch 32) and in evaluation (forward without gradients), on BBBP's
+//! SMILES tokenised by the atom-level regex tokeniser, for three encoder shapes:
+//!
+//! - `native-small`: the trainer's own from-scratch BERT ([`TransformerConfig::small`], 6 × 256);
+//! - `chemberta-77m-mlm`: the shape of DeepChem/ChemBERTa-77M-MLM (RoBERTa, 3 × 384, 12 heads,
+//!   feed-forward 464; values from its published `config.json`);
+//! - `chemberta-zinc-base`: the shape of seyonec/ChemBERTa-zinc-base-v1 (RoBERTa, 6 × 768, 12
+//!   heads, feed-forward 3072).
+//!
+//! Weights are random (throughput does not depend on them); the vocabulary is the regex one built
+//! from BBBP, so sequences are atom-level (BPE tokenisers, as ChemBERTa's, give shorter ones).
+//! Batches are drawn in a seeded random order and padded to their longest row, as in fine-tuning.
+//! Per shape it prints parameters, molecules/s (train and eval), the BBBP epoch time these rates
+//! give (train on 80 %, evaluate the other 20 %), achieved GFLOP/s (matmul FLOPs of the padded
+//! batches: per layer 8·B·L·h² for the projections, 4·B·L·h·f for the feed-forward, 4·B·L²·h for
+//! attention; training = 3 × forward), the share of the training batches' positions that are
+//! padding (computed on, thrown away) and the process's peak RSS.
+//!
+//! `cargo bench -p anges-trainer --bench sequence_throughput` — environment:
+//! `SEQ_BENCH_MOLECULES` (molecules timed per phase, default 512), `SEQ_BENCH_SHAPES`
+//! (comma-separated subset of the names above), `SEQ_BENCH_DEVICE` (`cpu` or `cuda`),
+//! `SEQ_BENCH_THREADS`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anges_trainer::data::table::read_table;
+use anges_trainer::featurize::{RegexTokenizer, SmilesTokenizer, TokenIds};
+use anges_trainer::models::{Architecture, Pooling, SequenceModel, TransformerConfig, pad_tokens};
+use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::{Device, Kind, Tensor};
+
+const BATCH: usize = 32;
+const MAX_LEN: usize = 512;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// BBBP's SMILES, tokenised (rows the tokeniser cannot cover are skipped and counted).
+fn bbbp_tokens() -> anyhow::Result<(SmilesTokenizer, Vec<TokenIds>)> {
+    let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets/moleculenet/BBBP.csv");
+    let smiles = read_table(&csv, "smiles", &[])?.smiles;
+    let tokenizer = SmilesTokenizer::Regex(RegexTokenizer::from_corpus(
+        smiles.iter().map(String::as_str),
+    ));
+    let mut skipped = 0;
+    let tokens: Vec<TokenIds> = smiles
+        .iter()
+        .filter_map(|s| match tokenizer.encode(s, MAX_LEN) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                skipped += 1;
+                None
+            }
+        })
+        .collect();
+    println!(
+        "BBBP: {} SMILES tokenised ({skipped} skipped), vocabulary {}, mean length {:.1} tokens",
+        tokens.len(),
+        tokenizer.vocab_size(),
+        tokens.iter().map(Vec::len).sum::<usize>() as f64 / tokens.len().max(1) as f64
+    );
+    Ok((tokenizer, tokens))
+}
+
+/// The encoder shapes measured, by name.
+fn shapes(vocab: i64, pad: i64) -> Vec<(&'static str, TransformerConfig)> {
+    let small = TransformerConfig::small(vocab, pad);
+    let roberta = |layers, hidden, heads, ffn| TransformerConfig {
+        model_type: Architecture::Roberta,
+        hidden_size: hidden,
+        num_hidden_layers: layers,
+        num_attention_heads: heads,
+        intermediate_size: ffn,
+        max_position_embeddings: MAX_LEN as i64 + 3,
+        ..small.clone()
+    };
+    vec![
+        ("native-small", small.clone()),
+        ("chemberta-77m-mlm", roberta(3, 384, 12, 464)),
+        ("chemberta-zinc-base", roberta(6, 768, 12, 3072)),
+    ]
+}
+
+/// Matmul FLOPs of one forward pass over a padded `[b, l]` batch.
+fn forward_flops(cfg: &TransformerConfig, b: usize, l: usize) -> f64 {
+    let (b, l) = (b as f64, l as f64);
+    let (h, f) = (cfg.hidden_size as f64, cfg.intermediate_size as f64);
+    cfg.num_hidden_layers as f64 * (8.0 * b * l * h * h + 4.0 * b * l * h * f + 4.0 * b * l * l * h)
+}
+
+struct Phase {
+    molecules: usize,
+    seconds: f64,
+    flops: f64,
+    /// Real tokens and padded positions computed on.
+    tokens: usize,
+    padded: usize,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.molecules as f64 / self.seconds
+    }
+}
+
+fn batches(order: &[usize], limit: usize) -> Vec<Vec<usize>> {
+    order[..limit.min(order.len())]
+        .chunks(BATCH)
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+fn main() -> anyhow::Result<()> {
+    let device = match std::env::var("SEQ_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        _ => Device::Cpu,
+    };
+    let threads: i32 = env_or("SEQ_BENCH_THREADS", 0);
+    if threads > 0 {
+        tch::set_num_threads(threads);
+    }
+    let molecules: usize = env_or("SEQ_BENCH_MOLECULES", 512);
+    let wanted: Option<Vec<String>> = std::env::var("SEQ_BENCH_SHAPES")
+        .ok()
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    let (tokenizer, tokens) = bbbp_tokens()?;
+    let n_train = tokens.len() * 8 / 10;
+    let n_eval = tokens.len() - n_train;
+    tch::manual_seed(0);
+    let order: Vec<usize> = Vec::<i64>::try_from(Tensor::randperm(
+        tokens.len() as i64,
+        (Kind::Int64, Device::Cpu),
+    ))?
+    .into_iter()
+    .map(|i| i as usize)
+    .collect();
+    println!(
+        "device {device:?}, {} threads, batch {BATCH}, {molecules} molecules timed per phase",
+        tch::get_num_threads()
+    );
+    println!(
+        "{:<20} {:>8} {:>12} {:>12} {:>13} {:>10} {:>10} {:>8} {:>9}",
+        "shape",
+        "params_M",
+        "train_mol/s",
+        "eval_mol/s",
+        "bbbp_epoch_s",
+        "train_GF/s",
+        "eval_GF/s",
+        "padding",
+        "rss_MiB"
+    );
+    let vocab = tokenizer.vocab_size() as i64;
+    for (name, cfg) in shapes(vocab, tokenizer.pad_id()) {
+        if wanted
+            .as_ref()
+            .is_some_and(|w| !w.iter().any(|n| n == name))
+        {
+            continue;
+        }
+        let vs = VarStore::new(device);
+        let model = SequenceModel::new(&vs.root(), cfg.clone(), 1, Pooling::Cls)?;
+        let params: i64 = vs
+            .trainable_variables()
+            .iter()
+            .map(Tensor::numel)
+            .sum::<usize>() as i64;
+        let mut opt = nn::AdamW::default().build(&vs, 1e-4)?;
+        let train_batches = batches(&order, molecules);
+        // One warm-up step (allocator, kernels), not timed.
+        let warm = &train_batches[0];
+        let (ids, mask) = pad_tokens(&tokens, warm, tokenizer.pad_id(), device)?;
+        let target = Tensor::zeros([warm.len() as i64, 1], (Kind::Float, device));
+        let loss = model
+            .forward_logits(&ids, &mask, true)?
+            .binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::Mean);
+        opt.backward_step(&loss);
+        sync(device);
+
+        let mut train = Phase {
+            molecules: 0,
+            seconds: 0.0,
+            flops: 0.0,
+            tokens: 0,
+            padded: 0,
+        };
+        for batch in &train_batches {
+            let start = Instant::now();
+            let (ids, mask) = pad_tokens(&tokens, batch, tokenizer.pad_id(), device)?;
+            let target = Tensor::zeros([batch.len() as i64, 1], (Kind::Float, device));
+            let loss = model
+                .forward_logits(&ids, &mask, true)?
+                .binary_cross_entropy_with_logits::<Tensor>(
+                    &target,
+                    None,
+                    None,
+                    tch::Reduction::Mean,
+                );
+            opt.backward_step(&loss);
+            sync(device);
+            train.seconds += start.elapsed().as_secs_f64();
+            train.molecules += batch.len();
+            train.flops += 3.0 * forward_flops(&cfg, batch.len(), ids.size()[1] as usize);
+            train.tokens += batch.iter().map(|&i| tokens[i].len()).sum::<usize>();
+            train.padded += ids.numel();
+        }
+        let mut eval = Phase {
+            molecules: 0,
+            seconds: 0.0,
+            flops: 0.0,
+            tokens: 0,
+            padded: 0,
+        };
+        let eval_order: Vec<usize> = order.iter().rev().copied().collect();
+        for batch in &batches(&eval_order, molecules) {
+            let start = Instant::now();
+            let (ids, mask) = pad_tokens(&tokens, batch, tokenizer.pad_id(), device)?;
+            let logits = tch::no_grad(|| model.forward_logits(&ids, &mask, false))?;
+            let _ = logits.sigmoid().to_device(Device::Cpu);
+            sync(device);
+            eval.seconds += start.elapsed().as_secs_f64();
+            eval.molecules += batch.len();
+            eval.flops += forward_flops(&cfg, batch.len(), ids.size()[1] as usize);
+        }
+        let epoch = n_train as f64 / train.rate() + n_eval as f64 / eval.rate();
+        println!(
+            "{name:<20} {:>8.2} {:>12.1} {:>12.1} {:>13.1} {:>10.1} {:>10.1} {:>7.0}% {:>9.0}",
+            params as f64 / 1e6,
+            train.rate(),
+            eval.rate(),
+            epoch,
+            train.flops / train.seconds / 1e9,
+            eval.flops / eval.seconds / 1e9,
+            100.0 * (1.0 - train.tokens as f64 / train.padded.max(1) as f64),
+            peak_rss_mib()
+        );
+    }
+    Ok(())
+}
