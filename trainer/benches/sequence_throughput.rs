@@ -18,7 +18,11 @@
 //! padding (computed on, thrown away) and the process's peak RSS.
 //!
 //! `cargo bench -p anges-trainer --bench sequence_throughput` — environment:
-//! `SEQ_BENCH_MOLECULES` (molecules timed per phase, default 512), `SEQ_BENCH_SHAPES`
+//! Each shape is measured twice: with the fine-tuning's default random batches and with
+//! `--group-by-length` batches (rows of similar length together; evaluation unchanged).
+//!
+//! `SEQ_BENCH_MOLECULES` (molecules timed per phase, default 512), `SEQ_BENCH_GROUP` (`0`: random
+//! batches only, `1`: grouped only, default both), `SEQ_BENCH_SHAPES`
 //! (comma-separated subset of the names above), `SEQ_BENCH_DEVICE` (`cpu` or `cuda`),
 //! `SEQ_BENCH_THREADS`.
 
@@ -28,6 +32,7 @@ use std::time::Instant;
 use anges_trainer::data::table::read_table;
 use anges_trainer::featurize::{RegexTokenizer, SmilesTokenizer, TokenIds};
 use anges_trainer::models::{Architecture, Pooling, SequenceModel, TransformerConfig, pad_tokens};
+use anges_trainer::train::group_by_length;
 use tch::nn::{self, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -161,7 +166,7 @@ fn main() -> anyhow::Result<()> {
         tch::get_num_threads()
     );
     println!(
-        "{:<20} {:>8} {:>12} {:>12} {:>13} {:>10} {:>10} {:>8} {:>9}",
+        "{:<28} {:>8} {:>12} {:>12} {:>13} {:>10} {:>10} {:>8} {:>9}",
         "shape",
         "params_M",
         "train_mol/s",
@@ -173,13 +178,25 @@ fn main() -> anyhow::Result<()> {
         "rss_MiB"
     );
     let vocab = tokenizer.vocab_size() as i64;
-    for (name, cfg) in shapes(vocab, tokenizer.pad_id()) {
+    // The same epoch order, with rows of similar length batched together (`--group-by-length`).
+    let mut grouped = order.clone();
+    group_by_length(&mut grouped, |row| tokens[row].len(), BATCH, 0, 1);
+    let variants: &[(&str, &[usize])] = match std::env::var("SEQ_BENCH_GROUP").as_deref() {
+        Ok("0") => &[("", &order)],
+        Ok("1") => &[(" grouped", &grouped)],
+        _ => &[("", &order), (" grouped", &grouped)],
+    };
+    for ((name, cfg), &(suffix, train_order)) in shapes(vocab, tokenizer.pad_id())
+        .into_iter()
+        .flat_map(|shape| variants.iter().map(move |v| (shape.clone(), v)))
+    {
         if wanted
             .as_ref()
             .is_some_and(|w| !w.iter().any(|n| n == name))
         {
             continue;
         }
+        let name = format!("{name}{suffix}");
         let vs = VarStore::new(device);
         let model = SequenceModel::new(&vs.root(), cfg.clone(), 1, Pooling::Cls)?;
         let params: i64 = vs
@@ -188,7 +205,7 @@ fn main() -> anyhow::Result<()> {
             .map(Tensor::numel)
             .sum::<usize>() as i64;
         let mut opt = nn::AdamW::default().build(&vs, 1e-4)?;
-        let train_batches = batches(&order, molecules);
+        let train_batches = batches(train_order, molecules);
         // One warm-up step (allocator, kernels), not timed.
         let warm = &train_batches[0];
         let (ids, mask) = pad_tokens(&tokens, warm, tokenizer.pad_id(), device)?;
@@ -246,7 +263,7 @@ fn main() -> anyhow::Result<()> {
         }
         let epoch = n_train as f64 / train.rate() + n_eval as f64 / eval.rate();
         println!(
-            "{name:<20} {:>8.2} {:>12.1} {:>12.1} {:>13.1} {:>10.1} {:>10.1} {:>7.0}% {:>9.0}",
+            "{name:<28} {:>8.2} {:>12.1} {:>12.1} {:>13.1} {:>10.1} {:>10.1} {:>7.0}% {:>9.0}",
             params as f64 / 1e6,
             train.rate(),
             eval.rate(),

@@ -200,6 +200,12 @@ pub struct ModelArgs {
     #[arg(long)]
     pub allow_partial: bool,
 
+    /// 1D model: batch rows of similar SMILES length together (sorted within shuffled windows of
+    /// 50 batches, batch order shuffled), so that less of each batch is padding. Changes which rows
+    /// share a batch, not which rows are seen; ignored by the 2D models.
+    #[arg(long)]
+    pub group_by_length: bool,
+
     /// Pooling of the 1D model's token states: cls (first token) or mean (over non-pad tokens).
     #[arg(long, default_value = "cls", value_parser = ["cls", "mean"])]
     pub pooling: String,

@@ -29,7 +29,7 @@ use super::epoch::{Ctx, PassOptions, Scoring, build_labels, evaluate, train_epoc
 use super::network::{self, Inputs, Network};
 use super::prune::{Pruner, ReferenceModel};
 use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary};
-use super::seeded::shuffle;
+use super::seeded::{group_by_length, shuffle};
 use super::setup;
 use crate::checkpoint::{self, CheckpointError, LoadOptions};
 use crate::cli::{FinetuneArgs, MeterMode, ModelArgs, ModelKind, PruneMethod};
@@ -263,6 +263,15 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             None => train_rows.clone(),
         };
         shuffle(&mut order, args.data.seed, epoch as u64);
+        if let (true, Inputs::Tokens(tokens, _)) = (args.model.group_by_length, &inputs) {
+            group_by_length(
+                &mut order,
+                |row| tokens[row].len(),
+                args.train.batch_size,
+                args.data.seed,
+                epoch as u64,
+            );
+        }
         let weight = pruner.as_ref().map_or(1.0, Pruner::weight);
         let scoring = match (pruner.as_mut(), &reference_net, &reference) {
             (Some(p), Some(g), Some(r)) => Some(Scoring {

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 pub use finetune::run_finetune;
 pub use metrics::EvalMetrics;
 pub use rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary};
+pub use seeded::{LENGTH_GROUP_BATCHES, group_by_length};
 
 use crate::checkpoint::CheckpointError;
 use crate::data::DataError;

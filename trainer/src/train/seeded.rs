@@ -20,6 +20,45 @@ pub(crate) fn shuffle(order: &mut [usize], seed: u64, epoch: u64) {
     }
 }
 
+/// Rows per sorting window of [`group_by_length`], in batches: wide enough that most batches are
+/// nearly uniform in length, narrow enough that the data order stays random at the scale of an
+/// epoch (Hugging Face's `LengthGroupedSampler` uses 50 too).
+pub const LENGTH_GROUP_BATCHES: usize = 50;
+
+/// Salt of the stream that orders the length-grouped batches.
+const GROUP_SALT: u64 = 0x6c65_6e67_7468;
+
+/// Reorders an already shuffled `order` so that each batch of `batch_size` holds rows of similar
+/// `length`: windows of [`LENGTH_GROUP_BATCHES`] batches are sorted by length (longest first,
+/// ties keeping the shuffled order), cut into batches, and the full batches are shuffled for
+/// `(seed, epoch)`; a last, partial batch stays last, so that `order.chunks(batch_size)` gives
+/// exactly these batches. The rows are the same, only their grouping changes: a batch is padded
+/// to its longest row, so this cuts the padding that the 1D models compute on.
+pub fn group_by_length(
+    order: &mut [usize],
+    length: impl Fn(usize) -> usize,
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+) {
+    let batch_size = batch_size.max(1);
+    for window in order.chunks_mut(batch_size * LENGTH_GROUP_BATCHES) {
+        window.sort_by_key(|&row| std::cmp::Reverse(length(row)));
+    }
+    let full = order.len() / batch_size;
+    let mut batches: Vec<Vec<usize>> = order[..full * batch_size]
+        .chunks(batch_size)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut stream = Stream::new(seed, epoch, GROUP_SALT);
+    for i in (1..batches.len()).rev() {
+        batches.swap(i, stream.below(i + 1));
+    }
+    for (slot, row) in order.iter_mut().zip(batches.into_iter().flatten()) {
+        *slot = row;
+    }
+}
+
 /// A SplitMix64 stream keyed by `(seed, epoch, salt)`; the salt keeps the streams of different
 /// purposes (data order, masks) apart.
 #[derive(Debug, Clone)]
@@ -64,6 +103,47 @@ mod tests {
         assert_ne!(a, c);
         a.sort_unstable();
         assert_eq!(a, base);
+    }
+
+    #[test]
+    fn length_grouping_keeps_the_rows_and_cuts_the_padding() {
+        // 1,000 rows with lengths 1..=97 in a shuffled order, batches of 8 (the last partial).
+        let length = |row: usize| 1 + (row * 37) % 97;
+        let mut order: Vec<usize> = (0..1000).collect();
+        shuffle(&mut order, 3, 1);
+        let padded = |order: &[usize]| -> usize {
+            order
+                .chunks(8)
+                .map(|b| b.len() * b.iter().map(|&r| length(r)).max().unwrap_or(0))
+                .sum()
+        };
+        let before = padded(&order);
+        let shuffled = order.clone();
+        let mut grouped = order.clone();
+        group_by_length(&mut grouped, length, 8, 3, 1);
+        // Same rows; the partial last batch is the last window's shortest rows.
+        let mut rows = grouped.clone();
+        rows.sort_unstable();
+        assert_eq!(rows, (0..1000).collect::<Vec<_>>());
+        assert_eq!(grouped[1000 - 1000 % 8..].len(), 1000 % 8);
+        let real: usize = (0..1000).map(length).sum();
+        let after = padded(&grouped);
+        assert!(
+            (after - real) * 4 < before - real,
+            "padding {} -> {} (real tokens {real})",
+            before - real,
+            after - real
+        );
+        // Seeded: the same (seed, epoch) gives the same batches, another epoch another order.
+        let mut again = shuffled.clone();
+        group_by_length(&mut again, length, 8, 3, 1);
+        assert_eq!(again, grouped);
+        let mut other = shuffled;
+        group_by_length(&mut other, length, 8, 3, 2);
+        assert_ne!(other, grouped);
+        // Batches are not simply longest-first across the epoch.
+        let firsts: Vec<usize> = grouped.chunks(8).map(|b| length(b[0])).collect();
+        assert!(firsts.windows(2).any(|w| w[1] > w[0]));
     }
 
     #[test]
