@@ -107,9 +107,10 @@ mod tests {
 
     #[test]
     fn length_grouping_keeps_the_rows_and_cuts_the_padding() {
-        // 1,000 rows with lengths 1..=97 in a shuffled order, batches of 8 (the last partial).
+        // 1,003 rows with lengths 1..=97 in a shuffled order, batches of 8: 125 full, 3 left.
+        const N: usize = 1003;
         let length = |row: usize| 1 + (row * 37) % 97;
-        let mut order: Vec<usize> = (0..1000).collect();
+        let mut order: Vec<usize> = (0..N).collect();
         shuffle(&mut order, 3, 1);
         let padded = |order: &[usize]| -> usize {
             order
@@ -121,12 +122,20 @@ mod tests {
         let shuffled = order.clone();
         let mut grouped = order.clone();
         group_by_length(&mut grouped, length, 8, 3, 1);
-        // Same rows; the partial last batch is the last window's shortest rows.
+        // Same rows.
         let mut rows = grouped.clone();
         rows.sort_unstable();
-        assert_eq!(rows, (0..1000).collect::<Vec<_>>());
-        assert_eq!(grouped[1000 - 1000 % 8..].len(), 1000 % 8);
-        let real: usize = (0..1000).map(length).sum();
+        assert_eq!(rows, (0..N).collect::<Vec<_>>());
+        // The partial batch stays last: the shortest rows of the last window (rows 800.. of the
+        // shuffled order), so chunks(8) gives the grouped batches exactly.
+        let last_window = &shuffled[800..];
+        let tail: Vec<usize> = grouped[N - 3..].iter().map(|&r| length(r)).collect();
+        let mut window_lengths: Vec<usize> = last_window.iter().map(|&r| length(r)).collect();
+        window_lengths.sort_unstable();
+        let mut tail_sorted = tail.clone();
+        tail_sorted.sort_unstable();
+        assert_eq!(tail_sorted, window_lengths[..3]);
+        let real: usize = (0..N).map(length).sum();
         let after = padded(&grouped);
         assert!(
             (after - real) * 4 < before - real,
