@@ -16,7 +16,7 @@ use tch::nn::{self, Init, Module};
 use tch::{Kind, Tensor};
 
 use super::ModelError;
-use super::transformer::{Architecture, TransformerConfig};
+use super::transformer::{Architecture, TransformerConfig, hf_layer_norm, hf_linear};
 
 /// Var-store paths of the head's parts for one architecture.
 struct Names {
@@ -66,27 +66,8 @@ impl MaskedLmHead {
         let head = at(root, n.root);
         let h = cfg.hidden_size;
         Self {
-            dense: nn::linear(
-                at(&head, n.dense),
-                h,
-                h,
-                nn::LinearConfig {
-                    ws_init: Init::Randn {
-                        mean: 0.0,
-                        stdev: 0.02,
-                    },
-                    bs_init: Some(Init::Const(0.0)),
-                    bias: true,
-                },
-            ),
-            norm: nn::layer_norm(
-                at(&head, n.norm),
-                vec![h],
-                nn::LayerNormConfig {
-                    eps: cfg.layer_norm_eps,
-                    ..Default::default()
-                },
-            ),
+            dense: hf_linear(at(&head, n.dense), h, h),
+            norm: hf_layer_norm(at(&head, n.norm), h, cfg.layer_norm_eps),
             bias: head.var("bias", &[cfg.vocab_size], Init::Const(0.0)),
         }
     }

@@ -224,7 +224,7 @@ impl TransformerConfig {
 }
 
 /// Hugging Face's initialisation (normal 0.02, zero bias) for training from scratch.
-fn hf_linear(p: nn::Path, input: i64, output: i64) -> nn::Linear {
+pub(crate) fn hf_linear(p: nn::Path, input: i64, output: i64) -> nn::Linear {
     nn::linear(
         p,
         input,
@@ -255,7 +255,7 @@ fn hf_embedding(p: nn::Path, rows: i64, dim: i64) -> nn::Embedding {
     )
 }
 
-fn hf_layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
+pub(crate) fn hf_layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
     nn::layer_norm(
         p,
         vec![dim],
