@@ -12,6 +12,8 @@
 //! epochs, default 3), `GNN_BENCH_DEVICE` (`cpu` or `cuda`), `GNN_BENCH_CSV` (another
 //! MoleculeNet CSV, e.g. HIV), `GNN_BENCH_THREADS`.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use anges_trainer::featurize::GraphFeatures;
 use anges_trainer::models::loss::masked_bce_with_logits;
 use anges_trainer::models::{Collator, Gnn, GnnConfig, GnnKind};
+use common::{env_or, peak_rss_mib, sync};
 use tch::nn::{self, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -50,13 +53,6 @@ impl RefGraph {
 #[derive(serde::Deserialize)]
 struct GraphFile {
     graphs: Vec<RefGraph>,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn load_graphs() -> Vec<GraphFeatures> {
@@ -106,21 +102,6 @@ fn load_graphs() -> Vec<GraphFeatures> {
         .into_iter()
         .map(RefGraph::into_features)
         .collect()
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
 }
 
 #[derive(Default, Clone, Copy)]

@@ -26,6 +26,8 @@
 //! (comma-separated subset of the names above), `SEQ_BENCH_DEVICE` (`cpu` or `cuda`),
 //! `SEQ_BENCH_THREADS`.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -33,33 +35,12 @@ use anges_trainer::data::table::read_table;
 use anges_trainer::featurize::{RegexTokenizer, SmilesTokenizer, TokenIds};
 use anges_trainer::models::{Architecture, Pooling, SequenceModel, TransformerConfig, pad_tokens};
 use anges_trainer::train::group_by_length;
+use common::{env_or, peak_rss_mib, sync};
 use tch::nn::{self, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
 
 const BATCH: usize = 32;
 const MAX_LEN: usize = 512;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
-}
 
 /// BBBP's SMILES, tokenised (rows the tokeniser cannot cover are skipped and counted).
 fn bbbp_tokens() -> anyhow::Result<(SmilesTokenizer, Vec<TokenIds>)> {
