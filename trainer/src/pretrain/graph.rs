@@ -16,7 +16,7 @@ use super::PretrainError;
 use super::atom_masking;
 use super::corpus::Corpus;
 use super::epochs::{BatchOutput, Objective};
-use super::output::{Output, replace_file};
+use super::output::{Output, replace_checkpoint};
 use crate::checkpoint::{self, LoadOptions};
 use crate::cli::{ModelKind, PretrainArgs};
 use crate::featurize::GraphFeatures;
@@ -157,13 +157,8 @@ impl Objective for AttributeMasking {
     }
 
     fn save(&self) -> Result<(), PretrainError> {
-        replace_file(&self.checkpoint, |tmp| {
-            checkpoint::save_safetensors_where(&self.vs, tmp, is_encoder_key).map_err(|source| {
-                PretrainError::Checkpoint {
-                    path: tmp.to_owned(),
-                    source,
-                }
-            })
+        replace_checkpoint(&self.checkpoint, |tmp| {
+            checkpoint::save_safetensors_where(&self.vs, tmp, is_encoder_key)
         })
     }
 }

@@ -16,6 +16,7 @@ use tch::Device;
 
 use super::PretrainError;
 use super::corpus::Corpus;
+use crate::checkpoint::CheckpointError;
 use crate::cli::{ModelKind, PretrainArgs};
 use crate::data::DataOptions;
 
@@ -174,6 +175,19 @@ where
         return Err(e.into());
     }
     std::fs::rename(&tmp, path).map_err(|e| PretrainError::io(path, e))
+}
+
+/// Writes the checkpoint `path` (atomically) through `write`, naming the file in an error.
+pub fn replace_checkpoint(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), CheckpointError>,
+) -> Result<(), PretrainError> {
+    replace_file(path, |tmp| {
+        write(tmp).map_err(|source| PretrainError::Checkpoint {
+            path: tmp.to_owned(),
+            source,
+        })
+    })
 }
 
 /// Writes `value` as pretty JSON to `path` (atomically).

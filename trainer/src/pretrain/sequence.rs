@@ -18,7 +18,7 @@ use tch::{Device, Tensor};
 use super::PretrainError;
 use super::corpus::Corpus;
 use super::epochs::{BatchOutput, Objective};
-use super::output::{Output, replace_file, write_json};
+use super::output::{Output, replace_checkpoint, write_json};
 use super::token_masking::{MaskedTokens, TokenMasker};
 use crate::checkpoint;
 use crate::cli::{EncoderSizeArgs, PretrainArgs};
@@ -227,13 +227,8 @@ impl Objective for MaskedLanguageModelling {
     }
 
     fn save(&self) -> Result<(), PretrainError> {
-        replace_file(&self.checkpoint, |tmp| {
-            checkpoint::save_safetensors(&self.vs, tmp).map_err(|source| {
-                PretrainError::Checkpoint {
-                    path: tmp.to_owned(),
-                    source,
-                }
-            })
+        replace_checkpoint(&self.checkpoint, |tmp| {
+            checkpoint::save_safetensors(&self.vs, tmp)
         })
     }
 }
