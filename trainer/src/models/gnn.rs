@@ -16,6 +16,7 @@ use tch::{Kind, Tensor};
 
 use super::ModelError;
 use super::batch::GraphBatch;
+use super::dropout::dropout;
 use crate::featurize::graph::{NUM_ATOM_TYPES, NUM_BOND_DIRS, NUM_BOND_TYPES, NUM_CHIRALITY};
 
 /// Var-store prefix of the task head (what `--allow-partial` may leave missing).
@@ -109,41 +110,6 @@ fn linear(x: &Tensor, l: &nn::Linear) -> Result<Tensor, ModelError> {
     Ok(x.f_linear(&l.ws, l.bs.as_ref())?)
 }
 
-/// Training-mode dropout. On the CPU, libtorch's `bernoulli_` runs a serial Mersenne twister per
-/// element (its MKL path is Intel-only), which cost ~10 % of an epoch here; the mask is instead
-/// drawn from a counter-based SplitMix64 stream seeded by one draw from libtorch's generator, so
-/// `tch::manual_seed` still makes runs reproducible. Other devices use libtorch's dropout.
-fn dropout(x: &Tensor, p: f64) -> Result<Tensor, ModelError> {
-    if p <= 0.0 {
-        return Ok(x.shallow_clone());
-    }
-    if x.device() != tch::Device::Cpu {
-        return Ok(x.f_dropout(p, true)?);
-    }
-    let seed = i64::try_from(&Tensor::f_randint(
-        i64::MAX,
-        [1],
-        (Kind::Int64, tch::Device::Cpu),
-    )?)?;
-    let keep = 1.0 - p;
-    // Keep an element when its 24-bit uniform draw is below keep · 2^24.
-    let threshold = (keep * f64::from(1u32 << 24)) as u64;
-    let scale = (1.0 / keep) as f32;
-    let numel = x.numel();
-    let mut mask = Vec::with_capacity(numel);
-    let mut state = seed as u64;
-    for _ in 0..numel {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        mask.push(if (z >> 40) < threshold { scale } else { 0.0 });
-    }
-    let mask = Tensor::f_from_slice(&mask)?.f_view(x.size().as_slice())?;
-    Ok(x.f_mul(&mask)?)
-}
-
 /// `BatchNorm1d` with `num_batches_tracked`, so its buffers round-trip through checkpoints.
 #[derive(Debug)]
 struct BatchNorm {
@@ -231,15 +197,15 @@ impl Layer {
         } else {
             (x.shallow_clone(), gathered, &b.edge_counts)
         };
-        let base = self_part.f_add(&counts.f_mm(&table)?)?;
-        Ok(base.f_index_add(0, &b.dst, &edges)?)
+        let mut base = self_part.f_add(&counts.f_mm(&table)?)?;
+        Ok(base.f_index_add_(0, &b.dst, &edges)?)
     }
 
     fn forward(&self, x: &Tensor, b: &GraphBatch) -> Result<Tensor, ModelError> {
         match &self.conv {
             Conv::Gin { lin1, lin2 } => {
                 let agg = self.aggregate(x, b, false)?;
-                linear(&linear(&agg, lin1)?.f_relu()?, lin2)
+                linear(&linear(&agg, lin1)?.f_relu_()?, lin2)
             }
             Conv::Gcn { linear: lin, l2 } => {
                 let agg = self.aggregate(&linear(x, lin)?, b, true)?;
@@ -309,11 +275,9 @@ impl Gnn {
         for (i, (layer, bn)) in self.layers.iter().zip(&self.batch_norms).enumerate() {
             h = bn.forward(&layer.forward(&h, b)?, train)?;
             if i != last {
-                h = h.f_relu()?;
+                h = h.f_relu_()?;
             }
-            if train {
-                h = dropout(&h, self.cfg.dropout)?;
-            }
+            h = dropout(&h, self.cfg.dropout, train)?;
         }
         Ok(h)
     }
@@ -329,29 +293,5 @@ impl Gnn {
     /// `[B, num_tasks]` logits (classification) or standardised predictions (regression).
     pub fn forward(&self, b: &GraphBatch, train: bool) -> Result<Tensor, ModelError> {
         linear(&self.graph_embeddings(b, train)?, &self.head)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_dropout_keeps_the_expected_share_and_is_seeded() {
-        let _rng = crate::test_support::torch_rng();
-        let x = Tensor::ones([1000, 300], (Kind::Float, tch::Device::Cpu));
-        tch::manual_seed(3);
-        let a = dropout(&x, 0.5).unwrap();
-        tch::manual_seed(3);
-        let b = dropout(&x, 0.5).unwrap();
-        assert!(a.equal(&b), "same seed, same mask");
-        let kept = f64::try_from(a.ne(0.0).to_kind(Kind::Float).mean(Kind::Float)).unwrap();
-        assert!((kept - 0.5).abs() < 0.01, "kept share {kept}");
-        let mean = f64::try_from(a.mean(Kind::Float)).unwrap();
-        assert!(
-            (mean - 1.0).abs() < 0.02,
-            "inverted dropout keeps the mean ({mean})"
-        );
-        assert!(dropout(&x, 0.0).unwrap().equal(&x));
     }
 }

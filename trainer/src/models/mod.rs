@@ -1,10 +1,12 @@
 //! Molecular models trained by `anges-train`. Today: the 2D graph networks of pretrain-gnns
 //! (GIN, GCN; SPEC §4) in [`gnn`], their mini-batch collation in [`batch`] and the multi-task
-//! losses in [`loss`]; the 1D BERT/RoBERTa SMILES encoder with Hugging Face checkpoints in
-//! [`transformer`] and its masked-language-model head (pre-training) in [`lm_head`].
+//! losses in [`loss`]; training-mode dropout with a fast CPU mask in [`dropout`]; the 1D
+//! BERT/RoBERTa SMILES encoder with Hugging Face checkpoints in [`transformer`] and its
+//! masked-language-model head (pre-training) in [`lm_head`].
 //! Checkpoints are read by [`crate::checkpoint`].
 
 pub mod batch;
+pub mod dropout;
 pub mod gnn;
 pub mod lm_head;
 pub mod loss;

@@ -23,6 +23,7 @@ use tch::nn::{self, Init, Module};
 use tch::{Device, Kind, Tensor};
 
 use super::ModelError;
+use super::dropout::dropout;
 use crate::checkpoint::{self, LoadOptions};
 use crate::featurize::TokenIds;
 
@@ -302,7 +303,7 @@ impl Block {
         mask_add: &Tensor,
         cfg: &TransformerConfig,
         train: bool,
-    ) -> Tensor {
+    ) -> Result<Tensor, ModelError> {
         let (b, l) = (x.size()[0], x.size()[1]);
         let heads = cfg.num_attention_heads;
         let dh = cfg.hidden_size / heads;
@@ -311,29 +312,21 @@ impl Block {
         let k = split(self.key.forward(x));
         let v = split(self.value.forward(x));
         let scores = q.matmul(&k.transpose(-1, -2)) / (dh as f64).sqrt() + mask_add;
-        let probs = scores
-            .softmax(-1, scores.kind())
-            .dropout(cfg.attention_probs_dropout_prob, train);
+        let probs = dropout(
+            &scores.softmax(-1, scores.kind()),
+            cfg.attention_probs_dropout_prob,
+            train,
+        )?;
         let ctx = probs
             .matmul(&v)
             .transpose(1, 2)
             .contiguous()
             .view([b, l, cfg.hidden_size]);
-        let attn = self.attn_norm.forward(
-            &(self
-                .attn_out
-                .forward(&ctx)
-                .dropout(cfg.hidden_dropout_prob, train)
-                + x),
-        );
+        let attended = dropout(&self.attn_out.forward(&ctx), cfg.hidden_dropout_prob, train)?;
+        let attn = self.attn_norm.forward(&(attended + x));
         let inner = self.intermediate.forward(&attn).gelu("none");
-        self.out_norm.forward(
-            &(self
-                .output
-                .forward(&inner)
-                .dropout(cfg.hidden_dropout_prob, train)
-                + &attn),
-        )
+        let out = dropout(&self.output.forward(&inner), cfg.hidden_dropout_prob, train)?;
+        Ok(self.out_norm.forward(&(out + &attn)))
     }
 }
 
@@ -442,15 +435,16 @@ impl SmilesEncoder {
         let x = self.word.forward(input_ids)
             + self.position.forward(&positions)
             + self.token_type.ws.get(0);
-        let mut x = self
-            .emb_norm
-            .forward(&x)
-            .dropout(self.cfg.hidden_dropout_prob, train);
+        let mut x = dropout(
+            &self.emb_norm.forward(&x),
+            self.cfg.hidden_dropout_prob,
+            train,
+        )?;
         let mask_add = ((1.0_f64 - attention_mask.to_kind(kind)) * f64::from(f32::MIN))
             .unsqueeze(1)
             .unsqueeze(1);
         for block in &self.blocks {
-            x = block.forward(&x, &mask_add, &self.cfg, train);
+            x = block.forward(&x, &mask_add, &self.cfg, train)?;
         }
         Ok(x)
     }
@@ -597,7 +591,7 @@ impl SequenceModel {
         train: bool,
     ) -> Result<Tensor, ModelError> {
         let pooled = self.embed(input_ids, attention_mask, train)?;
-        Ok(self.head.forward(&pooled.dropout(self.dropout, train)))
+        Ok(self.head.forward(&dropout(&pooled, self.dropout, train)?))
     }
 
     /// Loads a Hugging Face folder: `config.json`, then `model.safetensors` (else
