@@ -76,6 +76,15 @@ pub enum Command {
     /// Run full, patience, AN-GES and MolPeg fine-tuning on one split and report their trade-offs
     /// (table, CSV/JSON, plots, HTML report).
     Study(Box<StudyArgs>),
+    /// Summarise many fine-tuning runs: mean ± std over seeds of the test metric (at the
+    /// best-validation epoch and at the last epoch), epochs, time, energy and CO2, one row per
+    /// dataset, model, initialisation and policy.
+    ///
+    /// Searches the given folders (at any depth) for run directories' summary.json; one that
+    /// cannot be read is skipped with a warning.
+    ///
+    /// Example: anges-train summarize runs/ --csv results.csv
+    Summarize(SummarizeArgs),
 }
 
 /// Model families.
@@ -489,6 +498,22 @@ pub struct ReplayArgs {
     /// Print JSON (one object per grid point) instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `anges-train summarize` (see [`Command::Summarize`]).
+#[derive(Debug, Clone, Args)]
+pub struct SummarizeArgs {
+    /// Run directories, or folders holding them at any depth.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Print JSON (an array of rows) instead of a Markdown table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write the rows to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
 }
 
 /// `anges-train study`.

@@ -40,6 +40,26 @@ fn main() -> anyhow::Result<()> {
             println!("study folder: {}", out.dir.display());
             Ok(())
         }
+        Some(Command::Summarize(args)) => {
+            use anges_trainer::report::runs;
+            let found = runs::find_runs(&args.paths)?;
+            let groups = runs::group_runs(&found.summaries);
+            if let Some(csv) = &args.csv {
+                runs::write_csv(&groups, csv)?;
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&groups)?);
+            } else {
+                print!("{}", runs::markdown(&groups));
+            }
+            eprintln!(
+                "{} run(s) in {} group(s); {} summary file(s) skipped",
+                found.summaries.len(),
+                groups.len(),
+                found.skipped.len()
+            );
+            Ok(())
+        }
         None => {
             tracing::info!("{}", anges_trainer::runtime::describe());
             let s = anges_trainer::train::run_finetune(&cli.finetune)?;

@@ -1,11 +1,20 @@
-//! The error type of the report writers ([`ReportError`]): every failure names the file it was
-//! writing.
+//! The error type of the reports ([`ReportError`]): every failure names the file it was reading
+//! or writing.
 
 use std::path::PathBuf;
 
-/// Why a report file could not be written.
+/// Why a report could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// Reading a folder of runs failed (or the path does not exist).
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Creating the folder or writing a file failed.
     #[error("writing {}: {source}", path.display())]
     Io {

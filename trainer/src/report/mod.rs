@@ -9,7 +9,8 @@
 //! Layout: `aggregate` (mean ± std over seeds), `table` (the terminal table and
 //! the cells the documents reuse), `files` (JSON and CSV), `font` (the plots' font), `chart`
 //! (one backend-generic drawing function), `plots` (the two plots' contents), `document`
-//! (Markdown and HTML), `write` ([`write_all`]), `error` ([`ReportError`]).
+//! (Markdown and HTML), `write` ([`write_all`]), `error` ([`ReportError`]); `runs` summarises
+//! many fine-tuning runs over seeds (`anges-train summarize`).
 
 use std::path::PathBuf;
 
@@ -24,6 +25,7 @@ mod error;
 mod files;
 mod font;
 mod plots;
+pub mod runs;
 mod table;
 mod write;
 

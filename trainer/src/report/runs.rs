@@ -1,0 +1,324 @@
+//! `anges-train summarize`: the results of many fine-tuning runs, mean ± std over seeds.
+//!
+//! Input: run directories (each with its `summary.json`), found under the paths given, at any
+//! depth. Runs are grouped by dataset, model, initialisation (random or the checkpoint's file
+//! name), stopping policy and pruning; each group gives the test metric at the best-validation
+//! epoch (the weights a run delivers) and at the last epoch (what pretrain-gnns reports), with
+//! epochs, wall time, energy and CO2. Output: a Markdown table, or JSON / CSV rows.
+//!
+//! A `summary.json` that cannot be read or parsed is skipped with a warning and counted, so one
+//! broken folder does not hide the others.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::aggregate::Stat;
+use super::{ReportError, metric_name};
+use crate::data::Metric;
+use crate::train::Summary;
+
+/// Folders deeper than this under a given path are not searched.
+const MAX_DEPTH: usize = 8;
+
+/// The run summaries found under some paths, and what could not be read.
+#[derive(Debug, Default)]
+pub struct FoundRuns {
+    /// The summaries, in path order.
+    pub summaries: Vec<Summary>,
+    /// `(file, why)` of each `summary.json` skipped.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Reads every `summary.json` under `paths` (a path may also be a run directory itself or a
+/// `summary.json`). A path that does not exist is an error; an unreadable summary is skipped.
+pub fn find_runs(paths: &[PathBuf]) -> Result<FoundRuns, ReportError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.exists() {
+            return Err(ReportError::Read {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            });
+        }
+        collect_summary_files(path, 0, &mut files)?;
+    }
+    files.sort();
+    files.dedup();
+    let mut found = FoundRuns::default();
+    for file in files {
+        let parsed = std::fs::read_to_string(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<Summary>(&text).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(summary) => found.summaries.push(summary),
+            Err(why) => {
+                tracing::warn!("skipped {}: {why}", file.display());
+                found.skipped.push((file, why));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn collect_summary_files(
+    path: &Path,
+    depth: usize,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), ReportError> {
+    let io_err = |source| ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_file() {
+        if path.file_name().is_some_and(|n| n == "summary.json") {
+            out.push(path.to_path_buf());
+        }
+        return Ok(());
+    }
+    if depth > MAX_DEPTH || !path.is_dir() {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        collect_summary_files(&entry, depth + 1, out)?;
+    }
+    Ok(())
+}
+
+/// One group of runs (one row of the table).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunGroup {
+    /// Dataset name.
+    pub dataset: String,
+    /// Model family (`gin`, `gcn`, `transformer`).
+    pub model: String,
+    /// `random`, or the file name of the checkpoint the encoder started from.
+    pub init: String,
+    /// Stopping policy, with the pruning method and keep ratio when pruned (`full`,
+    /// `anges+molpeg-0.5`, …).
+    pub policy: String,
+    /// The metric reported.
+    pub metric: Metric,
+    /// Number of runs.
+    pub runs: usize,
+    /// Mean epochs trained.
+    pub epochs_mean: f64,
+    /// Test metric at the best-validation epoch: mean.
+    pub best_test_mean: Option<f64>,
+    /// Test metric at the best-validation epoch: sample standard deviation.
+    pub best_test_std: Option<f64>,
+    /// Test metric after the last epoch: mean.
+    pub final_test_mean: Option<f64>,
+    /// Test metric after the last epoch: sample standard deviation.
+    pub final_test_std: Option<f64>,
+    /// Mean wall-clock seconds of a run.
+    pub seconds_mean: f64,
+    /// Mean energy of a run's epochs, joules (runs without a meter left out).
+    pub energy_j_mean: Option<f64>,
+    /// Mean CO2-eq of a run's epochs, grams.
+    pub co2_g_mean: Option<f64>,
+}
+
+fn init_label(s: &Summary) -> String {
+    match &s.pretrained {
+        None => "random".to_owned(),
+        Some(p) => p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    }
+}
+
+fn policy_label(s: &Summary) -> String {
+    let stop = serde_json::to_value(s.stop)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{:?}", s.stop).to_lowercase());
+    match &s.prune {
+        None => stop,
+        Some(p) => {
+            let method = serde_json::to_value(p.method)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", p.method).to_lowercase());
+            format!("{stop}+{method}-{}", p.keep_ratio)
+        }
+    }
+}
+
+/// Groups `summaries` (see the module doc), in dataset, model, initialisation and policy order.
+pub fn group_runs(summaries: &[Summary]) -> Vec<RunGroup> {
+    let mut groups: BTreeMap<(String, String, String, String), Vec<&Summary>> = BTreeMap::new();
+    for s in summaries {
+        let model = format!("{:?}", s.model).to_lowercase();
+        let key = (s.dataset.clone(), model, init_label(s), policy_label(s));
+        groups.entry(key).or_default().push(s);
+    }
+    groups
+        .into_iter()
+        .map(|((dataset, model, init, policy), runs)| {
+            let metric = runs[0].metric;
+            let stat =
+                |f: &dyn Fn(&Summary) -> Option<f64>| Stat::of(runs.iter().filter_map(|s| f(s)));
+            let best = stat(&|s| s.best_test.get(metric));
+            let last = stat(&|s| s.final_test.get(metric));
+            let mean = |f: &dyn Fn(&Summary) -> Option<f64>| stat(f).map(|st| st.mean);
+            RunGroup {
+                dataset,
+                model,
+                init,
+                policy,
+                metric,
+                runs: runs.len(),
+                epochs_mean: mean(&|s| Some(s.epochs_run as f64)).unwrap_or(f64::NAN),
+                best_test_mean: best.map(|s| s.mean),
+                best_test_std: best.map(|s| s.std),
+                final_test_mean: last.map(|s| s.mean),
+                final_test_std: last.map(|s| s.std),
+                seconds_mean: mean(&|s| Some(s.seconds)).unwrap_or(f64::NAN),
+                energy_j_mean: mean(&|s| s.energy_j),
+                co2_g_mean: mean(&|s| s.co2_g),
+            }
+        })
+        .collect()
+}
+
+fn mean_std(mean: Option<f64>, std: Option<f64>, scale: f64) -> String {
+    match (mean, std) {
+        (Some(m), Some(s)) => format!("{:.1} ± {:.1}", m * scale, s * scale),
+        (Some(m), None) => format!("{:.1}", m * scale),
+        _ => "–".to_owned(),
+    }
+}
+
+/// The groups as a Markdown table. ROC-AUC and PRC-AUC are shown in percent, as the literature
+/// does; RMSE and MAE in the targets' units.
+pub fn markdown(groups: &[RunGroup]) -> String {
+    let mut out = String::from(
+        "| dataset | model | init | policy | runs | epochs | test at best valid | test at last epoch | \
+         s/run | kJ/run | g CO2-eq/run |\n|---|---|---|---|---:|---:|---|---|---:|---:|---:|\n",
+    );
+    for g in groups {
+        let scale = if g.metric.higher_is_better() {
+            100.0
+        } else {
+            1.0
+        };
+        let opt = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "–".to_owned(), f);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.0} | {} {} | {} | {:.0} | {} | {} |\n",
+            g.dataset,
+            g.model,
+            g.init,
+            g.policy,
+            g.runs,
+            g.epochs_mean,
+            mean_std(g.best_test_mean, g.best_test_std, scale),
+            metric_name(g.metric),
+            mean_std(g.final_test_mean, g.final_test_std, scale),
+            g.seconds_mean,
+            opt(g.energy_j_mean, |j| format!("{:.1}", j / 1e3)),
+            opt(g.co2_g_mean, |c| format!("{c:.3}")),
+        ));
+    }
+    out
+}
+
+/// Writes the groups to `path` as CSV (a header row, then one row per group; empty cells for
+/// missing values).
+pub fn write_csv(groups: &[RunGroup], path: &Path) -> Result<(), ReportError> {
+    let csv_err = |source| ReportError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut csv = csv::Writer::from_path(path).map_err(csv_err)?;
+    for g in groups {
+        csv.serialize(g).map_err(csv_err)?;
+    }
+    csv.flush().map_err(|e| ReportError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary_json(dataset: &str, pretrained: Option<&str>, best: f64, last: f64) -> String {
+        let pretrained = pretrained.map_or("null".to_owned(), |p| format!("{p:?}"));
+        let m = |v: f64| {
+            format!(
+                r#"{{"loss":0.5,"roc_auc":{v},"prc_auc":null,"rmse":null,"mae":null,"tasks_evaluated":1}}"#
+            )
+        };
+        format!(
+            r#"{{"run_dir":"x","dataset":"{dataset}","model":"gin","task_type":"classification",
+            "metric":"roc-auc","stop":"full","stop_reason":"max-epochs","epochs_run":100,
+            "best_epoch":40,"best_valid":{b},"best_test":{b},"final_train_loss":0.1,
+            "final_valid":{l},"final_test":{l},
+            "rows":{{"file_rows":10,"used":10,"dropped":{{}},"train":8,"valid":1,"test":1}},
+            "pretrained":{pretrained},"seconds":300.0,"energy_j":2000.0,"co2_g":0.5}}"#,
+            b = m(best),
+            l = m(last),
+        )
+    }
+
+    #[test]
+    fn groups_seeds_and_skips_broken_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("summary.json"), text).unwrap();
+        };
+        write("bbbp-s0", &summary_json("BBBP", None, 0.60, 0.64));
+        write("bbbp-s1", &summary_json("BBBP", None, 0.70, 0.66));
+        write(
+            "nested/bbbp-pre-s0",
+            &summary_json("BBBP", Some("/m/gcn_contextpred.pth"), 0.7, 0.7),
+        );
+        write("bace-s0", &summary_json("BACE", None, 0.80, 0.78));
+        write("broken", "{\"dataset\": ");
+        let found = find_runs(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(found.summaries.len(), 4);
+        assert_eq!(found.skipped.len(), 1, "{:?}", found.skipped);
+        let groups = group_runs(&found.summaries);
+        let labels: Vec<(&str, &str)> = groups
+            .iter()
+            .map(|g| (g.dataset.as_str(), g.init.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("BACE", "random"),
+                ("BBBP", "gcn_contextpred.pth"),
+                ("BBBP", "random")
+            ]
+        );
+        let bbbp = &groups[2];
+        assert_eq!(bbbp.runs, 2);
+        assert!((bbbp.best_test_mean.unwrap() - 0.65).abs() < 1e-12);
+        assert!((bbbp.best_test_std.unwrap() - 0.05 * 2f64.sqrt()).abs() < 1e-9);
+        assert!((bbbp.final_test_mean.unwrap() - 0.65).abs() < 1e-12);
+        let table = markdown(&groups);
+        assert!(
+            table.contains(
+                "| BBBP | gin | random | full | 2 | 100 | 65.0 ± 7.1 ROC-AUC | 65.0 ± 1.4 |"
+            ),
+            "{table}"
+        );
+        let csv_path = dir.path().join("runs.csv");
+        write_csv(&groups, &csv_path).unwrap();
+        let csv = std::fs::read_to_string(&csv_path).unwrap();
+        assert_eq!(csv.lines().count(), 4, "{csv}");
+        assert!(
+            csv.starts_with("dataset,model,init,policy,metric,runs,"),
+            "{csv}"
+        );
+        assert!(find_runs(&[dir.path().join("missing")]).is_err());
+    }
+}
