@@ -10,7 +10,8 @@
 //!
 //! `cargo bench -p anges-trainer --bench gnn_epoch` — environment: `GNN_BENCH_EPOCHS` (timed
 //! epochs, default 3), `GNN_BENCH_DEVICE` (`cpu` or `cuda`), `GNN_BENCH_CSV` (another
-//! MoleculeNet CSV, e.g. HIV), `GNN_BENCH_THREADS`.
+//! MoleculeNet CSV, e.g. HIV), `GNN_BENCH_THREADS`, `GNN_BENCH_LIBTORCH_ADAM` (set: libtorch's Adam
+//! instead of the trainer's fused one, for comparison).
 
 mod common;
 
@@ -21,8 +22,9 @@ use std::time::{Duration, Instant};
 use anges_trainer::featurize::GraphFeatures;
 use anges_trainer::models::loss::masked_bce_with_logits;
 use anges_trainer::models::{Collator, Gnn, GnnConfig, GnnKind};
+use anges_trainer::train::optim::{AdamConfig, Optimizer};
 use common::{env_or, peak_rss_mib, sync};
-use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 const BATCH: usize = 32;
@@ -163,7 +165,12 @@ fn main() {
         },
     )
     .expect("building the GIN");
-    let mut opt = nn::Adam::default().build(&vs, 1e-3).expect("Adam");
+    let mut opt = if std::env::var_os("GNN_BENCH_LIBTORCH_ADAM").is_some() {
+        Optimizer::libtorch(&vs, AdamConfig::new(1e-3, 0.0))
+    } else {
+        Optimizer::new(&vs, AdamConfig::new(1e-3, 0.0))
+    }
+    .expect("Adam");
     let labels: Vec<f32> = (0..n)
         .map(|i| if (i * 7919) % 3 == 0 { 1.0 } else { -1.0 })
         .collect();
@@ -196,11 +203,11 @@ fn main() {
             let loss = masked_bce_with_logits(&logits, &y).expect("loss");
             sync(device);
             let t2 = Instant::now();
-            opt.zero_grad();
+            opt.zero_grad().expect("zero_grad");
             loss.backward();
             sync(device);
             let t3 = Instant::now();
-            opt.step();
+            opt.step().expect("Adam step");
             sync(device);
             let t4 = Instant::now();
             t.collate += t1 - t0;

@@ -35,8 +35,9 @@ use anges_trainer::data::table::read_table;
 use anges_trainer::featurize::{RegexTokenizer, SmilesTokenizer, TokenIds};
 use anges_trainer::models::{Architecture, Pooling, SequenceModel, TransformerConfig, pad_tokens};
 use anges_trainer::train::group_by_length;
+use anges_trainer::train::optim::{AdamConfig, Optimizer};
 use common::{env_or, peak_rss_mib, sync};
-use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 const BATCH: usize = 32;
@@ -185,7 +186,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(Tensor::numel)
             .sum::<usize>() as i64;
-        let mut opt = nn::AdamW::default().build(&vs, 1e-4)?;
+        let mut opt = Optimizer::new(&vs, AdamConfig::new(1e-4, 0.01))?;
         let train_batches = batches(train_order, molecules);
         // One warm-up step (allocator, kernels), not timed.
         let warm = &train_batches[0];
@@ -194,7 +195,9 @@ fn main() -> anyhow::Result<()> {
         let loss = model
             .forward_logits(&ids, &mask, true)?
             .binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::Mean);
-        opt.backward_step(&loss);
+        opt.zero_grad()?;
+        loss.backward();
+        opt.step()?;
         sync(device);
 
         let mut train = Phase {
@@ -216,7 +219,9 @@ fn main() -> anyhow::Result<()> {
                     None,
                     tch::Reduction::Mean,
                 );
-            opt.backward_step(&loss);
+            opt.zero_grad()?;
+            loss.backward();
+            opt.step()?;
             sync(device);
             train.seconds += start.elapsed().as_secs_f64();
             train.molecules += batch.len();

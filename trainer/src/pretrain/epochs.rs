@@ -111,12 +111,12 @@ pub fn run_epochs(
                 -100,
                 0.0,
             )?;
-            opt.zero_grad();
+            opt.zero_grad()?;
             loss.f_backward()?;
             if train.clip_grad > 0.0 {
                 opt.clip_grad_norm(train.clip_grad);
             }
-            opt.step();
+            opt.step()?;
             let correct = tch::no_grad(|| {
                 batch
                     .logits

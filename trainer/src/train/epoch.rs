@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 use super::TrainError;
 use super::metrics::{self, EvalMetrics};
 use super::network::{Inputs, Network};
+use super::optim::Optimizer;
 use super::prune::{Pruner, ReferenceModel};
 use super::setup;
 use crate::data::{Dataset, TaskType};
@@ -121,7 +121,7 @@ pub(crate) struct PassOptions {
 pub(crate) fn train_epoch(
     ctx: &Ctx<'_>,
     collator: &mut Collator,
-    opt: &mut nn::Optimizer,
+    opt: &mut Optimizer,
     order: &[usize],
     pass: PassOptions,
     mut scoring: Option<Scoring<'_>>,
@@ -173,12 +173,12 @@ pub(crate) fn train_epoch(
         } else {
             loss.f_mul_scalar(loss_weight)?
         };
-        opt.zero_grad();
+        opt.zero_grad()?;
         weighted.f_backward()?;
         if clip_grad > 0.0 {
             opt.clip_grad_norm(clip_grad);
         }
-        opt.step();
+        opt.step()?;
         if let Some(s) = scoring.as_ref() {
             let t0 = Instant::now();
             s.reference.update()?;

@@ -13,11 +13,13 @@
 //!   masks of pre-training).
 //! - `setup` (crate): threads, seed, optimiser and progress bar, shared with
 //!   [`crate::pretrain`].
+//! - [`optim`]: Adam/AdamW, fused on the CPU.
 
 mod epoch;
 pub mod finetune;
 pub mod metrics;
 mod network;
+pub mod optim;
 pub mod prune;
 pub mod rundir;
 pub(crate) mod seeded;

@@ -5,7 +5,9 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::nn::VarStore;
+
+use super::optim::{AdamConfig, Optimizer};
 
 use crate::cli::TrainArgs;
 
@@ -36,13 +38,10 @@ pub(crate) fn check_train_args(t: &TrainArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Adam over every trainable variable of `vs`, or AdamW when `--weight-decay > 0`.
-pub(crate) fn optimizer(vs: &VarStore, t: &TrainArgs) -> Result<nn::Optimizer, tch::TchError> {
-    if t.weight_decay > 0.0 {
-        nn::AdamW::default().wd(t.weight_decay).build(vs, t.lr)
-    } else {
-        nn::Adam::default().build(vs, t.lr)
-    }
+/// Adam over every trainable variable of `vs`, or AdamW when `--weight-decay > 0` (fused on the
+/// CPU, [`super::optim`]).
+pub(crate) fn optimizer(vs: &VarStore, t: &TrainArgs) -> Result<Optimizer, tch::TchError> {
+    Optimizer::new(vs, AdamConfig::new(t.lr, t.weight_decay))
 }
 
 /// The progress bar of one training pass of `batches` batches, `epoch {epoch}/{epochs}`; its

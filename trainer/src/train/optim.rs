@@ -1,0 +1,437 @@
+//! The optimiser of fine-tuning and pre-training: Adam (L2 weight decay) or AdamW (decoupled),
+//! with the global gradient-norm clipping of `--clip-grad`.
+//!
+//! On the CPU the update is fused: one pass over each parameter reads the weight, its gradient
+//! and both moments and writes the three back, on every libtorch thread. libtorch's C++ Adam runs
+//! about eight tensor operations per parameter, each one more pass over memory (7–8 % of a GIN
+//! epoch on the build VM, `docs/benchmarks.md`). The arithmetic is `torch.optim.Adam`'s /
+//! `AdamW`'s in f32, bias-corrected, checked against libtorch's optimisers in the tests below.
+//! Parameters that are not contiguous f32 CPU tensors (a CUDA run) use libtorch's optimiser.
+//!
+//! Gradients are released after each step (`set_to_none`, through libtorch's optimiser, which
+//! knows how), so that the next backward pass moves its gradient buffers into place instead of
+//! adding them into zeros.
+
+use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::{COptimizer, Device, Kind, TchError, Tensor};
+
+/// Adam's hyper-parameters (PyTorch's defaults but the learning rate and weight decay).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay (0: none).
+    pub weight_decay: f64,
+    /// Decoupled weight decay (AdamW) instead of an L2 term in the gradient (Adam).
+    pub decoupled: bool,
+    /// Decay of the first moment.
+    pub beta1: f64,
+    /// Decay of the second moment.
+    pub beta2: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+}
+
+impl AdamConfig {
+    /// Adam with PyTorch's betas and epsilon; AdamW when `weight_decay > 0`.
+    pub fn new(lr: f64, weight_decay: f64) -> Self {
+        Self {
+            lr,
+            weight_decay,
+            decoupled: weight_decay > 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// Adam or AdamW over every trainable variable of a var store (see the module doc).
+pub enum Optimizer {
+    /// The fused CPU update.
+    Fused(FusedAdam),
+    /// libtorch's optimiser (parameters on another device or of another kind).
+    Libtorch(nn::Optimizer),
+}
+
+impl std::fmt::Debug for Optimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Fused(_) => "Optimizer::Fused",
+            Self::Libtorch(_) => "Optimizer::Libtorch",
+        })
+    }
+}
+
+impl Optimizer {
+    /// The optimiser of `vs`'s trainable variables: fused when they are all contiguous f32 CPU
+    /// tensors.
+    pub fn new(vs: &VarStore, cfg: AdamConfig) -> Result<Self, TchError> {
+        let params = vs.trainable_variables();
+        let fusable = params
+            .iter()
+            .all(|p| p.device() == Device::Cpu && p.kind() == Kind::Float && p.is_contiguous());
+        if fusable {
+            return Ok(Self::Fused(FusedAdam::new(params, cfg)?));
+        }
+        Self::libtorch(vs, cfg)
+    }
+
+    /// libtorch's own Adam/AdamW over `vs`'s trainable variables.
+    pub fn libtorch(vs: &VarStore, cfg: AdamConfig) -> Result<Self, TchError> {
+        let (beta1, beta2, wd, eps) = (cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.eps);
+        let opt = if cfg.decoupled {
+            let c = nn::AdamW {
+                beta1,
+                beta2,
+                wd,
+                eps,
+                amsgrad: false,
+            };
+            c.build(vs, cfg.lr)
+        } else {
+            let c = nn::Adam {
+                beta1,
+                beta2,
+                wd,
+                eps,
+                amsgrad: false,
+            };
+            c.build(vs, cfg.lr)
+        }?;
+        Ok(Self::Libtorch(opt))
+    }
+
+    /// Releases the gradients (the next backward pass creates them anew).
+    pub fn zero_grad(&mut self) -> Result<(), TchError> {
+        match self {
+            Self::Fused(f) => f.releaser.zero_grad(),
+            Self::Libtorch(o) => {
+                o.zero_grad();
+                Ok(())
+            }
+        }
+    }
+
+    /// Scales the gradients so that their global L2 norm is at most `max`.
+    pub fn clip_grad_norm(&mut self, max: f64) {
+        match self {
+            Self::Fused(f) => f.clip_grad_norm(max),
+            Self::Libtorch(o) => o.clip_grad_norm(max),
+        }
+    }
+
+    /// One update from the current gradients; parameters without a gradient are left as they
+    /// are. The fused update releases the gradients it used.
+    pub fn step(&mut self) -> Result<(), TchError> {
+        match self {
+            Self::Fused(f) => f.step(),
+            Self::Libtorch(o) => {
+                o.step();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One parameter and its moments.
+struct Slot {
+    param: Tensor,
+    exp_avg: Vec<f32>,
+    exp_avg_sq: Vec<f32>,
+}
+
+/// The fused CPU Adam/AdamW (see the module doc).
+pub struct FusedAdam {
+    slots: Vec<Slot>,
+    cfg: AdamConfig,
+    steps: i32,
+    /// libtorch's optimiser over the same parameters, used only to release their gradients.
+    releaser: COptimizer,
+}
+
+/// The scalars of one update, shared by every element.
+#[derive(Clone, Copy)]
+struct StepScalars {
+    beta1: f32,
+    beta2: f32,
+    /// `1 − β₁` and `1 − β₂`, rounded from f64 as libtorch rounds its scalars (`1 − 0.999` in
+    /// f32 arithmetic is 4.7e-5 off).
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    eps: f32,
+    step_size: f32,
+    bias_correction2_sqrt: f32,
+    l2: f32,
+    decay: f32,
+}
+
+/// Elements of one unit of work: small enough to balance the threads, large enough that a
+/// parameter's update stays a sequential stream.
+const CHUNK: usize = 1 << 15;
+
+impl FusedAdam {
+    fn new(params: Vec<Tensor>, cfg: AdamConfig) -> Result<Self, TchError> {
+        let mut releaser = COptimizer::sgd(cfg.lr, 0.0, 0.0, 0.0, false)?;
+        for p in &params {
+            releaser.add_parameters(p, 0)?;
+        }
+        let slots = params
+            .into_iter()
+            .map(|param| {
+                let n = param.numel();
+                Slot {
+                    param,
+                    exp_avg: vec![0.0; n],
+                    exp_avg_sq: vec![0.0; n],
+                }
+            })
+            .collect();
+        Ok(Self {
+            slots,
+            cfg,
+            steps: 0,
+            releaser,
+        })
+    }
+
+    fn clip_grad_norm(&self, max: f64) {
+        tch::no_grad(|| {
+            let grads: Vec<Tensor> = self
+                .slots
+                .iter()
+                .map(|s| s.param.grad())
+                .filter(Tensor::defined)
+                .collect();
+            let total = grads
+                .iter()
+                .map(|g| g.square().sum(Kind::Double).double_value(&[]))
+                .sum::<f64>()
+                .sqrt();
+            let coef = max / (total + 1e-6);
+            if coef < 1.0 {
+                for mut g in grads {
+                    let _ = g.g_mul_scalar_(coef);
+                }
+            }
+        });
+    }
+
+    fn step(&mut self) -> Result<(), TchError> {
+        self.steps += 1;
+        let c = self.cfg;
+        let bias_correction1 = 1.0 - c.beta1.powi(self.steps);
+        let bias_correction2 = 1.0 - c.beta2.powi(self.steps);
+        let scalars = StepScalars {
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            one_minus_beta1: (1.0 - c.beta1) as f32,
+            one_minus_beta2: (1.0 - c.beta2) as f32,
+            eps: c.eps as f32,
+            step_size: (c.lr / bias_correction1) as f32,
+            bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+            l2: if c.decoupled {
+                0.0
+            } else {
+                c.weight_decay as f32
+            },
+            decay: if c.decoupled {
+                (1.0 - c.lr * c.weight_decay) as f32
+            } else {
+                1.0
+            },
+        };
+        // Gradients, checked before anything is written.
+        let mut grads = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let g = slot.param.grad();
+            if !g.defined() {
+                grads.push(None);
+                continue;
+            }
+            if g.device() != Device::Cpu || g.kind() != Kind::Float || g.size() != slot.param.size()
+            {
+                return Err(TchError::Kind(format!(
+                    "fused Adam: gradient {:?} {:?} of a {:?} parameter",
+                    g.kind(),
+                    g.size(),
+                    slot.param.size()
+                )));
+            }
+            grads.push(Some(g.contiguous()));
+        }
+        // Units of work: (parameter, element range).
+        let mut work: Vec<Unit<'_>> = Vec::new();
+        for (slot, grad) in self.slots.iter_mut().zip(&grads) {
+            let Some(grad) = grad else { continue };
+            let n = slot.exp_avg.len();
+            // SAFETY: `param` is a contiguous f32 CPU tensor of `n` elements (checked when the
+            // optimiser was built; libtorch never changes a variable's layout in place) and
+            // `grad` a contiguous f32 CPU tensor of the same size (checked above). Both stay
+            // alive, unmoved and unresized until the units are done (they are borrowed from
+            // `self.slots` and `grads`). The parameter's storage is written only here, while no
+            // autograd pass runs (the step happens between backward passes, on this thread's
+            // borrow of the optimiser); it is not the gradient's storage (libtorch never aliases
+            // a leaf with its gradient), and the gradient is only read.
+            let (param, grad) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(slot.param.data_ptr().cast::<f32>(), n),
+                    std::slice::from_raw_parts(grad.data_ptr().cast::<f32>(), n),
+                )
+            };
+            let chunks = param
+                .chunks_mut(CHUNK)
+                .zip(grad.chunks(CHUNK))
+                .zip(slot.exp_avg.chunks_mut(CHUNK))
+                .zip(slot.exp_avg_sq.chunks_mut(CHUNK));
+            for (((p, g), m), v) in chunks {
+                work.push(Unit { p, g, m, v });
+            }
+        }
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+        let per_thread = work.len().div_ceil(threads).max(1);
+        if threads == 1 || work.len() <= 1 {
+            work.into_iter().for_each(|u| u.update(scalars));
+        } else {
+            std::thread::scope(|scope| {
+                let mut rest = work;
+                while rest.len() > per_thread {
+                    let tail = rest.split_off(per_thread);
+                    let mine = std::mem::replace(&mut rest, tail);
+                    scope.spawn(move || mine.into_iter().for_each(|u| u.update(scalars)));
+                }
+                rest.into_iter().for_each(|u| u.update(scalars));
+            });
+        }
+        drop(grads);
+        self.releaser.zero_grad()
+    }
+}
+
+/// A contiguous piece of one parameter, its gradient and its moments.
+struct Unit<'a> {
+    p: &'a mut [f32],
+    g: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl Unit<'_> {
+    /// `torch.optim.Adam` (`l2`) / `AdamW` (`decay`) on these elements.
+    fn update(self, s: StepScalars) {
+        let elements = self.p.iter_mut().zip(self.g).zip(self.m).zip(self.v);
+        for (((p, &g), m), v) in elements {
+            let g = g + s.l2 * *p;
+            *p *= s.decay;
+            *m = s.beta1 * *m + s.one_minus_beta1 * g;
+            *v = s.beta2 * *v + s.one_minus_beta2 * g * g;
+            let denom = v.sqrt() / s.bias_correction2_sqrt + s.eps;
+            *p -= s.step_size * *m / denom;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A var store with a matrix, a vector and a parameter that never gets a gradient.
+    fn model(seed: i64) -> (VarStore, Tensor, Tensor, Tensor) {
+        tch::manual_seed(seed);
+        let vs = VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let w = root.randn("w", &[70_000, 3], 0.0, 1.0);
+        let b = root.randn("b", &[3], 0.0, 1.0);
+        let unused = root.randn("unused", &[5], 0.0, 1.0);
+        (vs, w, b, unused)
+    }
+
+    fn loss(w: &Tensor, b: &Tensor, x: &Tensor) -> Tensor {
+        (x.matmul(w) + b).tanh().square().sum(Kind::Float)
+    }
+
+    /// Runs `steps` updates with `ours` (true) or libtorch's optimiser, from the same start.
+    fn train(cfg: AdamConfig, ours: bool, clip: f64, steps: usize) -> Vec<Vec<f32>> {
+        let _rng = crate::test_support::torch_rng();
+        let (vs, w, b, unused) = model(7);
+        let mut opt = if ours {
+            Optimizer::new(&vs, cfg).unwrap()
+        } else {
+            Optimizer::libtorch(&vs, cfg).unwrap()
+        };
+        if ours {
+            assert!(matches!(opt, Optimizer::Fused(_)), "{opt:?}");
+        }
+        tch::manual_seed(11);
+        let x = Tensor::randn([8, 70_000], (Kind::Float, Device::Cpu)) * 0.01;
+        for _ in 0..steps {
+            opt.zero_grad().unwrap();
+            loss(&w, &b, &x).backward();
+            if clip > 0.0 {
+                opt.clip_grad_norm(clip);
+            }
+            opt.step().unwrap();
+        }
+        [&w, &b, &unused]
+            .iter()
+            .map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
+            .collect()
+    }
+
+    fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn fused_adam_and_adamw_match_libtorch() {
+        for (name, cfg, clip) in [
+            ("adam", AdamConfig::new(1e-2, 0.0), 0.0),
+            (
+                "adam + L2",
+                AdamConfig {
+                    decoupled: false,
+                    ..AdamConfig::new(1e-2, 0.05)
+                },
+                0.0,
+            ),
+            ("adamw", AdamConfig::new(1e-2, 0.05), 0.0),
+            ("adam, clipped", AdamConfig::new(1e-2, 0.0), 0.5),
+        ] {
+            let ours = train(cfg, true, clip, 6);
+            let theirs = train(cfg, false, clip, 6);
+            let start = train(cfg, true, clip, 0);
+            let moved = max_abs_diff(&ours, &start);
+            assert!(moved > 1e-2, "{name}: the parameters moved by {moved}");
+            let diff = max_abs_diff(&ours, &theirs);
+            assert!(diff < 2e-6, "{name}: fused vs libtorch differ by {diff}");
+            assert_eq!(
+                ours[2], start[2],
+                "{name}: a parameter without gradient is left alone"
+            );
+        }
+    }
+
+    #[test]
+    fn a_step_releases_the_gradients() {
+        let _rng = crate::test_support::torch_rng();
+        let (vs, w, b, _) = model(3);
+        let mut opt = Optimizer::new(&vs, AdamConfig::new(1e-3, 0.0)).unwrap();
+        loss(
+            &w,
+            &b,
+            &Tensor::ones([2, 70_000], (Kind::Float, Device::Cpu)),
+        )
+        .backward();
+        assert!(w.grad().defined());
+        opt.step().unwrap();
+        assert!(!w.grad().defined() && !b.grad().defined());
+        // A step without gradients changes nothing.
+        let before = Vec::<f32>::try_from(&b).unwrap();
+        opt.step().unwrap();
+        assert_eq!(Vec::<f32>::try_from(&b).unwrap(), before);
+    }
+}
