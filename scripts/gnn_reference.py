@@ -7,7 +7,8 @@ pretrain-gnns' `mol_to_graph_data_obj_simple` with the venv's RDKit.
 
 Modes (all write into --out):
   parity  featurise the first N valid SIDER molecules -> graphs.json; GCN embeddings (eval mode)
-          from --gcn-checkpoint -> gcn_emb.npy; a random GIN (seeded, random batch-norm
+          from --gcn-checkpoint, as pretrain-gnns' GCNConv -> gcn_emb.npy and with SPEC §4's row
+          L2 normalisation -> gcn_l2_emb.npy; a random GIN (seeded, random batch-norm
           statistics) saved as gin_random.pt (zip), gin_random_legacy.pth (legacy) and
           gin_random.safetensors, with its embeddings -> gin_emb.npy.
   graphs  featurise every valid molecule of --csv -> graphs.json (benchmark input).
@@ -91,9 +92,10 @@ def read_graphs(path, limit):
 
 
 class Layer(torch.nn.Module):
-    def __init__(self, kind, d):
+    def __init__(self, kind, d, gcn_l2=False):
         super().__init__()
         self.kind = kind
+        self.gcn_l2 = gcn_l2
         if kind == "gin":
             self.mlp = torch.nn.Sequential(
                 torch.nn.Linear(d, 2 * d), torch.nn.ReLU(), torch.nn.Linear(2 * d, d)
@@ -125,20 +127,21 @@ class Layer(torch.nn.Module):
         h = self.linear(x)
         msg = norm.view(-1, 1) * (h[src] + e)
         out = torch.zeros(n, h.size(1), dtype=h.dtype).index_add_(0, dst, msg)
-        return F.normalize(out, p=2, dim=-1)
+        # SPEC §4 writes a row L2 normalisation here; pretrain-gnns' GCNConv has none.
+        return F.normalize(out, p=2, dim=-1) if self.gcn_l2 else out
 
 
 class Encoder(torch.nn.Module):
     """SPEC §4 encoder: keys match the pretrain-gnns checkpoints exactly."""
 
-    def __init__(self, kind, num_layers=5, d=300, drop=0.5):
+    def __init__(self, kind, num_layers=5, d=300, drop=0.5, gcn_l2=False):
         super().__init__()
         self.drop = drop
         self.x_embedding1 = torch.nn.Embedding(NUM_ATOM_TYPE, d)
         self.x_embedding2 = torch.nn.Embedding(NUM_CHIRALITY, d)
         torch.nn.init.xavier_uniform_(self.x_embedding1.weight.data)
         torch.nn.init.xavier_uniform_(self.x_embedding2.weight.data)
-        self.gnns = torch.nn.ModuleList([Layer(kind, d) for _ in range(num_layers)])
+        self.gnns = torch.nn.ModuleList([Layer(kind, d, gcn_l2) for _ in range(num_layers)])
         self.batch_norms = torch.nn.ModuleList([torch.nn.BatchNorm1d(d) for _ in range(num_layers)])
 
     def forward(self, x, edge_index, edge_attr):
@@ -212,10 +215,11 @@ def main():
         print(f"{len(graphs)} graphs ({skipped} skipped)")
         return
 
-    gcn = Encoder("gcn")
     state = torch.load(args.gcn_checkpoint, map_location="cpu", weights_only=True)
-    gcn.load_state_dict(state, strict=True)
-    np.save(os.path.join(args.out, "gcn_emb.npy"), graph_embeddings(gcn, graphs))
+    for gcn_l2, name in [(False, "gcn_emb.npy"), (True, "gcn_l2_emb.npy")]:
+        gcn = Encoder("gcn", gcn_l2=gcn_l2)
+        gcn.load_state_dict(state, strict=True)
+        np.save(os.path.join(args.out, name), graph_embeddings(gcn, graphs))
 
     torch.manual_seed(args.seed)
     gin = Encoder("gin")

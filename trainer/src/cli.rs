@@ -223,6 +223,12 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
 
+    /// GCN only: L2-normalise each atom's row after the aggregation, as SPEC §4 writes the layer.
+    /// Off by default: pretrain-gnns' own GCNConv has no such step, and its published GCN
+    /// checkpoints (gcn_contextpred.pth, …) were trained without it (docs/models.md).
+    #[arg(long)]
+    pub gcn_l2_normalize: bool,
+
     #[command(flatten)]
     #[serde(flatten)]
     #[allow(missing_docs)]
@@ -406,6 +412,11 @@ pub struct PretrainArgs {
     /// gin/gcn only: dropout after every layer (pretrain-gnns' masking default is 0).
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f64,
+
+    /// gcn only: L2-normalise each atom's row after the aggregation (SPEC §4's literal layer;
+    /// off as in pretrain-gnns, see the fine-tuning flag of the same name).
+    #[arg(long)]
+    pub gcn_l2_normalize: bool,
 
     #[command(flatten)]
     #[allow(missing_docs)]

@@ -27,7 +27,7 @@ pub const HEAD_PREFIX: &str = "graph_pred_linear";
 pub enum GnnKind {
     /// Graph Isomorphism Network layer: sum, then MLP `d → 2d → d`.
     Gin,
-    /// Graph convolution: linear, symmetric-normalised sum, row L2 normalisation.
+    /// Graph convolution: linear, then symmetric-normalised sum (optionally row L2 normalisation).
     Gcn,
 }
 
@@ -44,7 +44,8 @@ impl std::str::FromStr for GnnKind {
     }
 }
 
-/// Hyper-parameters of a [`Gnn`]; the defaults are pretrain-gnns' (5 × 300, dropout 0.5).
+/// Hyper-parameters of a [`Gnn`]; the defaults are pretrain-gnns' (5 × 300, dropout 0.5, GCN
+/// without row normalisation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GnnConfig {
     /// Layer type.
@@ -57,7 +58,9 @@ pub struct GnnConfig {
     pub dropout: f64,
     /// Outputs of the task head.
     pub num_tasks: i64,
-    /// GCN only: L2-normalise each row after aggregation, as SPEC §4 prescribes.
+    /// GCN only: L2-normalise each row after aggregation, as SPEC §4 writes the layer. Off by
+    /// default: pretrain-gnns' `GCNConv`, which trained the published checkpoints, has no such
+    /// step (only its GraphSAGE layer normalises).
     pub gcn_l2_normalize: bool,
 }
 
@@ -69,7 +72,7 @@ impl Default for GnnConfig {
             emb_dim: 300,
             dropout: 0.5,
             num_tasks: 1,
-            gcn_l2_normalize: true,
+            gcn_l2_normalize: false,
         }
     }
 }

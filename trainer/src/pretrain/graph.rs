@@ -68,6 +68,7 @@ impl AttributeMasking {
             GnnConfig {
                 kind,
                 dropout: args.dropout,
+                gcn_l2_normalize: args.gcn_l2_normalize,
                 ..GnnConfig::default()
             },
         )?;

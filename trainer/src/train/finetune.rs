@@ -198,6 +198,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
                     kind,
                     dropout: args.model.dropout,
                     num_tasks: num_tasks_i64,
+                    gcn_l2_normalize: args.model.gcn_l2_normalize,
                     ..GnnConfig::default()
                 },
             )?;
