@@ -249,13 +249,13 @@ fn main() {
         flop / median / 1e9,
         peak_rss_mib()
     );
-    matmul_floor(device, train_atoms, eval_atoms);
+    matmul_floor(device, train_atoms, eval_atoms, train.len().div_ceil(BATCH));
 }
 
 /// Times only the linear maps of the epoch (same shapes, forward + backward for training atoms,
 /// forward for evaluation atoms): the floor no implementation of this protocol goes below.
-fn matmul_floor(device: Device, train_atoms: f64, eval_atoms: f64) {
-    let rows = (train_atoms / 52.0).round() as i64; // ≈ atoms per training batch
+fn matmul_floor(device: Device, train_atoms: f64, eval_atoms: f64, train_batches: usize) {
+    let rows = (train_atoms / train_batches as f64).round() as i64; // atoms per training batch
     let steps = (train_atoms / rows as f64).round() as usize;
     let eval_steps = (eval_atoms / rows as f64).round() as usize;
     let opts = (Kind::Float, device);
