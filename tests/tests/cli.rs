@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use anges_e2e::binary;
+use anges_e2e::{binary, shared_dir};
 
 fn help_of(package: &str, bin: &str) -> String {
     let path = binary(package, bin).expect("binary");
@@ -52,6 +52,7 @@ fn train_help_lists_its_options_and_subcommands() {
         "pretrain",
         "replay",
         "study",
+        "summarize",
     ] {
         assert!(
             help.contains(word),
@@ -79,4 +80,80 @@ fn anges_train_resolves_libtorch_through_its_rpath() {
         torch.contains("=> /"),
         "libtorch_cpu.so not resolved to a path: {torch}"
     );
+}
+
+#[test]
+fn summarize_reads_real_runs_and_rejects_a_missing_folder() {
+    let train = binary("anges-trainer", "anges-train").expect("binary");
+    let runs = tempfile::tempdir().unwrap();
+    let data = shared_dir().join("datasets/moleculenet");
+    for seed in ["0", "1"] {
+        let out = Command::new(&train)
+            .args([
+                "--dataset",
+                "bbbp",
+                "--model",
+                "gin",
+                "--random-init",
+                "--max-rows",
+                "300",
+            ])
+            .args([
+                "--epochs",
+                "2",
+                "--meter",
+                "off",
+                "--threads",
+                "1",
+                "--seed",
+                seed,
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--out")
+            .arg(runs.path().join(format!("bbbp-s{seed}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fine-tuning failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A broken summary beside them is skipped and counted, not fatal.
+    std::fs::create_dir_all(runs.path().join("broken")).unwrap();
+    std::fs::write(runs.path().join("broken/summary.json"), "{").unwrap();
+    let csv = runs.path().join("runs.csv");
+    let out = Command::new(&train)
+        .arg("summarize")
+        .arg(runs.path())
+        .arg("--json")
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "summarize failed: {stderr}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
+    let rows = rows.as_array().expect("an array");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["dataset"], "BBBP");
+    assert_eq!(rows[0]["runs"], 2);
+    assert_eq!(rows[0]["init"], "random");
+    assert!(rows[0]["best_test_mean"].is_number(), "{rows:?}");
+    assert!(
+        stderr.contains("2 run(s) in 1 group(s); 1 summary file(s) skipped"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 2);
+
+    let missing = runs.path().join("no-such-folder");
+    let out = Command::new(&train)
+        .arg("summarize")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-folder"), "{stderr}");
 }
