@@ -139,13 +139,15 @@ struct Slot {
     param: Tensor,
     exp_avg: Vec<f32>,
     exp_avg_sq: Vec<f32>,
+    /// Updates this parameter has had (its own count, as libtorch keeps one per parameter: a
+    /// step in which it has no gradient does not advance its bias correction).
+    steps: i32,
 }
 
 /// The fused CPU Adam/AdamW (see the module doc).
 pub struct FusedAdam {
     slots: Vec<Slot>,
     cfg: AdamConfig,
-    steps: i32,
     /// libtorch's optimiser over the same parameters, used only to release their gradients.
     releaser: COptimizer,
 }
@@ -180,13 +182,13 @@ impl FusedAdam {
                     param,
                     exp_avg: vec![0.0; n],
                     exp_avg_sq: vec![0.0; n],
+                    steps: 0,
                 }
             })
             .collect();
         Ok(Self {
             slots,
             cfg,
-            steps: 0,
             releaser,
         })
     }
@@ -214,28 +216,29 @@ impl FusedAdam {
     }
 
     fn step(&mut self) -> Result<(), TchError> {
-        self.steps += 1;
         let c = self.cfg;
-        let bias_correction1 = 1.0 - c.beta1.powi(self.steps);
-        let bias_correction2 = 1.0 - c.beta2.powi(self.steps);
-        let scalars = StepScalars {
-            beta1: c.beta1 as f32,
-            beta2: c.beta2 as f32,
-            one_minus_beta1: (1.0 - c.beta1) as f32,
-            one_minus_beta2: (1.0 - c.beta2) as f32,
-            eps: c.eps as f32,
-            step_size: (c.lr / bias_correction1) as f32,
-            bias_correction2_sqrt: bias_correction2.sqrt() as f32,
-            l2: if c.decoupled {
-                0.0
-            } else {
-                c.weight_decay as f32
-            },
-            decay: if c.decoupled {
-                (1.0 - c.lr * c.weight_decay) as f32
-            } else {
-                1.0
-            },
+        let scalars = |steps: i32| {
+            let bias_correction1 = 1.0 - c.beta1.powi(steps);
+            let bias_correction2 = 1.0 - c.beta2.powi(steps);
+            StepScalars {
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                one_minus_beta1: (1.0 - c.beta1) as f32,
+                one_minus_beta2: (1.0 - c.beta2) as f32,
+                eps: c.eps as f32,
+                step_size: (c.lr / bias_correction1) as f32,
+                bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+                l2: if c.decoupled {
+                    0.0
+                } else {
+                    c.weight_decay as f32
+                },
+                decay: if c.decoupled {
+                    (1.0 - c.lr * c.weight_decay) as f32
+                } else {
+                    1.0
+                },
+            }
         };
         // Gradients, checked before anything is written.
         let mut grads = Vec::with_capacity(self.slots.len());
@@ -272,13 +275,9 @@ impl FusedAdam {
                     std::slice::from_raw_parts(grad.data_ptr().cast::<f32>(), n),
                 )
             };
-            update(
-                param,
-                grad,
-                &mut slot.exp_avg,
-                &mut slot.exp_avg_sq,
-                scalars,
-            );
+            slot.steps += 1;
+            let s = scalars(slot.steps);
+            update(param, grad, &mut slot.exp_avg, &mut slot.exp_avg_sq, s);
         }
         drop(grads);
         self.releaser.zero_grad()
@@ -311,6 +310,7 @@ mod tests {
         let w = root.randn("w", &[70_000, 3], 0.0, 1.0);
         let b = root.randn("b", &[3], 0.0, 1.0);
         let unused = root.randn("unused", &[5], 0.0, 1.0);
+        let _sometimes = root.randn("sometimes", &[4], 0.0, 1.0);
         (vs, w, b, unused)
     }
 
@@ -332,15 +332,22 @@ mod tests {
         }
         tch::manual_seed(11);
         let x = Tensor::randn([8, 70_000], (Kind::Float, Device::Cpu)) * 0.01;
-        for _ in 0..steps {
+        // A parameter in the loss of every other step only: its bias correction must count its
+        // own updates, as libtorch's does.
+        let sometimes = vs.variables()["sometimes"].shallow_clone();
+        for k in 0..steps {
             opt.zero_grad().unwrap();
-            loss(&w, &b, &x).backward();
+            let mut l = loss(&w, &b, &x);
+            if k % 2 == 1 {
+                l += sometimes.square().sum(Kind::Float);
+            }
+            l.backward();
             if clip > 0.0 {
                 opt.clip_grad_norm(clip);
             }
             opt.step().unwrap();
         }
-        [&w, &b, &unused]
+        [&w, &b, &unused, &sometimes]
             .iter()
             .map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
             .collect()
