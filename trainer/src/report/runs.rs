@@ -135,20 +135,18 @@ fn init_label(s: &Summary) -> String {
     }
 }
 
+/// A flag value as the user types it (`full`, `molpeg`, `gin`, …).
+fn flag_name(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
 fn policy_label(s: &Summary) -> String {
-    let stop = serde_json::to_value(s.stop)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{:?}", s.stop).to_lowercase());
+    let stop = flag_name(&s.stop);
     match &s.prune {
         None => stop,
-        Some(p) => {
-            let method = serde_json::to_value(p.method)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("{:?}", p.method).to_lowercase());
-            format!("{stop}+{method}-{}", p.keep_ratio)
-        }
+        Some(p) => format!("{stop}+{}-{}", flag_name(&p.method), p.keep_ratio),
     }
 }
 
@@ -156,8 +154,12 @@ fn policy_label(s: &Summary) -> String {
 pub fn group_runs(summaries: &[Summary]) -> Vec<RunGroup> {
     let mut groups: BTreeMap<(String, String, String, String), Vec<&Summary>> = BTreeMap::new();
     for s in summaries {
-        let model = format!("{:?}", s.model).to_lowercase();
-        let key = (s.dataset.clone(), model, init_label(s), policy_label(s));
+        let key = (
+            s.dataset.clone(),
+            flag_name(&s.model),
+            init_label(s),
+            policy_label(s),
+        );
         groups.entry(key).or_default().push(s);
     }
     groups
