@@ -318,3 +318,44 @@ fn a_client_that_stops_reading_stalls_nobody_and_is_dropped() {
     rt.block_on(server.shutdown());
     let _ = slow.write_all(b"x");
 }
+
+#[test]
+fn a_subscriber_that_stops_reading_is_closed_after_the_write_timeout() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = TestBackend::start(Duration::from_millis(1));
+    let mut cfg = test_config(dir.path());
+    cfg.publish_interval = Duration::from_millis(1);
+    cfg.socket_limits.write_timeout = Duration::from_millis(300);
+    let server = rt.block_on(Server::start(backend.clone(), cfg)).unwrap();
+
+    // Subscribes to the fastest updates, sends nothing else and never reads: only the updates
+    // themselves can fill its buffer, and only a full buffer that stays full can close it.
+    let mut slow = raw(server.socket_path());
+    codec::write_frame(
+        &mut slow,
+        &Request::Subscribe {
+            job: None,
+            period_ms: 1,
+        },
+    )
+    .unwrap();
+    let start = Instant::now();
+    let stats = server.stats();
+    while stats.open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "a subscriber that stopped reading was never closed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dropped = stats
+        .dropped_updates
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped > 0, "no update was dropped before the close");
+    // What was written before the buffer filled is still readable, then the stream ends.
+    let mut sink = Vec::new();
+    slow.read_to_end(&mut sink).unwrap();
+    assert!(!sink.is_empty());
+    rt.block_on(server.shutdown());
+}

@@ -316,22 +316,34 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
 }
 
 /// The write side of a connection, shared by the reader (answers, written inline: no task hop
-/// on the request path) and the subscription tasks (updates). A write that does not complete
-/// within the write timeout kills the connection; an update that finds the writer busy is
-/// dropped and counted rather than queued, so a client that stops reading costs at most its
-/// socket buffer.
+/// on the request path) and the subscription tasks (updates). An answer that cannot be written
+/// within the write timeout kills the connection. An update is written only if it can go at
+/// once: one that finds the writer busy, or the client's socket buffer full, is dropped and
+/// counted rather than queued, so a client that stops reading costs at most its socket buffer
+/// and never delays its own answers behind stale updates. A buffer that stays full for the
+/// write timeout kills the connection too, so a client that only subscribes and stops reading
+/// is closed as well.
 #[derive(Clone)]
 struct Writer {
-    half: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    end: Arc<tokio::sync::Mutex<WriteEnd>>,
     timeout: Duration,
     dead: Arc<Notify>,
     is_dead: Arc<AtomicBool>,
 }
 
+/// The socket's write half and, while the client's buffer is full, since when it has been.
+struct WriteEnd {
+    half: OwnedWriteHalf,
+    full_since: Option<Instant>,
+}
+
 impl Writer {
     fn new(half: OwnedWriteHalf, timeout: Duration) -> Self {
         Writer {
-            half: Arc::new(tokio::sync::Mutex::new(half)),
+            end: Arc::new(tokio::sync::Mutex::new(WriteEnd {
+                half,
+                full_since: None,
+            })),
             timeout,
             dead: Arc::default(),
             is_dead: Arc::default(),
@@ -347,9 +359,13 @@ impl Writer {
         self.dead.notified().await;
     }
 
-    async fn write(&self, half: &mut OwnedWriteHalf, frame: &[u8]) -> bool {
-        match tokio::time::timeout(self.timeout, half.write_all(frame)).await {
-            Ok(Ok(())) => true,
+    /// Writes all of `frame`, waiting for buffer space up to the write timeout.
+    async fn write(&self, end: &mut WriteEnd, frame: &[u8]) -> bool {
+        match tokio::time::timeout(self.timeout, end.half.write_all(frame)).await {
+            Ok(Ok(())) => {
+                end.full_since = None;
+                true
+            }
             Ok(Err(_)) => {
                 self.kill();
                 false
@@ -370,19 +386,41 @@ impl Writer {
         let Some(frame) = frame_of(resp) else {
             return false;
         };
-        let mut half = self.half.lock().await;
-        self.write(&mut half, &frame).await
+        let mut end = self.end.lock().await;
+        self.write(&mut end, &frame).await
     }
 
-    /// Writes an update unless the writer is busy. `None` when the connection is dead.
+    /// Writes an update if it can go at once: `Some(false)` when it was dropped (writer busy,
+    /// buffer full), `None` when the connection is dead.
     async fn offer(&self, frame: &[u8]) -> Option<bool> {
         if self.is_dead.load(Ordering::Relaxed) {
             return None;
         }
-        let Ok(mut half) = self.half.try_lock() else {
+        let Ok(mut end) = self.end.try_lock() else {
             return Some(false);
         };
-        self.write(&mut half, frame).await.then_some(true)
+        match end.half.try_write(frame) {
+            Ok(n) if n == frame.len() => {
+                end.full_since = None;
+                Some(true)
+            }
+            // Part of the frame is out: the rest must follow, or the stream loses its framing.
+            Ok(n) => self.write(&mut end, &frame[n..]).await.then_some(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let since = *end.full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.timeout {
+                    tracing::warn!("a subscriber stopped reading; closing its connection");
+                    self.kill();
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+            Err(_) => {
+                self.kill();
+                None
+            }
+        }
     }
 }
 
