@@ -12,6 +12,8 @@ pub(crate) struct Stat {
     pub(crate) mean: f64,
     /// Sample standard deviation (n − 1 denominator; 0 with one value).
     pub(crate) std: f64,
+    /// How many finite values there were.
+    pub(crate) count: usize,
 }
 
 impl Stat {
@@ -28,7 +30,16 @@ impl Stat {
         } else {
             0.0
         };
-        Some(Self { mean, std })
+        Some(Self {
+            mean,
+            std,
+            count: values.len(),
+        })
+    }
+
+    /// The standard deviation when there are at least two values to spread.
+    pub(crate) fn spread(self) -> Option<f64> {
+        (self.count > 1).then_some(self.std)
     }
 }
 
@@ -87,6 +98,7 @@ pub fn aggregate(report: &StudyReport) -> Vec<AggregateRow> {
                 Stat::of(runs.iter().map(|r| f(r))).unwrap_or(Stat {
                     mean: f64::NAN,
                     std: f64::NAN,
+                    count: 0,
                 })
             };
             let stop = num(|r| r.stop_epoch as f64);

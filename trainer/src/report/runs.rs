@@ -111,11 +111,13 @@ pub struct RunGroup {
     pub epochs_mean: f64,
     /// Test metric at the best-validation epoch: mean.
     pub best_test_mean: Option<f64>,
-    /// Test metric at the best-validation epoch: sample standard deviation.
+    /// Test metric at the best-validation epoch: sample standard deviation (`None` with fewer
+    /// than two runs: one run has no spread to show).
     pub best_test_std: Option<f64>,
     /// Test metric after the last epoch: mean.
     pub final_test_mean: Option<f64>,
-    /// Test metric after the last epoch: sample standard deviation.
+    /// Test metric after the last epoch: sample standard deviation (`None` with fewer than two
+    /// runs).
     pub final_test_std: Option<f64>,
     /// Mean wall-clock seconds of a run.
     pub seconds_mean: f64,
@@ -180,9 +182,9 @@ pub fn group_runs(summaries: &[Summary]) -> Vec<RunGroup> {
                 runs: runs.len(),
                 epochs_mean: mean(&|s| Some(s.epochs_run as f64)).unwrap_or(f64::NAN),
                 best_test_mean: best.map(|s| s.mean),
-                best_test_std: best.map(|s| s.std),
+                best_test_std: best.and_then(Stat::spread),
                 final_test_mean: last.map(|s| s.mean),
-                final_test_std: last.map(|s| s.std),
+                final_test_std: last.and_then(Stat::spread),
                 seconds_mean: mean(&|s| Some(s.seconds)).unwrap_or(f64::NAN),
                 energy_j_mean: mean(&|s| s.energy_j),
                 co2_g_mean: mean(&|s| s.co2_g),
@@ -311,6 +313,12 @@ mod tests {
             table.contains(
                 "| BBBP | gin | random | full | 2 | 100 | 65.0 ± 7.1 ROC-AUC | 65.0 ± 1.4 |"
             ),
+            "{table}"
+        );
+        // One run has a mean and no spread: no "± 0.0" that reads as a measured agreement.
+        assert_eq!(groups[0].best_test_std, None);
+        assert!(
+            table.contains("| BACE | gin | random | full | 1 | 100 | 80.0 ROC-AUC | 78.0 |"),
             "{table}"
         );
         let csv_path = dir.path().join("runs.csv");
