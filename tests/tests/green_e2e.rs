@@ -339,8 +339,12 @@ fn two_concurrent_runs_each_get_their_own_share() {
             "a job got {j:.2} J of {machine:.2} J"
         );
     }
+    // Nothing is counted twice: the jobs never get more than the machine (1 % for the polls'
+    // jobs and machine readings being a tick apart). The rest is the remainder the meter leaves
+    // unattributed: the CPU time of everything else busy meanwhile (the meter itself, this
+    // test's polling, the kernel), 3-6 % on a loaded 2-vCPU VM, so most goes to the jobs.
     assert!(
-        (sum - machine).abs() <= 0.05 * machine,
+        sum <= 1.01 * machine && sum >= 0.85 * machine,
         "jobs {shares:?} J vs machine {machine:.2} J over the same period"
     );
     // Each run reports its own job's energy: the epochs' figure is within 2 % of the daemon's
