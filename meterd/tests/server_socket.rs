@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anges_common::client::{AsyncClient, Client, ClientConfig, ClientError};
 use anges_common::codec;
 use anges_common::protocol::{ErrorKind, JobTarget, Request, Response};
-use anges_meterd::server::{MeterBackend, Server};
+use anges_meterd::server::{MeterBackend, Server, ServerConfig};
 use server_common::{TestBackend, test_config};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -246,14 +246,20 @@ fn connections_requests_and_subscriptions_are_bounded() {
     rt.block_on(server.shutdown());
 }
 
+/// The slow-client tests' server: publications every `publish`, a 300 ms write timeout.
+fn slow_client_config(dir: &std::path::Path, publish: Duration) -> ServerConfig {
+    let mut cfg = test_config(dir);
+    cfg.publish_interval = publish;
+    cfg.socket_limits.write_timeout = Duration::from_millis(300);
+    cfg
+}
+
 #[test]
 fn a_client_that_stops_reading_stalls_nobody_and_is_dropped() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let backend = TestBackend::start(Duration::from_millis(1));
-    let mut cfg = test_config(dir.path());
-    cfg.publish_interval = Duration::from_millis(5);
-    cfg.socket_limits.write_timeout = Duration::from_millis(300);
+    let cfg = slow_client_config(dir.path(), Duration::from_millis(5));
 
     let server = Arc::new(rt.block_on(Server::start(backend.clone(), cfg)).unwrap());
     let path = server.socket_path().to_owned();
@@ -324,9 +330,7 @@ fn a_subscriber_that_stops_reading_is_closed_after_the_write_timeout() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let backend = TestBackend::start(Duration::from_millis(1));
-    let mut cfg = test_config(dir.path());
-    cfg.publish_interval = Duration::from_millis(1);
-    cfg.socket_limits.write_timeout = Duration::from_millis(300);
+    let cfg = slow_client_config(dir.path(), Duration::from_millis(1));
     let server = rt.block_on(Server::start(backend.clone(), cfg)).unwrap();
 
     // Subscribes to the fastest updates, sends nothing else and never reads: only the updates
