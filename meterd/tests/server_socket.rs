@@ -246,6 +246,19 @@ fn connections_requests_and_subscriptions_are_bounded() {
     rt.block_on(server.shutdown());
 }
 
+/// Asks, on a raw connection, for the machine's updates at the fastest period the server allows
+/// (the answer is left unread).
+fn subscribe_to_every_update(s: &mut UnixStream) {
+    codec::write_frame(
+        s,
+        &Request::Subscribe {
+            job: None,
+            period_ms: 1,
+        },
+    )
+    .unwrap();
+}
+
 /// The slow-client tests' server: publications every `publish`, a 300 ms write timeout.
 fn slow_client_config(dir: &std::path::Path, publish: Duration) -> ServerConfig {
     let mut cfg = test_config(dir);
@@ -280,14 +293,7 @@ fn a_client_that_stops_reading_stalls_nobody_and_is_dropped() {
     let mut slow = raw(&path);
     slow.set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    codec::write_frame(
-        &mut slow,
-        &Request::Subscribe {
-            job: None,
-            period_ms: 1,
-        },
-    )
-    .unwrap();
+    subscribe_to_every_update(&mut slow);
     for _ in 0..2000 {
         if codec::write_frame(&mut slow, &Request::ListJobs).is_err() {
             break;
@@ -336,14 +342,7 @@ fn a_subscriber_that_stops_reading_is_closed_after_the_write_timeout() {
     // Subscribes to the fastest updates, sends nothing else and never reads: only the updates
     // themselves can fill its buffer, and only a full buffer that stays full can close it.
     let mut slow = raw(server.socket_path());
-    codec::write_frame(
-        &mut slow,
-        &Request::Subscribe {
-            job: None,
-            period_ms: 1,
-        },
-    )
-    .unwrap();
+    subscribe_to_every_update(&mut slow);
     let start = Instant::now();
     let stats = server.stats();
     while stats.open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
