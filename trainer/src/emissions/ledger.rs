@@ -122,6 +122,26 @@ pub enum DaemonObservation {
     Failed(String),
 }
 
+/// A ledger's running totals: what a resumed run carries over from its earlier process
+/// ([`Ledger::carry_over`]), so that its cumulative figures continue instead of restarting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerTotals {
+    /// Cumulative energy, joules.
+    pub cumulative_j: f64,
+    /// Cumulative CO2-eq, grams.
+    pub cumulative_g: f64,
+    /// Epochs recorded.
+    pub epochs: usize,
+    /// Epochs the local engine filled in for the daemon.
+    pub gap_epochs: usize,
+    /// Positive increments recorded.
+    pub counted: usize,
+    /// Measured positive increments.
+    pub counted_measured: usize,
+    /// Σ of the daemon's increments, joules.
+    pub daemon_j: f64,
+}
+
 /// Per-epoch accounting of one run; see the module documentation for the rules.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -190,6 +210,31 @@ impl Ledger {
     /// Whether every positive increment so far was measured; `None` before any.
     pub fn all_measured(&self) -> Option<bool> {
         (self.counted > 0).then_some(self.counted_measured == self.counted)
+    }
+
+    /// The running totals ([`LedgerTotals`]).
+    pub fn totals(&self) -> LedgerTotals {
+        LedgerTotals {
+            cumulative_j: self.cumulative_j,
+            cumulative_g: self.cumulative_g,
+            epochs: self.epochs,
+            gap_epochs: self.gap_epochs,
+            counted: self.counted,
+            counted_measured: self.counted_measured,
+            daemon_j: self.daemon_j,
+        }
+    }
+
+    /// Continues the totals of an earlier process of the same run (`--resume`): the increments
+    /// recorded from now on add to them. The marks (the last readings) stay this process's own.
+    pub fn carry_over(&mut self, earlier: LedgerTotals) {
+        self.cumulative_j += earlier.cumulative_j;
+        self.cumulative_g += earlier.cumulative_g;
+        self.epochs += earlier.epochs;
+        self.gap_epochs += earlier.gap_epochs;
+        self.counted += earlier.counted;
+        self.counted_measured += earlier.counted_measured;
+        self.daemon_j += earlier.daemon_j;
     }
 
     /// Records one epoch: `daemon` is `None` for a run without daemon (ignored then), `local` the
@@ -595,6 +640,29 @@ mod tests {
         assert_eq!(sources(&out), vec![Daemon, LocalGap, Daemon]);
         assert_eq!(increments(&out), vec![10.0, 0.0, 20.0]);
         assert!(out[1].fault.as_deref().unwrap().contains("failed too"));
+    }
+
+    #[test]
+    fn a_resumed_ledger_continues_the_earlier_totals() {
+        let mut first = Ledger::local(est(1.0));
+        let a = first.record(None, Ok(est(3.0)));
+        let earlier = first.totals();
+        assert_eq!(
+            (earlier.cumulative_j, earlier.epochs, earlier.counted),
+            (2.0, 1, 1)
+        );
+        // The new process reads its own meter from zero; its increments add to the carried totals.
+        let mut second = Ledger::local(est(0.0));
+        second.carry_over(earlier);
+        let b = second.record(None, Ok(est(4.0)));
+        assert_eq!(
+            (a.cumulative_j, b.energy_j, b.cumulative_j),
+            (2.0, 4.0, 6.0)
+        );
+        assert_eq!(second.cumulative().0, 6.0);
+        assert_eq!(second.epochs(), 2);
+        assert_eq!(second.all_measured(), Some(false));
+        assert_eq!(second.totals().counted, 2);
     }
 
     #[test]

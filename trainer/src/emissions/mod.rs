@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{MeterArgs, MeterMode};
 use daemon::DaemonLink;
-pub use ledger::{DaemonObservation, EnergySource, EpochEnergy, Ledger, Sample};
+pub use ledger::{DaemonObservation, EnergySource, EpochEnergy, Ledger, LedgerTotals, Sample};
 use local::LocalMeter;
 
 /// "measured" or "estimated".
@@ -305,6 +305,17 @@ impl EpochMeter {
             Backend::Daemon { link, .. } => Some(link.job()),
             Backend::Local(_) => None,
         }
+    }
+
+    /// The running totals of the run so far (what `--resume` carries over).
+    pub fn totals(&self) -> LedgerTotals {
+        self.ledger.totals()
+    }
+
+    /// Continues the totals of the run's earlier process (`--resume`): cumulative figures go on
+    /// from there.
+    pub fn carry_over(&mut self, earlier: LedgerTotals) {
+        self.ledger.carry_over(earlier);
     }
 
     /// A fresh reading that includes the work done so far (the daemon's next publication; the

@@ -12,6 +12,8 @@
 //! knows how), so that the next backward pass moves its gradient buffers into place instead of
 //! adding them into zeros.
 
+use std::collections::BTreeMap;
+
 use tch::nn::{self, OptimizerConfig, VarStore};
 use tch::{COptimizer, Device, Kind, TchError, Tensor};
 
@@ -132,6 +134,87 @@ impl Optimizer {
             }
         }
     }
+}
+
+/// Adam's state of one parameter, as `--resume` saves and restores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moments {
+    /// First moment, element by element.
+    pub exp_avg: Vec<f32>,
+    /// Second moment.
+    pub exp_avg_sq: Vec<f32>,
+    /// Updates the parameter has had (its bias correction).
+    pub steps: i32,
+}
+
+impl Optimizer {
+    /// The state of every parameter, by its name in `vs` (the store the optimiser was built
+    /// over); `None` for libtorch's optimiser, whose state tch cannot read.
+    pub fn moments(&self, vs: &VarStore) -> Option<BTreeMap<String, Moments>> {
+        let Self::Fused(f) = self else { return None };
+        let names = names_by_storage(vs);
+        Some(
+            f.slots
+                .iter()
+                .filter_map(|slot| {
+                    let name = names.get(&(slot.param.data_ptr() as usize))?;
+                    Some((
+                        name.clone(),
+                        Moments {
+                            exp_avg: slot.exp_avg.clone(),
+                            exp_avg_sq: slot.exp_avg_sq.clone(),
+                            steps: slot.steps,
+                        },
+                    ))
+                })
+                .collect(),
+        )
+    }
+
+    /// Restores the state that [`Optimizer::moments`] gave, parameter by parameter name; every
+    /// parameter must be there with moments of its size.
+    pub fn restore_moments(
+        &mut self,
+        vs: &VarStore,
+        mut saved: BTreeMap<String, Moments>,
+    ) -> Result<(), String> {
+        let Self::Fused(f) = self else {
+            return Err("libtorch's optimiser (a non-CPU run) cannot be restored".into());
+        };
+        let names = names_by_storage(vs);
+        for slot in &mut f.slots {
+            let name = names
+                .get(&(slot.param.data_ptr() as usize))
+                .ok_or("a parameter of the optimiser is not in the model")?;
+            let m = saved
+                .remove(name)
+                .ok_or_else(|| format!("no optimiser state for {name}"))?;
+            let n = slot.exp_avg.len();
+            if m.exp_avg.len() != n || m.exp_avg_sq.len() != n || m.steps < 0 {
+                return Err(format!(
+                    "optimiser state of {name}: {} and {} moments, {} steps, for {n} elements",
+                    m.exp_avg.len(),
+                    m.exp_avg_sq.len(),
+                    m.steps
+                ));
+            }
+            (slot.exp_avg, slot.exp_avg_sq, slot.steps) = (m.exp_avg, m.exp_avg_sq, m.steps);
+        }
+        match saved.keys().next() {
+            Some(extra) => Err(format!(
+                "optimiser state for {extra}, which the model lacks"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The variables of `vs` by the address of their data (a parameter handle shares it).
+fn names_by_storage(vs: &VarStore) -> BTreeMap<usize, String> {
+    vs.variables()
+        .into_iter()
+        .map(|(name, t)| (t.data_ptr() as usize, name))
+        .collect()
 }
 
 /// One parameter and its moments.
@@ -388,6 +471,73 @@ mod tests {
                 "{name}: a parameter without gradient is left alone"
             );
         }
+    }
+
+    #[test]
+    fn restored_moments_continue_the_same_trajectory() {
+        let cfg = AdamConfig::new(1e-2, 0.0);
+        let straight = train(cfg, true, 0.0, 6);
+        // Three steps, then the weights and moments moved to a fresh model and optimiser, then
+        // three more: the same parameters, bit for bit.
+        let _rng = crate::test_support::torch_rng();
+        let (vs, w, b, _) = model(7);
+        let mut opt = Optimizer::new(&vs, cfg).unwrap();
+        tch::manual_seed(11);
+        let x = Tensor::randn([8, 70_000], (Kind::Float, Device::Cpu)) * 0.01;
+        let step = |opt: &mut Optimizer, vs: &VarStore, w: &Tensor, b: &Tensor, k: usize| {
+            opt.zero_grad().unwrap();
+            let mut l = loss(w, b, &x);
+            if k % 2 == 1 {
+                l += vs.variables()["sometimes"].square().sum(Kind::Float);
+            }
+            l.backward();
+            opt.step().unwrap();
+        };
+        for k in 0..3 {
+            step(&mut opt, &vs, &w, &b, k);
+        }
+        let saved = opt.moments(&vs).unwrap();
+        assert_eq!(saved.len(), 4);
+        assert_eq!((saved["w"].steps, saved["sometimes"].steps), (3, 1));
+        let (vs2, w2, b2, unused2) = model(99);
+        tch::no_grad(|| {
+            for (name, mut t) in vs2.variables() {
+                t.copy_(&vs.variables()[&name]);
+            }
+        });
+        let mut opt2 = Optimizer::new(&vs2, cfg).unwrap();
+        opt2.restore_moments(&vs2, saved.clone()).unwrap();
+        for k in 3..6 {
+            step(&mut opt2, &vs2, &w2, &b2, k);
+        }
+        let sometimes2 = vs2.variables()["sometimes"].shallow_clone();
+        let resumed: Vec<Vec<f32>> = [&w2, &b2, &unused2, &sometimes2]
+            .iter()
+            .map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
+            .collect();
+        assert_eq!(resumed, straight);
+
+        // What does not fit is refused by name.
+        let mut wrong = saved.clone();
+        wrong.get_mut("b").unwrap().exp_avg.pop();
+        let err = opt2.restore_moments(&vs2, wrong).unwrap_err();
+        assert!(err.contains('b'), "{err}");
+        let mut missing = saved.clone();
+        missing.remove("w");
+        assert!(
+            opt2.restore_moments(&vs2, missing)
+                .unwrap_err()
+                .contains("no optimiser state for w")
+        );
+        let mut extra = saved;
+        extra.insert("ghost".into(), extra["b"].clone());
+        assert!(
+            opt2.restore_moments(&vs2, extra)
+                .unwrap_err()
+                .contains("ghost")
+        );
+        let theirs = Optimizer::libtorch(&vs2, cfg).unwrap();
+        assert!(theirs.moments(&vs2).is_none());
     }
 
     #[test]

@@ -111,6 +111,26 @@ impl Pruner {
     pub fn scored(&self) -> usize {
         self.scores.iter().filter(|s| s.is_some()).count()
     }
+
+    /// The latest score of every training sample, `NaN` for unscored (what `--resume` saves).
+    pub fn scores(&self) -> Vec<f64> {
+        self.scores.iter().map(|s| s.unwrap_or(f64::NAN)).collect()
+    }
+
+    /// Restores what [`Pruner::scores`] gave (`NaN`: unscored); it must cover every sample.
+    pub fn restore_scores(&mut self, scores: &[f64]) -> Result<(), TrainError> {
+        if scores.len() != self.scores.len() {
+            return Err(TrainError::Options(format!(
+                "saved pruning scores cover {} samples, the training set has {}",
+                scores.len(),
+                self.scores.len()
+            )));
+        }
+        for (slot, &s) in self.scores.iter_mut().zip(scores) {
+            *slot = s.is_finite().then_some(s);
+        }
+        Ok(())
+    }
 }
 
 /// The EMA reference model of MolPeg: its variables, paired with the online model's.
@@ -222,6 +242,11 @@ mod tests {
         // Sample 5 is unscored (+∞), then 5.0 (#1), 2.0 (#3).
         assert_eq!(p.select(2), vec![1, 3, 5]);
         assert_eq!(p.scored(), 5);
+        // What --resume saves restores the same choice.
+        let mut again = pruner(PruneMethod::Molpeg, 0.5, 6);
+        again.restore_scores(&p.scores()).unwrap();
+        assert_eq!((again.select(2), again.scored()), (vec![1, 3, 5], 5));
+        assert!(again.restore_scores(&[1.0]).is_err());
     }
 
     #[test]
