@@ -375,6 +375,14 @@ pub struct FinetuneArgs {
     /// Run directory (default runs/<time>-<dataset>-<model>/).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+
+    /// Continue the interrupted run in --out DIR after its last saved epoch (a state is saved
+    /// after every epoch on the CPU). Give the run's own flags: they are checked against
+    /// DIR/config.json (--threads, --device, --meter, --socket, --data-dir may change). With the
+    /// same --threads the result is bit-identical to an uninterrupted run.
+    #[arg(long, requires = "out")]
+    #[serde(skip)]
+    pub resume: bool,
 }
 
 /// `anges-train pretrain` (see [`Command::Pretrain`]).

@@ -9,12 +9,14 @@
 //! pruning keeps), train on them in a seeded shuffled order (Adam, or AdamW when
 //! `--weight-decay > 0`; gradient norm clipping when `--clip-grad > 0`), evaluate on valid and
 //! test, take a fresh meter reading, let the policy (`--stop full|patience|anges`) decide, log
-//! the epoch, and keep the best-validation weights in memory. Writes `best.safetensors`,
-//! `final.safetensors` and `summary.json` at the end.
+//! the epoch, write `best.safetensors` when it is the best on validation so far, and save the
+//! state that `--resume` continues from ([`super::resume`]). Writes `final.safetensors` and
+//! `summary.json` at the end.
 //!
 //! Determinism: with the same seed and `--threads N` on the CPU, two runs give bit-identical
-//! metrics (libtorch's generator is process-global: do not run two fine-tunings at once in one
-//! process if they must be reproducible).
+//! metrics, and so does a run interrupted and resumed (libtorch's generator is reseeded at the
+//! start of every epoch from the seed and the epoch). libtorch's generator is process-global: do
+//! not run two fine-tunings at once in one process if they must be reproducible.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
 
 use super::TrainError;
 use super::epoch::{Ctx, PassOptions, Scoring, build_labels, evaluate, train_epoch};
 use super::network::{self, Inputs, Network};
 use super::prune::{Pruner, ReferenceModel};
-use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary};
+use super::resume;
+use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary, replace_atomically};
 use super::seeded::{group_by_length, shuffle};
 use super::setup;
 use crate::checkpoint::{self, CheckpointError, LoadOptions};
@@ -67,6 +69,14 @@ struct Resolved {
 pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     let started = Instant::now();
     let spec = check_supported(args)?;
+    // `--resume`: the flags must be the run's, and its state readable, before any work.
+    let saved = match (&args.out, args.resume) {
+        (Some(dir), true) => {
+            resume::check_args(dir, args)?;
+            Some(resume::load(dir)?)
+        }
+        _ => None,
+    };
     let Some(dataset_name) = args.data.dataset.clone() else {
         return Err(TrainError::Options(
             "--dataset is required (a MoleculeNet name such as bbbp, or a CSV file)".into(),
@@ -114,9 +124,10 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             dataset.name
         )));
     }
-    let split = match &args.data.split_file {
-        Some(path) => Split::read(path)?,
-        None => split::make_split(&dataset, args.data.split, args.data.seed),
+    let split = match (&args.data.split_file, &saved, &args.out) {
+        (_, Some(_), Some(dir)) => Split::read(&dir.join("split.json"))?,
+        (Some(path), _, _) => Split::read(path)?,
+        _ => split::make_split(&dataset, args.data.split, args.data.seed),
     };
     let parts = split.positions(&dataset)?;
     if parts.train.is_empty() {
@@ -145,22 +156,29 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         ModelKind::Gcn => "gcn",
         ModelKind::Transformer => "transformer",
     };
-    let mut run = RunDir::create(args.out.as_deref(), &dataset.name, model_name)?;
-    run.write_config(&RunConfig {
-        args,
-        resolved: Resolved {
-            dataset: dataset.name.clone(),
-            source: dataset.source.clone(),
-            task_type: dataset.task_type,
-            tasks: dataset.task_names.clone(),
-            metric,
-            device: format!("{device:?}"),
-            threads: tch::get_num_threads(),
-            pretrained: pretrained.clone(),
-            trainer_version: env!("CARGO_PKG_VERSION"),
-        },
-    })?;
-    run.write_split(&split)?;
+    let (mut run, mut records) = match (&saved, &args.out) {
+        (Some(state), Some(dir)) => RunDir::reopen(dir, state.progress.epochs)?,
+        _ => {
+            let run = RunDir::create(args.out.as_deref(), &dataset.name, model_name)?;
+            run.clear_outputs()?;
+            run.write_config(&RunConfig {
+                args,
+                resolved: Resolved {
+                    dataset: dataset.name.clone(),
+                    source: dataset.source.clone(),
+                    task_type: dataset.task_type,
+                    tasks: dataset.task_names.clone(),
+                    metric,
+                    device: format!("{device:?}"),
+                    threads: tch::get_num_threads(),
+                    pretrained: pretrained.clone(),
+                    trainer_version: env!("CARGO_PKG_VERSION"),
+                },
+            })?;
+            run.write_split(&split)?;
+            (run, Vec::new())
+        }
+    };
     tracing::info!(
         run_dir = %run.path().display(),
         "{}: {} train / {} valid / {} test rows, {num_tasks} task(s), metric {metric:?}, {device:?}",
@@ -246,19 +264,67 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         train_index[p] = i;
     }
     let mut policy = Policy::new(spec, metric.higher_is_better());
+    let mut stop_reason = "max-epochs";
+    let mut last_epoch = args.train.epochs;
+    let mut prune_totals = (0usize, Duration::ZERO, 0.0f64);
+    let mut earlier_seconds = 0.0;
+    let mut earlier_meter = None;
+    if let Some(state) = saved {
+        (earlier_seconds, earlier_meter) = (state.progress.seconds, state.progress.meter);
+        let best_is_last = state.progress.best_epoch == Some(state.progress.epochs);
+        state.restore(
+            &vs,
+            &mut opt,
+            reference.as_ref().map(|_| &reference_vs),
+            pruner.as_mut(),
+        )?;
+        if let Some(reason) = replay_policy(&mut policy, &records, metric)? {
+            (stop_reason, last_epoch) = (reason, records.len());
+        }
+        let best_path = run.file("best.safetensors");
+        if best_is_last {
+            save_weights(&vs, &best_path)?;
+        } else if policy.best_epoch().is_some() && !best_path.is_file() {
+            tracing::warn!(
+                "{} is missing: the best-validation weights of epoch {} are lost; the run will \
+                 deliver a later best, or its final weights",
+                best_path.display(),
+                policy.best_epoch().unwrap_or_default()
+            );
+        }
+        for r in &records {
+            prune_totals.0 += r.samples_used;
+            prune_totals.1 += Duration::from_secs_f64(r.reference_seconds.unwrap_or(0.0));
+            prune_totals.2 += r.reference_energy_j.unwrap_or(0.0);
+        }
+        tracing::info!(
+            "resuming {} after epoch {} of {} ({:.0} s so far)",
+            run.path().display(),
+            records.len(),
+            args.train.epochs,
+            earlier_seconds
+        );
+    }
+    let saves_state = resume::supported(&opt, &vs);
+    if !saves_state {
+        tracing::warn!(
+            "no resume state will be saved: on {device:?} the optimiser is libtorch's, whose \
+             moments tch cannot read (--resume works for CPU runs)"
+        );
+    }
     let mut meter = EpochMeter::start(
         &args.meter,
         &format!("anges-train {} {model_name} {}", dataset.name, spec.label()),
     )?;
-    if let Some(m) = &meter {
+    if let Some(m) = &mut meter {
         tracing::info!("meter: {}", m.describe());
+        if let Some(totals) = earlier_meter {
+            m.carry_over(totals);
+        }
     }
-    let mut best_state: Option<Vec<(String, Tensor)>> = None;
-    let mut records: Vec<EpochRecord> = Vec::new();
-    let mut stop_reason = "max-epochs";
-    let mut prune_totals = (0usize, Duration::ZERO, 0.0f64);
-    for epoch in 1..=args.train.epochs {
+    for epoch in records.len() + 1..=last_epoch {
         let t0 = Instant::now();
+        setup::seed_epoch(args.data.seed, epoch);
         let mut order: Vec<usize> = match &pruner {
             Some(p) => p.select(epoch).into_iter().map(|i| train_rows[i]).collect(),
             None => train_rows.clone(),
@@ -305,9 +371,6 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             valid.get(metric),
             energy.as_ref().map(|e| e.cumulative_g),
         );
-        if verdict.new_best {
-            best_state = Some(snapshot(&vs)?);
-        }
         let reference_seconds = reference
             .as_ref()
             .map(|_| stats.reference_time.as_secs_f64());
@@ -338,6 +401,30 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             reference_energy_j,
         };
         run.append_epoch(&record)?;
+        if saves_state {
+            let t_state = Instant::now();
+            resume::save(
+                run.path(),
+                &resume::Snapshot {
+                    epochs: epoch,
+                    seconds: earlier_seconds + started.elapsed().as_secs_f64(),
+                    best_epoch: policy.best_epoch(),
+                    meter: meter.as_ref().map(EpochMeter::totals),
+                    model: &vs,
+                    optimizer: &opt,
+                    reference: reference.as_ref().map(|_| &reference_vs),
+                    pruner: pruner.as_ref(),
+                },
+            )?;
+            tracing::debug!(
+                seconds = t_state.elapsed().as_secs_f64(),
+                "epoch {epoch}: resume state saved"
+            );
+        }
+        // After the state (see `resume`): never an epoch later than the saved one.
+        if verdict.new_best {
+            save_weights(&vs, &run.file("best.safetensors"))?;
+        }
         tracing::info!(
             "epoch {epoch}/{}: train loss {:.4}, valid {metric:?} {}, test {metric:?} {}, \
              valid loss {}{} ({:.1} s{})",
@@ -371,23 +458,14 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         return Err(TrainError::Options("--epochs must be at least 1".into()));
     };
 
-    // Weights and summary.
-    checkpoint::save_safetensors(&vs, &run.file("final.safetensors")).map_err(|source| {
-        TrainError::Checkpoint {
-            path: run.file("final.safetensors"),
-            source,
-            hint: String::new(),
-        }
-    })?;
+    // Weights and summary (best.safetensors was written at each new best epoch).
+    save_weights(&vs, &run.file("final.safetensors"))?;
     let best_path = run.file("best.safetensors");
     let best_epoch = policy.best_epoch().unwrap_or(last.epoch);
-    let saved = match &best_state {
-        Some(state) => Tensor::write_safetensors(state, &best_path).map_err(TrainError::from),
-        None => std::fs::copy(run.file("final.safetensors"), &best_path)
-            .map(|_| ())
-            .map_err(|e| TrainError::io(&best_path, e)),
-    };
-    saved?;
+    if !best_path.is_file() {
+        std::fs::copy(run.file("final.safetensors"), &best_path)
+            .map_err(|e| TrainError::io(&best_path, e))?;
+    }
     let best = &records[best_epoch - 1];
     let summary = Summary {
         run_dir: run.path().to_owned(),
@@ -406,7 +484,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         final_test: last.test,
         rows,
         pretrained,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: earlier_seconds + started.elapsed().as_secs_f64(),
         energy_j: last.cumulative_j,
         co2_g: last.cumulative_co2_g,
         policy: Some(spec),
@@ -426,7 +504,44 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         }),
     };
     run.write_summary(&summary)?;
+    resume::remove(run.path())?;
     Ok(summary)
+}
+
+/// Feeds the epochs of an interrupted run back to a fresh `policy` (`--resume`), checking that
+/// it marks the same best epochs as the log; returns the stop reason if the policy had already
+/// stopped the run.
+fn replay_policy(
+    policy: &mut Policy,
+    records: &[EpochRecord],
+    metric: Metric,
+) -> Result<Option<&'static str>, TrainError> {
+    for r in records {
+        let verdict = policy.observe(r.epoch, r.valid.get(metric), r.cumulative_co2_g);
+        if verdict.new_best != r.best {
+            return Err(TrainError::Options(format!(
+                "--resume: epoch {} of epochs.jsonl is{} marked best, the stopping policy \
+                 replayed says otherwise (a log edited, or written with other flags)",
+                r.epoch,
+                if r.best { "" } else { " not" }
+            )));
+        }
+        if verdict.stop.is_some() {
+            return Ok(verdict.stop);
+        }
+    }
+    Ok(None)
+}
+
+/// Writes every variable of `vs` to `path` as safetensors, replacing the file whole.
+fn save_weights(vs: &VarStore, path: &Path) -> Result<(), TrainError> {
+    replace_atomically(path, |tmp| {
+        checkpoint::save_safetensors(vs, tmp).map_err(|source| TrainError::Checkpoint {
+            path: path.to_owned(),
+            source,
+            hint: String::new(),
+        })
+    })
 }
 
 /// Validates the flags the loop depends on; returns the stopping policy.
@@ -572,24 +687,6 @@ fn load_pretrained(vs: &VarStore, path: &Path, allow_partial: bool) -> Result<()
             })
         }
     }
-}
-
-/// A CPU copy of every variable (the best-validation weights, kept in memory).
-fn snapshot(vs: &VarStore) -> Result<Vec<(String, Tensor)>, TrainError> {
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    tch::no_grad(|| {
-        vars.into_iter()
-            .map(|(k, v)| {
-                Ok((
-                    k,
-                    v.f_detach_copy()?
-                        .f_to_device(Device::Cpu)?
-                        .f_contiguous()?,
-                ))
-            })
-            .collect()
-    })
 }
 
 fn fmt(v: Option<f64>) -> String {

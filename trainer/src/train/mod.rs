@@ -14,6 +14,7 @@
 //! - `setup` (crate): threads, seed, optimiser and progress bar, shared with
 //!   [`crate::pretrain`].
 //! - [`optim`]: Adam/AdamW, fused on the CPU.
+//! - [`resume`]: the state saved after every epoch, and `--resume` from it.
 
 mod epoch;
 pub mod finetune;
@@ -21,6 +22,7 @@ pub mod metrics;
 mod network;
 pub mod optim;
 pub mod prune;
+pub mod resume;
 pub mod rundir;
 pub(crate) mod seeded;
 pub(crate) mod setup;

@@ -8,7 +8,10 @@
 //! - `epochs.jsonl` and `epochs.csv`: one [`EpochRecord`] per epoch, appended and flushed as
 //!   each epoch ends (so a run that dies keeps its log);
 //! - `summary.json`: the [`Summary`];
-//! - `best.safetensors` and `final.safetensors`: the weights (written by the loop).
+//! - `best.safetensors` (written at each new best validation epoch) and `final.safetensors`:
+//!   the weights;
+//! - `resume.safetensors` while the run is going: what `--resume` continues from
+//!   ([`super::resume`]); removed when the run ends.
 //!
 //! Energy and CO2 fields are `null` with `--meter off`.
 
@@ -214,6 +217,90 @@ impl RunDir {
         Ok(Self { path, jsonl, csv })
     }
 
+    /// Reopens the run directory `path` of an interrupted run (`--resume`) whose first
+    /// `epochs` epochs are saved: reads them back from `epochs.jsonl` and rewrites both logs with
+    /// exactly those (an epoch logged after the last saved state is dropped: it runs again).
+    /// A log with fewer readable epochs than that is an error.
+    pub fn reopen(path: &Path, epochs: usize) -> Result<(Self, Vec<EpochRecord>), TrainError> {
+        let jsonl_path = path.join("epochs.jsonl");
+        let text =
+            std::fs::read_to_string(&jsonl_path).map_err(|e| TrainError::io(&jsonl_path, e))?;
+        let mut records = Vec::with_capacity(epochs);
+        for (i, line) in text.lines().take(epochs).enumerate() {
+            let rec: EpochRecord = serde_json::from_str(line).map_err(|e| {
+                TrainError::io(
+                    &jsonl_path,
+                    std::io::Error::other(format!("line {}: {e}", i + 1)),
+                )
+            })?;
+            if rec.epoch != i + 1 {
+                return Err(TrainError::io(
+                    &jsonl_path,
+                    std::io::Error::other(format!("line {} holds epoch {}", i + 1, rec.epoch)),
+                ));
+            }
+            records.push(rec);
+        }
+        if records.len() < epochs {
+            return Err(TrainError::io(
+                &jsonl_path,
+                std::io::Error::other(format!(
+                    "{} epochs logged, the saved state is at epoch {epochs}",
+                    records.len()
+                )),
+            ));
+        }
+        // Each log is rewritten beside itself and renamed into place: an interruption here
+        // leaves the old log or the new one, never a truncated one.
+        let mut jsonl_text = String::new();
+        let mut csv_text = CSV_HEADER.to_owned();
+        for rec in &records {
+            let line = serde_json::to_string(rec)
+                .map_err(|e| TrainError::io(&jsonl_path, std::io::Error::other(e)))?;
+            jsonl_text.push_str(&line);
+            jsonl_text.push('\n');
+            csv_text.push_str(&csv_row(rec));
+        }
+        let open = |name: &str, text: &str| -> Result<File, TrainError> {
+            let target = path.join(name);
+            replace_atomically(&target, |tmp| {
+                std::fs::write(tmp, text).map_err(|e| TrainError::io(tmp, e))
+            })?;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&target)
+                .map_err(|e| TrainError::io(&target, e))
+        };
+        let jsonl = open("epochs.jsonl", &jsonl_text)?;
+        let csv = open("epochs.csv", &csv_text)?;
+        let dir = Self {
+            path: path.to_owned(),
+            jsonl,
+            csv,
+        };
+        Ok((dir, records))
+    }
+
+    /// Removes what an earlier run left in a reused directory (`summary.json`, weights, resume
+    /// state), so that a fresh run interrupted there does not look finished or resumable.
+    pub fn clear_outputs(&self) -> Result<(), TrainError> {
+        for name in [
+            "summary.json",
+            "best.safetensors",
+            "final.safetensors",
+            super::resume::STATE_FILE,
+        ] {
+            let path = self.file(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(TrainError::io(&path, e));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -254,6 +341,21 @@ impl RunDir {
     pub fn write_summary(&self, summary: &Summary) -> Result<(), TrainError> {
         write_json(&self.file("summary.json"), summary)
     }
+}
+
+/// Writes `target` through `write` into a temporary file beside it (`.<name>.tmp`), then
+/// renames it into place: readers, and a run that dies meanwhile, see the old file or the new
+/// one, never half of one.
+pub(crate) fn replace_atomically(
+    target: &Path,
+    write: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
+    let name = target
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = target.with_file_name(format!(".{name}.tmp"));
+    write(&tmp)?;
+    std::fs::rename(&tmp, target).map_err(|e| TrainError::io(target, e))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
@@ -392,12 +494,51 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines, vec![rec.clone(), EpochRecord { epoch: 2, ..rec }]);
+        assert_eq!(
+            lines,
+            vec![
+                rec.clone(),
+                EpochRecord {
+                    epoch: 2,
+                    ..rec.clone()
+                }
+            ]
+        );
         assert!(jsonl.contains("\"energy_j\":null"));
         let csv = std::fs::read_to_string(dir.path().join("epochs.csv")).unwrap();
         let rows: Vec<&str> = csv.lines().collect();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].split(',').count(), rows[1].split(',').count());
         assert_eq!(rows[1], "1,0.5,,0.75,,,,,,,,,true,1.5,,,,,,,10,,,");
+
+        // Reopened at the first epoch: the second is dropped from both logs, and appending
+        // goes on after the first.
+        drop(run);
+        let (mut again, kept) = RunDir::reopen(dir.path(), 1).unwrap();
+        assert_eq!(kept, vec![rec.clone()]);
+        again
+            .append_epoch(&EpochRecord {
+                epoch: 2,
+                train_loss: 0.25,
+                ..rec.clone()
+            })
+            .unwrap();
+        let jsonl = std::fs::read_to_string(dir.path().join("epochs.jsonl")).unwrap();
+        let losses: Vec<f64> = jsonl
+            .lines()
+            .map(|l| serde_json::from_str::<EpochRecord>(l).unwrap().train_loss)
+            .collect();
+        assert_eq!(losses, vec![0.5, 0.25]);
+        let csv = std::fs::read_to_string(dir.path().join("epochs.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 3);
+        assert!(csv.starts_with("epoch,train_loss,"));
+        // A log shorter than the saved state, or out of order, is an error.
+        assert!(RunDir::reopen(dir.path(), 3).is_err());
+        std::fs::write(
+            dir.path().join("epochs.jsonl"),
+            jsonl.replace("\"epoch\":1", "\"epoch\":5"),
+        )
+        .unwrap();
+        assert!(RunDir::reopen(dir.path(), 1).is_err());
     }
 }

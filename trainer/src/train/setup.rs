@@ -25,6 +25,17 @@ pub(crate) fn seed_torch(seed: u64) {
     tch::manual_seed(seed as i64);
 }
 
+/// Salt of the stream that reseeds libtorch at the start of every epoch.
+const EPOCH_SEED_SALT: u64 = 0x746f_7263_6865_706f;
+
+/// Reseeds libtorch's generator for epoch `epoch` of a run seeded `seed`: what the epoch draws
+/// from it (the dropout masks) depends on `(seed, epoch)` only, so that a run resumed at an epoch
+/// boundary draws what an uninterrupted one does.
+pub(crate) fn seed_epoch(seed: u64, epoch: usize) {
+    let mut stream = super::seeded::Stream::new(seed, epoch as u64, EPOCH_SEED_SALT);
+    tch::manual_seed(stream.next_u64() as i64);
+}
+
 /// Checks `--epochs`, `--batch-size`, `--lr`, `--weight-decay` and `--clip-grad`.
 pub(crate) fn check_train_args(t: &TrainArgs) -> Result<(), String> {
     if t.epochs == 0 || t.batch_size == 0 {

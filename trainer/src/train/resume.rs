@@ -1,0 +1,457 @@
+//! Resuming an interrupted fine-tuning run (`--resume`): the state written after every epoch
+//! (`resume.safetensors` in the run directory), and the checks and restores of a run that
+//! continues from it.
+//!
+//! The file holds what the next epoch depends on and the run's logs do not: every model variable
+//! (batch-norm statistics included), Adam's moments and step counts, MolPeg's reference model and
+//! sample scores, and, in the safetensors metadata, the epochs finished, the seconds spent and
+//! the meter's running totals. The rest of the loop's state is rebuilt from the logs (the
+//! stopping policy replays `epochs.jsonl`) or is keyed by `(seed, epoch)`: the data order, the
+//! pruning choices and, because libtorch's generator is reseeded at the start of every epoch
+//! ([`super::setup::seed_epoch`]), the dropout masks. A resumed CPU run with the same `--threads`
+//! is therefore bit-identical to an uninterrupted one.
+//!
+//! Order within an epoch: the log lines, then the state (written beside itself and renamed: a
+//! crash leaves the previous state whole), then `best.safetensors` if the epoch is the best so
+//! far. On resume the logs are cut back to the state's epoch, so an epoch logged but not saved
+//! runs again, to the same figures; `best.safetensors` never holds an epoch later than the
+//! state's, and when the state's own epoch is the best ([`Progress::best_epoch`]) the resumed run
+//! writes it again from the restored weights.
+//!
+//! Not saved: libtorch's own optimiser state (runs on a GPU), which tch cannot read; such runs
+//! write no state and say so at the start.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+use super::TrainError;
+use super::optim::{Moments, Optimizer};
+use super::prune::Pruner;
+use super::rundir::replace_atomically;
+use crate::checkpoint::{self, LoadOptions};
+use crate::cli::FinetuneArgs;
+use crate::emissions::LedgerTotals;
+
+/// The state file in the run directory.
+pub const STATE_FILE: &str = "resume.safetensors";
+
+/// Key of the [`Progress`] JSON in the file's safetensors metadata.
+const META_KEY: &str = "anges.resume";
+
+/// Layout version of the file; a file of another version is refused.
+const FORMAT_VERSION: u32 = 1;
+
+/// Flags that may differ between a run and its resumption: where things are and how the run is
+/// metered, not what it computes. A different `--threads` changes the order of libtorch's sums
+/// (allowed, with a warning: the figures are then no longer bit-identical).
+const MAY_CHANGE: &[&str] = &["out", "data_dir", "threads", "meter", "socket"];
+
+/// Tensor-name prefixes inside the file.
+const MODEL: &str = "model/";
+const EXP_AVG: &str = "adam.exp_avg/";
+const EXP_AVG_SQ: &str = "adam.exp_avg_sq/";
+const REFERENCE: &str = "reference/";
+const SCORES: &str = "prune/scores";
+
+/// The counters of the run so far (the file's metadata).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Layout version ([`FORMAT_VERSION`]).
+    pub version: u32,
+    /// Epochs finished.
+    pub epochs: usize,
+    /// Wall-clock seconds of the run so far, over all its processes.
+    pub seconds: f64,
+    /// The best validation epoch so far. When it is the saved epoch itself, `best.safetensors`
+    /// may not have been written yet (it is written after the state): the resumed run writes it
+    /// from the saved weights.
+    pub best_epoch: Option<usize>,
+    /// The meter's running totals (`None` with `--meter off`).
+    pub meter: Option<LedgerTotals>,
+    /// Adam's update count per parameter.
+    pub optimizer_steps: BTreeMap<String, i32>,
+}
+
+/// What the loop saves after an epoch.
+pub struct Snapshot<'a> {
+    /// Epochs finished.
+    pub epochs: usize,
+    /// Seconds of the run so far.
+    pub seconds: f64,
+    /// The best validation epoch so far.
+    pub best_epoch: Option<usize>,
+    /// The meter's totals.
+    pub meter: Option<LedgerTotals>,
+    /// The model being tuned.
+    pub model: &'a VarStore,
+    /// Its optimiser.
+    pub optimizer: &'a Optimizer,
+    /// MolPeg's reference model.
+    pub reference: Option<&'a VarStore>,
+    /// The pruner (its scores).
+    pub pruner: Option<&'a Pruner>,
+}
+
+/// A state read back from the file, to restore with [`Saved::restore`].
+#[derive(Debug)]
+pub struct Saved {
+    /// Its counters.
+    pub progress: Progress,
+    path: PathBuf,
+    model: Vec<(String, Tensor)>,
+    moments: BTreeMap<String, Moments>,
+    reference: Vec<(String, Tensor)>,
+    scores: Option<Vec<f64>>,
+}
+
+/// Whether this optimiser's state can be saved (the fused CPU Adam's can).
+pub fn supported(optimizer: &Optimizer, vs: &VarStore) -> bool {
+    optimizer.moments(vs).is_some()
+}
+
+/// Writes the state of `snap` to `<dir>/resume.safetensors` (replacing the previous one whole);
+/// `Ok(false)` when the optimiser's state cannot be read ([`supported`]).
+pub fn save(dir: &Path, snap: &Snapshot<'_>) -> Result<bool, TrainError> {
+    let Some(moments) = snap.optimizer.moments(snap.model) else {
+        return Ok(false);
+    };
+    let mut blobs: Vec<(String, Blob)> = Vec::new();
+    for (prefix, vs) in [(MODEL, Some(snap.model)), (REFERENCE, snap.reference)] {
+        let Some(vs) = vs else { continue };
+        for (name, t) in vs.variables() {
+            blobs.push((format!("{prefix}{name}"), Blob::of_tensor(&t)?));
+        }
+    }
+    let mut optimizer_steps = BTreeMap::new();
+    for (name, m) in moments {
+        blobs.push((format!("{EXP_AVG}{name}"), Blob::of_f32(&m.exp_avg)));
+        blobs.push((format!("{EXP_AVG_SQ}{name}"), Blob::of_f32(&m.exp_avg_sq)));
+        optimizer_steps.insert(name, m.steps);
+    }
+    if let Some(p) = snap.pruner {
+        blobs.push((SCORES.to_owned(), Blob::of_f64(&p.scores())));
+    }
+    let progress = Progress {
+        version: FORMAT_VERSION,
+        epochs: snap.epochs,
+        seconds: snap.seconds,
+        best_epoch: snap.best_epoch,
+        meter: snap.meter,
+        optimizer_steps,
+    };
+    let target = dir.join(STATE_FILE);
+    let meta = serde_json::to_string(&progress)
+        .map_err(|e| TrainError::io(&target, std::io::Error::other(e)))?;
+    let metadata = Some(std::collections::HashMap::from([(
+        META_KEY.to_owned(),
+        meta,
+    )]));
+    replace_atomically(&target, |tmp| {
+        safetensors::tensor::serialize_to_file(blobs, &metadata, tmp)
+            .map_err(|e| TrainError::io(tmp, std::io::Error::other(e)))
+    })?;
+    Ok(true)
+}
+
+/// Removes the state file of a finished run (nothing when there is none).
+pub fn remove(dir: &Path) -> Result<(), TrainError> {
+    let path = dir.join(STATE_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(&path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the state of the run in `dir`: a clear error when the run has finished, when it never
+/// saved a state, or when the file is not one this version wrote.
+pub fn load(dir: &Path) -> Result<Saved, TrainError> {
+    let path = dir.join(STATE_FILE);
+    let refuse = |why: String| TrainError::Options(format!("--resume {}: {why}", dir.display()));
+    if dir.join("summary.json").is_file() {
+        return Err(refuse(
+            "this run has finished (summary.json); nothing to resume".into(),
+        ));
+    }
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(refuse(format!(
+                "no {STATE_FILE}: the run stopped before its first epoch ended, or it ran on a \
+                 device whose optimiser state cannot be saved; start it again without --resume"
+            )));
+        }
+        Err(e) => return Err(TrainError::io(&path, e)),
+    };
+    let corrupt = |why: String| TrainError::io(&path, std::io::Error::other(why));
+    let (_, header) = SafeTensors::read_metadata(&data).map_err(|e| corrupt(e.to_string()))?;
+    let progress: Progress = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| corrupt(format!("no {META_KEY} metadata")))
+        .and_then(|json| serde_json::from_str(json).map_err(|e| corrupt(e.to_string())))?;
+    if progress.version != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "state version {}, this anges-train reads {FORMAT_VERSION}",
+            progress.version
+        )));
+    }
+    let file = SafeTensors::deserialize(&data).map_err(|e| corrupt(e.to_string()))?;
+    let mut saved = Saved {
+        progress,
+        path: path.clone(),
+        model: Vec::new(),
+        moments: BTreeMap::new(),
+        reference: Vec::new(),
+        scores: None,
+    };
+    let mut first = BTreeMap::new();
+    let mut second = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let tensor = Tensor::try_from(view)?;
+        if let Some(var) = name.strip_prefix(MODEL) {
+            saved.model.push((var.to_owned(), tensor));
+        } else if let Some(var) = name.strip_prefix(REFERENCE) {
+            saved.reference.push((var.to_owned(), tensor));
+        } else if let Some(var) = name.strip_prefix(EXP_AVG) {
+            first.insert(var.to_owned(), Vec::<f32>::try_from(&tensor)?);
+        } else if let Some(var) = name.strip_prefix(EXP_AVG_SQ) {
+            second.insert(var.to_owned(), Vec::<f32>::try_from(&tensor)?);
+        } else if name == SCORES {
+            saved.scores = Some(Vec::<f64>::try_from(&tensor)?);
+        } else {
+            return Err(corrupt(format!("unexpected tensor {name}")));
+        }
+    }
+    for (name, &steps) in &saved.progress.optimizer_steps {
+        let (Some(exp_avg), Some(exp_avg_sq)) = (first.remove(name), second.remove(name)) else {
+            return Err(corrupt(format!("no Adam moments for {name}")));
+        };
+        saved.moments.insert(
+            name.clone(),
+            Moments {
+                exp_avg,
+                exp_avg_sq,
+                steps,
+            },
+        );
+    }
+    if let Some(name) = first.keys().chain(second.keys()).next() {
+        return Err(corrupt(format!(
+            "Adam moments of {name} without a step count"
+        )));
+    }
+    Ok(saved)
+}
+
+impl Saved {
+    /// Puts the saved weights, moments, reference model and scores back into a freshly built
+    /// run; every key must fit exactly.
+    pub fn restore(
+        self,
+        model: &VarStore,
+        optimizer: &mut Optimizer,
+        reference: Option<&VarStore>,
+        pruner: Option<&mut Pruner>,
+    ) -> Result<(), TrainError> {
+        let path = self.path;
+        let apply = |vs: &VarStore, state: Vec<(String, Tensor)>| {
+            checkpoint::load_into(vs, state, &LoadOptions::default()).map_err(|source| {
+                TrainError::Checkpoint {
+                    path: path.clone(),
+                    source,
+                    hint: " (the saved state does not fit the model these flags build)".into(),
+                }
+            })
+        };
+        apply(model, self.model)?;
+        optimizer
+            .restore_moments(model, self.moments)
+            .map_err(|e| TrainError::Options(format!("{}: {e}", path.display())))?;
+        match (reference, self.reference.is_empty()) {
+            (Some(vs), false) => {
+                apply(vs, self.reference)?;
+            }
+            (None, true) => {}
+            (Some(_), true) => {
+                return Err(TrainError::Options(format!(
+                    "{}: no MolPeg reference model saved",
+                    path.display()
+                )));
+            }
+            (None, false) => {
+                return Err(TrainError::Options(format!(
+                    "{}: a MolPeg reference model saved for a run without MolPeg",
+                    path.display()
+                )));
+            }
+        }
+        match (pruner, self.scores) {
+            (Some(p), Some(scores)) => p.restore_scores(&scores),
+            (None, None) => Ok(()),
+            _ => Err(TrainError::Options(format!(
+                "{}: the saved pruning state does not fit --prune",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// Checks that `args` are the flags of the run in `dir` (its `config.json`), but those in
+/// [`MAY_CHANGE`]; lists every difference. Warns when `--threads` differs.
+pub fn check_args(dir: &Path, args: &FinetuneArgs) -> Result<(), TrainError> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let config: Value =
+        serde_json::from_str(&text).map_err(|e| TrainError::io(&path, std::io::Error::other(e)))?;
+    let then = config
+        .get("args")
+        .ok_or_else(|| TrainError::io(&path, std::io::Error::other("no \"args\"")))?;
+    let now =
+        serde_json::to_value(args).map_err(|e| TrainError::io(&path, std::io::Error::other(e)))?;
+    let mut differences = Vec::new();
+    differ("", then, &now, &mut differences);
+    if !differences.is_empty() {
+        return Err(TrainError::Options(format!(
+            "--resume: the flags differ from the run's ({}): {}; give the run's own flags",
+            path.display(),
+            differences.join("; ")
+        )));
+    }
+    let threads = |v: &Value| v.pointer("/model/threads").cloned();
+    let earlier = threads(then);
+    if earlier != threads(&now) {
+        let earlier = earlier.map_or_else(|| "unknown".to_owned(), |v| v.to_string());
+        tracing::warn!(
+            "--resume with another --threads than the run's ({earlier} then): the figures will \
+             not be bit-identical to an uninterrupted run"
+        );
+    }
+    Ok(())
+}
+
+/// Appends to `out` the paths where `then` and `now` differ (`train.epochs: 100 then, 50 now`),
+/// skipping the keys of [`MAY_CHANGE`].
+fn differ(at: &str, then: &Value, now: &Value, out: &mut Vec<String>) {
+    match (then, now) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                if MAY_CHANGE.contains(&key.as_str()) {
+                    continue;
+                }
+                let path = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                let null = Value::Null;
+                differ(
+                    &path,
+                    a.get(key).unwrap_or(&null),
+                    b.get(key).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(format!("{at}: {a} then, {b} now")),
+        _ => {}
+    }
+}
+
+/// One tensor's bytes, owned, as the safetensors writer takes them.
+struct Blob {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl Blob {
+    fn of_tensor(t: &Tensor) -> Result<Self, TrainError> {
+        let t = t.f_to_device(Device::Cpu)?.f_contiguous()?;
+        let kind = t.kind();
+        let dtype = Dtype::try_from(kind)?;
+        let numel = t.numel();
+        let mut data = vec![0u8; numel * kind.elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut data, numel)?;
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        Ok(Self { dtype, shape, data })
+    }
+
+    fn of_f32(v: &[f32]) -> Self {
+        Self {
+            dtype: Dtype::F32,
+            shape: vec![v.len()],
+            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+
+    fn of_f64(v: &[f64]) -> Self {
+        Self {
+            dtype: Dtype::F64,
+            shape: vec![v.len()],
+            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+}
+
+impl View for Blob {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_are_listed_by_path_and_movable_flags_ignored() {
+        let then = serde_json::json!({
+            "data": {"dataset": "bbbp", "data_dir": "/a", "seed": 0},
+            "model": {"model": "gin", "threads": 2},
+            "train": {"epochs": 100, "lr": 0.001},
+            "meter": {"meter": "auto", "socket": null},
+            "out": "runs/x"
+        });
+        let mut now = then.clone();
+        now["data"]["data_dir"] = "/b".into();
+        now["model"]["threads"] = 1.into();
+        now["meter"]["meter"] = "off".into();
+        now["out"] = "elsewhere".into();
+        let mut out = Vec::new();
+        differ("", &then, &now, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        now["train"]["epochs"] = 50.into();
+        now["data"]["seed"] = 1.into();
+        now["model"]["extra"] = true.into();
+        differ("", &then, &now, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                "data.seed: 0 then, 1 now",
+                "model.extra: null then, true now",
+                "train.epochs: 100 then, 50 now"
+            ]
+        );
+    }
+}
