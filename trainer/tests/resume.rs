@@ -113,7 +113,9 @@ fn saved_progress(path: &Path) -> Value {
     let data = bytes(path);
     let n = u64::from_le_bytes(data[..8].try_into().unwrap()) as usize;
     let header: Value = serde_json::from_slice(&data[8..8 + n]).unwrap();
-    let text = header["__metadata__"]["anges.resume"].as_str().expect("metadata");
+    let text = header["__metadata__"]["anges.resume"]
+        .as_str()
+        .expect("metadata");
     serde_json::from_str(text).unwrap()
 }
 
