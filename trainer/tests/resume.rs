@@ -4,7 +4,7 @@
 //! weights of an uninterrupted run, bit for bit — plain fine-tuning with the in-process meter
 //! (whose cumulative figures must go on across the restart), and MolPeg pruning (whose reference
 //! model and scores are part of the saved state). Misuse gets clear errors: a finished run,
-//! other flags, no saved state, no `--out`.
+//! other flags, a damaged or missing state, no `--out`.
 
 mod common;
 
@@ -212,7 +212,7 @@ fn a_killed_molpeg_run_resumes_bit_identically() {
 }
 
 #[test]
-fn resume_refuses_other_flags_a_missing_state_and_no_out() {
+fn resume_refuses_other_flags_a_damaged_or_missing_state_and_no_out() {
     let dir = tempfile::tempdir().unwrap();
     let flags = ["--meter", "off"];
     start_and_kill(&flags, dir.path());
@@ -221,8 +221,14 @@ fn resume_refuses_other_flags_a_missing_state_and_no_out() {
     let err = fail(&["--meter", "off", "--lr", "0.01", "--resume"], dir.path());
     assert!(err.contains("train.lr: 0.001 then, 0.01 now"), "{err}");
     assert_eq!(bytes(&dir.path().join("epochs.jsonl")), before);
+    // A damaged state: a clear error naming the file.
+    let state = dir.path().join("resume.safetensors");
+    let good = bytes(&state);
+    std::fs::write(&state, &good[..good.len() / 2]).unwrap();
+    let err = fail(&["--meter", "off", "--resume"], dir.path());
+    assert!(err.contains("resume.safetensors"), "{err}");
     // No saved state.
-    std::fs::remove_file(dir.path().join("resume.safetensors")).unwrap();
+    std::fs::remove_file(&state).unwrap();
     let err = fail(&["--meter", "off", "--resume"], dir.path());
     assert!(err.contains("no resume.safetensors"), "{err}");
     // --resume needs --out (a usage error from the argument parser).

@@ -305,7 +305,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             earlier_seconds
         );
     }
-    let saves_state = resume::supported(&opt, &vs);
+    let saves_state = resume::supported(&opt);
     if !saves_state {
         tracing::warn!(
             "no resume state will be saved: on {device:?} the optimiser is libtorch's, whose \

@@ -112,8 +112,8 @@ pub struct Saved {
 }
 
 /// Whether this optimiser's state can be saved (the fused CPU Adam's can).
-pub fn supported(optimizer: &Optimizer, vs: &VarStore) -> bool {
-    optimizer.moments(vs).is_some()
+pub fn supported(optimizer: &Optimizer) -> bool {
+    matches!(optimizer, Optimizer::Fused(_))
 }
 
 /// Writes the state of `snap` to `<dir>/resume.safetensors` (replacing the previous one whole);
@@ -131,12 +131,17 @@ pub fn save(dir: &Path, snap: &Snapshot<'_>) -> Result<bool, TrainError> {
     }
     let mut optimizer_steps = BTreeMap::new();
     for (name, m) in moments {
-        blobs.push((format!("{EXP_AVG}{name}"), Blob::of_f32(&m.exp_avg)));
-        blobs.push((format!("{EXP_AVG_SQ}{name}"), Blob::of_f32(&m.exp_avg_sq)));
+        let (first, second) = (
+            Tensor::from_slice(&m.exp_avg),
+            Tensor::from_slice(&m.exp_avg_sq),
+        );
+        blobs.push((format!("{EXP_AVG}{name}"), Blob::of_tensor(&first)?));
+        blobs.push((format!("{EXP_AVG_SQ}{name}"), Blob::of_tensor(&second)?));
         optimizer_steps.insert(name, m.steps);
     }
     if let Some(p) = snap.pruner {
-        blobs.push((SCORES.to_owned(), Blob::of_f64(&p.scores())));
+        let scores = Tensor::from_slice(&p.scores());
+        blobs.push((SCORES.to_owned(), Blob::of_tensor(&scores)?));
     }
     let progress = Progress {
         version: FORMAT_VERSION,
@@ -366,7 +371,8 @@ fn differ(at: &str, then: &Value, now: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// One tensor's bytes, owned, as the safetensors writer takes them.
+/// One tensor's bytes, owned, as the safetensors writer takes them (copied out of libtorch with
+/// one `memcpy` per tensor).
 struct Blob {
     dtype: Dtype,
     shape: Vec<usize>,
@@ -383,22 +389,6 @@ impl Blob {
         t.f_copy_data_u8(&mut data, numel)?;
         let shape = t.size().iter().map(|&d| d as usize).collect();
         Ok(Self { dtype, shape, data })
-    }
-
-    fn of_f32(v: &[f32]) -> Self {
-        Self {
-            dtype: Dtype::F32,
-            shape: vec![v.len()],
-            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        }
-    }
-
-    fn of_f64(v: &[f64]) -> Self {
-        Self {
-            dtype: Dtype::F64,
-            shape: vec![v.len()],
-            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        }
     }
 }
 
