@@ -14,6 +14,7 @@ pub mod cli;
 pub mod data;
 pub mod emissions;
 pub mod featurize;
+pub(crate) mod files;
 pub mod models;
 pub mod policy;
 pub mod pretrain;

@@ -92,12 +92,8 @@ impl Output {
             // A stale tokenizer.json would shadow the vocab.txt written now (and vice versa).
             for name in FOLDER_FILES {
                 let stale = dir.join(name);
-                match std::fs::remove_file(&stale) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(PretrainError::io(&stale, e));
-                    }
-                    _ => {}
-                }
+                crate::files::remove_if_present(&stale)
+                    .map_err(|e| PretrainError::io(&stale, e))?;
             }
         }
         Ok(out)
@@ -157,7 +153,8 @@ pub fn default_name(model: ModelKind) -> &'static str {
     }
 }
 
-/// Writes `path` through `write` on a temporary file beside it, then renames it over `path`.
+/// Writes `path` through `write` on a temporary file beside it, then renames it over `path`
+/// ([`crate::files::replace_file`]).
 pub fn replace_file<E>(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), E>,
@@ -165,16 +162,11 @@ pub fn replace_file<E>(
 where
     PretrainError: From<E>,
 {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    if let Err(e) = write(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.into());
-    }
-    std::fs::rename(&tmp, path).map_err(|e| PretrainError::io(path, e))
+    crate::files::replace_file(
+        path,
+        |tmp| write(tmp).map_err(PretrainError::from),
+        PretrainError::io,
+    )
 }
 
 /// Writes the checkpoint `path` (atomically) through `write`, naming the file in an error.

@@ -168,10 +168,7 @@ pub fn save(dir: &Path, snap: &Snapshot<'_>) -> Result<bool, TrainError> {
 /// Removes the state file of a finished run (nothing when there is none).
 pub fn remove(dir: &Path) -> Result<(), TrainError> {
     let path = dir.join(STATE_FILE);
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(&path, e)),
-        _ => Ok(()),
-    }
+    crate::files::remove_if_present(&path).map_err(|e| TrainError::io(&path, e))
 }
 
 /// Reads the state of the run in `dir`: a clear error when the run has finished, when it never

@@ -291,12 +291,7 @@ impl RunDir {
             super::resume::STATE_FILE,
         ] {
             let path = self.file(name);
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(TrainError::io(&path, e));
-                }
-                _ => {}
-            }
+            crate::files::remove_if_present(&path).map_err(|e| TrainError::io(&path, e))?;
         }
         Ok(())
     }
@@ -343,19 +338,13 @@ impl RunDir {
     }
 }
 
-/// Writes `target` through `write` into a temporary file beside it (`.<name>.tmp`), then
-/// renames it into place: readers, and a run that dies meanwhile, see the old file or the new
-/// one, never half of one.
+/// Writes `target` through `write` on a temporary file beside it, then renames it into place
+/// ([`crate::files::replace_file`]).
 pub(crate) fn replace_atomically(
     target: &Path,
     write: impl FnOnce(&Path) -> Result<(), TrainError>,
 ) -> Result<(), TrainError> {
-    let name = target
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = target.with_file_name(format!(".{name}.tmp"));
-    write(&tmp)?;
-    std::fs::rename(&tmp, target).map_err(|e| TrainError::io(target, e))
+    crate::files::replace_file(target, write, TrainError::io)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
