@@ -401,7 +401,9 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             reference_energy_j,
         };
         run.append_epoch(&record)?;
-        if saves_state {
+        // Not after the last epoch: the run ends next (an interruption there reruns that epoch),
+        // and work after the last meter reading would be left out of the run's energy.
+        if saves_state && verdict.stop.is_none() && epoch < last_epoch {
             let t_state = Instant::now();
             resume::save(
                 run.path(),
