@@ -117,10 +117,11 @@ pub fn supported(optimizer: &Optimizer) -> bool {
 }
 
 /// Writes the state of `snap` to `<dir>/resume.safetensors` (replacing the previous one whole);
-/// `Ok(false)` when the optimiser's state cannot be read ([`supported`]).
-pub fn save(dir: &Path, snap: &Snapshot<'_>) -> Result<bool, TrainError> {
+/// writes nothing when the optimiser's state cannot be read ([`supported`]: the caller checks it
+/// once and says so).
+pub fn save(dir: &Path, snap: &Snapshot<'_>) -> Result<(), TrainError> {
     let Some(moments) = snap.optimizer.moments(snap.model) else {
-        return Ok(false);
+        return Ok(());
     };
     let mut blobs: Vec<(String, Blob)> = Vec::new();
     for (prefix, vs) in [(MODEL, Some(snap.model)), (REFERENCE, snap.reference)] {
@@ -161,8 +162,7 @@ pub fn save(dir: &Path, snap: &Snapshot<'_>) -> Result<bool, TrainError> {
     replace_atomically(&target, |tmp| {
         safetensors::tensor::serialize_to_file(blobs, &metadata, tmp)
             .map_err(|e| TrainError::io(tmp, std::io::Error::other(e)))
-    })?;
-    Ok(true)
+    })
 }
 
 /// Removes the state file of a finished run (nothing when there is none).
