@@ -12,6 +12,15 @@ use serde::{Deserialize, Serialize};
 use crate::policy::AngesOrder;
 use crate::runtime::DeviceChoice;
 
+/// The environment section of `--help`.
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  ANGES_LOG, ANGES_DATA_DIR, ANGES_METER_SOCKET  defaults of --log, --data-dir, --socket
+  GOMP_SPINCOUNT, OMP_WAIT_POLICY  OpenMP's waiting between operators. Unless either is set,
+      anges-train restarts itself once with GOMP_SPINCOUNT=1000: a lone job runs at full speed
+      and jobs that share the machine are not slowed by threads spinning for a descheduled
+      partner (GOMP_SPINCOUNT=300000 restores libgomp's default).";
+
 /// Emission-aware fine-tuning of pre-trained molecular models.
 ///
 /// Fine-tunes a pre-trained 2D graph model (GIN/GCN, pretrain-gnns checkpoints) or 1D SMILES
@@ -26,6 +35,7 @@ use crate::runtime::DeviceChoice;
     version,
     about,
     long_about,
+    after_long_help = ENVIRONMENT_HELP,
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {

@@ -5,11 +5,21 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    // Before anything else: this may start the program again with a bounded OpenMP spin count.
+    let spin_setup = anges_trainer::runtime::bound_openmp_spinning();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&cli.log)?)
         .with_writer(std::io::stderr)
         .init();
+    if let anges_trainer::runtime::SpinSetup::ReexecFailed(e) = spin_setup {
+        tracing::warn!(
+            "could not restart with {}={}: {e}; OpenMP keeps its default spin-waiting, which \
+             slows jobs that share this machine (set it yourself to silence this)",
+            anges_trainer::runtime::SPIN_COUNT_VAR,
+            anges_trainer::runtime::BOUNDED_SPIN_COUNT
+        );
+    }
 
     match cli.command {
         Some(Command::Pretrain(args)) => {
