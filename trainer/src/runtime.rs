@@ -82,7 +82,7 @@ pub const WAIT_POLICY_VAR: &str = "OMP_WAIT_POLICY";
 /// libgomp's default (300,000 polls, ≈ a millisecond here) lets a thread that waits at a barrier
 /// burn its core while its partner thread is descheduled, so two 2-thread jobs on two cores took
 /// 13–21 s per BBBP epoch instead of 6–7 s (docs/benchmarks.md). `OMP_WAIT_POLICY=PASSIVE`
-/// fixes that but costs a lone job ≈ 25 % (its threads sleep between every pair of operators);
+/// fixes that but costs a lone job 10–25 % (its threads sleep between every pair of operators);
 /// 1,000 polls keeps a lone job at its default speed and a shared machine near its fair share.
 pub const BOUNDED_SPIN_COUNT: &str = "1000";
 
