@@ -49,7 +49,7 @@ impl Rig {
     }
 
     fn daemon_pid(&self) -> u32 {
-        self.daemon.as_ref().map_or(0, |d| d.pid())
+        self.daemon.as_ref().expect("a running daemon").pid()
     }
 
     fn socket(&self) -> PathBuf {
@@ -130,11 +130,14 @@ struct CpuTicks {
 impl CpuTicks {
     fn now(jobs: &[u32], meter: u32) -> CpuTicks {
         use anges_meterd::procfs::{parse_pid_stat, parse_proc_stat};
+        // A child's entry stays (as a zombie) until it is reaped, which the test does after the
+        // polls, so an unreadable one is a failure, not a zero.
         let process = |pid: u32| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|t| parse_pid_stat(&t))
-                .map_or(0, |s| s.cpu_ticks)
+                .unwrap_or_else(|| panic!("/proc/{pid}/stat unreadable"))
+                .cpu_ticks
         };
         let stat = std::fs::read_to_string("/proc/stat").unwrap();
         CpuTicks {
