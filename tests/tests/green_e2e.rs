@@ -395,11 +395,13 @@ fn two_concurrent_runs_each_get_their_own_share() {
         100.0 * (sum - owed) / machine,
     );
     assert!(machine > 0.0 && busy > 0.0);
-    // Neither sees the other's energy: each has about its own CPU-time share, far from all of it.
+    // Neither sees the other's energy: each has about its own CPU-time share of what the two are
+    // owed, far from all of it (measured against `owed`, not the machine, so that other load on
+    // the host does not push a fair share under the bound).
     for j in &shares {
         assert!(
-            *j > 0.2 * machine && *j < 0.8 * machine,
-            "a job got {j:.2} J of {machine:.2} J"
+            *j > 0.2 * owed && *j < 0.8 * owed,
+            "a job got {j:.2} J of the {owed:.2} J the two are owed"
         );
     }
     // Nothing is counted twice: the jobs never get more than the machine (1 % for the polls'
