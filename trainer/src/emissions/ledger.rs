@@ -22,6 +22,10 @@
 //! - **Local** ([`EnergySource::Local`], `--meter local`): the local increment; a zero increment
 //!   is a fault and leaves the epoch open, as above.
 //!
+//! - **Tail** ([`Ledger::tail`]): what the job was charged after the last epoch's reading, from
+//!   the final totals (the daemon's unregistration answer when it continues the daemon's mark,
+//!   else the local engine's): part of the run's total, in no epoch.
+//!
 //! Hence every epoch's energy is counted by exactly one source, once: nothing lost, nothing counted
 //! twice, and the cumulative figures never go down (increments are never negative).
 
@@ -70,6 +74,17 @@ pub struct EpochEnergy {
     pub measured: bool,
     /// What went wrong with this epoch's reading, if anything (the figures are still usable).
     pub fault: Option<String>,
+}
+
+/// What the meter charged a run's job after its last epoch's reading ([`Ledger::tail`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tail {
+    /// Joules (≥ 0).
+    pub energy_j: f64,
+    /// Grams of CO2-eq (≥ 0).
+    pub co2_g: f64,
+    /// Which source's final totals gave it.
+    pub source: EnergySource,
 }
 
 /// One cumulative reading of one source.
@@ -429,6 +444,44 @@ impl Ledger {
         }
     }
 
+    /// The run's *tail*: what the meter charged the job after the last epoch's reading (saving
+    /// that epoch's weights, unregistering; an epoch left open), from the sources' final totals
+    /// (the daemon's unregistration answer, the local engine's last figures). The daemon closes
+    /// it when its final totals continue its mark; else the local engine when it has a mark and
+    /// final totals; else there is none. Never negative.
+    pub fn tail(&self, daemon_final: Option<Sample>, local_final: Option<Sample>) -> Option<Tail> {
+        let increment = |fin: Option<Sample>, mark: Option<Sample>, what: &str| {
+            let (fin, mark) = (fin?.check(what).ok()?, mark?);
+            (fin.joules >= mark.joules - BACKWARDS_TOLERANCE_J).then(|| {
+                (
+                    (fin.joules - mark.joules).max(0.0),
+                    (fin.grams - mark.grams).max(0.0),
+                )
+            })
+        };
+        let from_daemon = if self.with_daemon {
+            increment(daemon_final, self.daemon_mark, "daemon")
+        } else {
+            None
+        };
+        let ((energy_j, co2_g), source) = match from_daemon {
+            Some(jg) => (jg, EnergySource::Daemon),
+            None if self.with_daemon => (
+                increment(local_final, self.local_mark, "local")?,
+                EnergySource::LocalGap,
+            ),
+            None => (
+                increment(local_final, self.local_mark, "local")?,
+                EnergySource::Local,
+            ),
+        };
+        Some(Tail {
+            energy_j,
+            co2_g,
+            source,
+        })
+    }
+
     /// An epoch with a zero increment and a fault.
     fn open_epoch(&mut self, source: EnergySource, measured: bool, fault: String) -> EpochEnergy {
         EpochEnergy {
@@ -697,6 +750,51 @@ mod tests {
         // no local mark: open.
         assert_eq!(increments(&out), vec![2.0, 2.0, 2.0, 0.0]);
         assert_eq!(sources(&out), vec![LocalGap, LocalGap, Daemon, LocalGap]);
+    }
+
+    fn tail_j(t: Option<Tail>) -> Option<(f64, EnergySource)> {
+        t.map(|t| (t.energy_j, t.source))
+    }
+
+    #[test]
+    fn the_tail_is_what_the_daemon_charged_after_the_last_reading() {
+        let mut l = Ledger::with_daemon(s(0.0), Some(est(0.0)));
+        l.record(cont(10.0), Ok(est(9.0)));
+        l.record(cont(20.0), Ok(est(18.0)));
+        // The unregistration answer says 22 J: 2 J after the last epoch's reading.
+        assert_eq!(
+            tail_j(l.tail(Some(s(22.0)), Some(est(21.0)))),
+            Some((2.0, Daemon))
+        );
+        let t = l.tail(Some(s(22.0)), None).unwrap();
+        assert!((t.co2_g - 0.2).abs() < 1e-12, "{t:?}");
+        // No answer, or one that does not continue the mark (a re-registered job): the local
+        // engine's final totals close it.
+        assert_eq!(tail_j(l.tail(None, Some(est(21.0)))), Some((3.0, LocalGap)));
+        assert_eq!(
+            tail_j(l.tail(Some(s(1.0)), Some(est(21.0)))),
+            Some((3.0, LocalGap))
+        );
+        assert_eq!(tail_j(l.tail(Some(s(f64::NAN)), None)), None);
+        assert_eq!(tail_j(l.tail(None, None)), None);
+        // A local engine that went backwards gives no tail rather than a negative one.
+        assert_eq!(tail_j(l.tail(None, Some(est(5.0)))), None);
+    }
+
+    #[test]
+    fn an_epoch_left_open_at_the_end_goes_to_the_tail() {
+        let mut l = Ledger::with_daemon(s(0.0), Some(est(0.0)));
+        l.record(cont(10.0), Ok(est(9.0)));
+        let stale = l.record(cont(10.0), Ok(est(9.5)));
+        assert_eq!(stale.energy_j, 0.0);
+        assert_eq!(tail_j(l.tail(Some(s(14.0)), None)), Some((4.0, Daemon)));
+        // --meter local: the local engine's final figures.
+        let mut l = Ledger::local(est(0.0));
+        l.record(None, Ok(est(5.0)));
+        assert_eq!(
+            tail_j(l.tail(Some(s(99.0)), Some(est(6.5)))),
+            Some((1.5, Local))
+        );
     }
 
     #[test]
