@@ -7,7 +7,8 @@
 //! stopped (SIGSTOP: connections accepted, never answered).
 //! Training never stalls or fails, every epoch has exactly one source, gap epochs are marked and
 //! filled by the in-process estimator, and the daemon-sourced increments never exceed the daemon's
-//! own final total of the job (nothing counted twice).
+//! own final total of the job (nothing counted twice); work after the last reading is the run's
+//! tail, so that the run's total is the job's.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -185,6 +186,55 @@ fn daemon_killed_and_restarted_mid_run_loses_and_double_counts_nothing() {
         "daemon increments {daemon_sum} J exceed the daemon's own job total {daemon_total} J"
     );
     assert!(fin.daemon_job_grams.is_some_and(|g| g > 0.0));
+    daemon.stop().expect("clean stop");
+    drop(pump);
+}
+
+#[test]
+fn work_after_the_last_reading_is_the_runs_tail_and_the_run_total_is_the_jobs() {
+    let home = tempfile::tempdir().unwrap();
+    let fixture = Arc::new(PowercapFixture::new(&home.path().join("sysfs")).unwrap());
+    let pump = PowerFeed::start(fixture.clone(), 5.0);
+    let daemon = MeterDaemon::start(home.path(), fixture.root(), &[]).expect("daemon");
+    let mut meter = EpochMeter::start_with(
+        &daemon_args(daemon.socket()),
+        "e2e-tail",
+        &MeterOptions::estimated(),
+    )
+    .expect("daemon meter")
+    .expect("not off");
+    let mut log = Vec::new();
+    for _ in 0..2 {
+        assert_eq!(epoch(&mut meter, &mut log).source, D);
+    }
+    // What a run does after its last reading (writing weights, a slow disk, being descheduled):
+    // several of the daemon's accounting ticks (10 per second) charge the job for it.
+    burn(Duration::from_millis(500));
+    let fin = meter.finish();
+    eprintln!("{fin:?}");
+    check_run(&log, &fin);
+    let tail = fin
+        .tail
+        .expect("the unregistration answer continues the readings");
+    let job = fin.daemon_job_joules.expect("unregistered");
+    // The feed is 5 W and this process is nearly all the busy CPU time: ≈ 2.5 J.
+    assert_eq!(tail.source, D, "{tail:?}");
+    assert!(tail.energy_j > 1.0, "{tail:?}");
+    assert!(
+        job - fin.cumulative_j >= tail.energy_j - 1e-9,
+        "the epochs alone ({} J) miss the tail of the job ({job} J)",
+        fin.cumulative_j
+    );
+    let (total_j, total_g) = fin.total();
+    assert!(
+        (total_j - job).abs() <= 1e-9 * job,
+        "{total_j} J vs job {job} J"
+    );
+    let job_g = fin.daemon_job_grams.expect("unregistered");
+    assert!(
+        (total_g - job_g).abs() <= 1e-9 * job_g,
+        "{total_g} g vs {job_g} g"
+    );
     daemon.stop().expect("clean stop");
     drop(pump);
 }

@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{MeterArgs, MeterMode};
 use daemon::DaemonLink;
-pub use ledger::{DaemonObservation, EnergySource, EpochEnergy, Ledger, LedgerTotals, Sample};
+pub use ledger::{
+    DaemonObservation, EnergySource, EpochEnergy, Ledger, LedgerTotals, Sample, Tail,
+};
 use local::LocalMeter;
 
 /// "measured" or "estimated".
@@ -71,6 +73,9 @@ pub struct MeterFinal {
     pub cumulative_j: f64,
     /// Σ of the epochs' CO2-eq, grams.
     pub cumulative_g: f64,
+    /// What the meter charged the job after the last epoch's reading ([`Ledger::tail`]); `None`
+    /// when no source had final totals that continue its readings.
+    pub tail: Option<Tail>,
     /// The daemon's own final total of the job (from the unregistration answer), joules; `None`
     /// without a daemon, or when it could not be unregistered. After a re-registration it is the
     /// total of the last job only.
@@ -86,6 +91,14 @@ pub struct MeterFinal {
     /// Every epoch's energy came from hardware counters (before any epoch: the meter's sources
     /// are all counters).
     pub measured: bool,
+}
+
+impl MeterFinal {
+    /// The run's whole charge, joules and grams: the epochs' plus the [`tail`](Self::tail).
+    pub fn total(&self) -> (f64, f64) {
+        let (tail_j, tail_g) = self.tail.map_or((0.0, 0.0), |t| (t.energy_j, t.co2_g));
+        (self.cumulative_j + tail_j, self.cumulative_g + tail_g)
+    }
 }
 
 /// How the meter is tuned; [`Default`] is what `anges-train` uses.
@@ -325,13 +338,14 @@ impl EpochMeter {
         let (daemon, local) = match &mut self.backend {
             Backend::Local(meter) => (None, meter.fresh()),
             Backend::Daemon { link, standby } => {
-                let before = standby.as_ref().map(LocalMeter::tick);
-                let observed = link.observe();
-                let local = match (standby.as_ref(), before) {
-                    (Some(m), Some(t)) => m.fresh_after(t),
-                    _ => Err("no local estimator (it failed to start)".to_owned()),
+                // The standby first, the daemon last: the daemon's reading closes the epoch, so
+                // the wait for the standby's tick is not work left to the next epoch (or, after
+                // the last one, to the run's tail).
+                let local = match standby.as_ref() {
+                    Some(m) => m.fresh(),
+                    None => Err("no local estimator (it failed to start)".to_owned()),
                 };
-                (Some(observed), local)
+                (Some(link.observe()), local)
             }
         };
         let (local, note) = match local {
@@ -378,9 +392,11 @@ impl EpochMeter {
             Backend::Local(meter) => (None, meter.finish()),
         };
         let (cumulative_j, cumulative_g) = self.ledger.cumulative();
+        let tail = self.ledger.tail(daemon_final, standby_final);
         let out = MeterFinal {
             cumulative_j,
             cumulative_g,
+            tail,
             daemon_job_joules: daemon_final.map(|s| s.joules),
             daemon_job_grams: daemon_final.map(|s| s.grams),
             gap_epochs: self.ledger.gap_epochs(),
@@ -389,10 +405,15 @@ impl EpochMeter {
             measured: self.ledger.all_measured().unwrap_or(self.measured),
         };
         tracing::info!(
-            "emissions: {:.3} J, {:.6} g CO2-eq over {} epoch(s) ({}{}); local meter total {}",
+            "emissions: {:.3} J, {:.6} g CO2-eq over {} epoch(s), {} after the last one ({}{}); \
+             local meter total {}",
             out.cumulative_j,
             out.cumulative_g,
             out.epochs,
+            tail.map_or_else(
+                || "nothing known".to_owned(),
+                |t| format!("{:.3} J ({})", t.energy_j, t.source)
+            ),
             out.describe,
             if out.gap_epochs > 0 {
                 format!(

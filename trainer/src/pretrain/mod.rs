@@ -158,8 +158,9 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
         &out,
     );
     if let Some(fin) = meter.map(EpochMeter::finish) {
-        log.energy_j = Some(fin.cumulative_j);
-        log.co2_g = Some(fin.cumulative_g);
+        let (energy_j, co2_g) = fin.total();
+        log.energy_j = Some(energy_j);
+        log.co2_g = Some(co2_g);
         log.measured = Some(fin.measured);
     }
     log.seconds = started.elapsed().as_secs_f64();

@@ -248,9 +248,10 @@ pub struct PretrainLog {
     pub seconds: f64,
     /// The meter used, if any.
     pub meter: Option<String>,
-    /// Energy of the run, joules (when metered).
+    /// Energy of the run, joules (when metered): the epochs' and the tail the meter charged
+    /// after the last one ([`crate::emissions::MeterFinal::total`]).
     pub energy_j: Option<f64>,
-    /// CO2-eq of the run, grams (when metered).
+    /// CO2-eq of the run, grams (when metered), likewise.
     pub co2_g: Option<f64>,
     /// Whether the energy came from hardware counters only.
     pub measured: Option<bool>,

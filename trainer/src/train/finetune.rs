@@ -469,6 +469,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             .map_err(|e| TrainError::io(&best_path, e))?;
     }
     let best = &records[best_epoch - 1];
+    let tail = meter_final.as_ref().and_then(|m| m.tail);
     let summary = Summary {
         run_dir: run.path().to_owned(),
         dataset: dataset.name.clone(),
@@ -487,8 +488,10 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         rows,
         pretrained,
         seconds: earlier_seconds + started.elapsed().as_secs_f64(),
-        energy_j: last.cumulative_j,
-        co2_g: last.cumulative_co2_g,
+        energy_j: meter_final.as_ref().map(|m| m.total().0),
+        co2_g: meter_final.as_ref().map(|m| m.total().1),
+        tail_j: tail.map(|t| t.energy_j),
+        tail_co2_g: tail.map(|t| t.co2_g),
         policy: Some(spec),
         meter: meter_final.as_ref().map(|m| m.describe.clone()),
         measured: meter_final.as_ref().map(|m| m.measured),

@@ -137,11 +137,21 @@ pub struct Summary {
     pub pretrained: Option<PathBuf>,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
-    /// Energy of the run's epochs in joules, read after the last epoch (`null` with `--meter
-    /// off`). This is `E` of the trade-off.
+    /// Energy of the whole run in joules, what the meter charged its job: the epochs' (the last
+    /// epoch's `cumulative_j`) plus `tail_j` (`null` with `--meter off`). This is `E` of a live
+    /// run's trade-off.
     pub energy_j: Option<f64>,
-    /// CO2-eq of the run's epochs in grams (`null` with `--meter off`).
+    /// CO2-eq of the whole run in grams, the epochs' plus `tail_co2_g` (`null` with `--meter
+    /// off`).
     pub co2_g: Option<f64>,
+    /// Energy charged after the last epoch's reading (saving its weights, unregistering), joules;
+    /// in no epoch's figures. `null` when the meter's final totals were unknown (then `energy_j`
+    /// is the epochs' alone).
+    #[serde(default)]
+    pub tail_j: Option<f64>,
+    /// CO2-eq of that tail, grams.
+    #[serde(default)]
+    pub tail_co2_g: Option<f64>,
     /// The stopping policy with its parameters.
     #[serde(default)]
     pub policy: Option<PolicySpec>,
@@ -155,7 +165,7 @@ pub struct Summary {
     #[serde(default)]
     pub meter_gap_epochs: usize,
     /// The daemon's own final totals of this run's job (joules), from its unregistration
-    /// answer; includes the set-up and the saving of weights, which `energy_j` leaves out.
+    /// answer; `energy_j` when the daemon metered the run without a gap.
     #[serde(default)]
     pub daemon_job_joules: Option<f64>,
     /// The daemon's own final CO2-eq of this run's job, grams.
