@@ -30,6 +30,13 @@ fn daemon_args(socket: &Path) -> MeterArgs {
     }
 }
 
+/// The trainer's meter on the daemon at `socket`, its standby forced to the estimate.
+fn daemon_meter(socket: &Path, job: &str) -> EpochMeter {
+    EpochMeter::start_with(&daemon_args(socket), job, &MeterOptions::estimated())
+        .expect("daemon meter")
+        .expect("not off")
+}
+
 /// One epoch: burn, then read, bounded in time.
 fn epoch(meter: &mut EpochMeter, log: &mut Vec<EpochEnergy>) -> EpochEnergy {
     burn(Duration::from_millis(350));
@@ -105,13 +112,7 @@ fn daemon_killed_and_restarted_mid_run_loses_and_double_counts_nothing() {
     let daemon = MeterDaemon::start(home.path(), fixture.root(), &[]).expect("daemon");
     let socket = daemon.socket().to_owned();
 
-    let mut meter = EpochMeter::start_with(
-        &daemon_args(&socket),
-        "e2e-trainer",
-        &MeterOptions::estimated(),
-    )
-    .expect("daemon meter")
-    .expect("not off");
+    let mut meter = daemon_meter(&socket, "e2e-trainer");
     let describe = meter.describe();
     assert!(
         describe.starts_with(&format!("daemon {}", socket.display()))
@@ -196,13 +197,7 @@ fn work_after_the_last_reading_is_the_runs_tail_and_the_run_total_is_the_jobs() 
     let fixture = Arc::new(PowercapFixture::new(&home.path().join("sysfs")).unwrap());
     let pump = PowerFeed::start(fixture.clone(), 5.0);
     let daemon = MeterDaemon::start(home.path(), fixture.root(), &[]).expect("daemon");
-    let mut meter = EpochMeter::start_with(
-        &daemon_args(daemon.socket()),
-        "e2e-tail",
-        &MeterOptions::estimated(),
-    )
-    .expect("daemon meter")
-    .expect("not off");
+    let mut meter = daemon_meter(daemon.socket(), "e2e-tail");
     let mut log = Vec::new();
     for _ in 0..2 {
         assert_eq!(epoch(&mut meter, &mut log).source, D);
@@ -247,13 +242,7 @@ fn a_daemon_that_forgot_the_job_gets_it_registered_again() {
     // Saved only every 30 s (the default): killed at once, it restarts without the job.
     let daemon = MeterDaemon::start(home.path(), fixture.root(), &[]).expect("daemon");
     let socket = daemon.socket().to_owned();
-    let mut meter = EpochMeter::start_with(
-        &daemon_args(&socket),
-        "e2e-forgotten",
-        &MeterOptions::estimated(),
-    )
-    .expect("daemon meter")
-    .expect("not off");
+    let mut meter = daemon_meter(&socket, "e2e-forgotten");
     let mut log = Vec::new();
     for _ in 0..2 {
         assert_eq!(epoch(&mut meter, &mut log).source, D);
@@ -291,13 +280,7 @@ fn a_hung_daemon_never_stalls_an_epoch_for_long() {
         // SAFETY: kill(2) on our own child's PID.
         assert_eq!(unsafe { libc::kill(daemon.pid() as i32, sig) }, 0);
     };
-    let mut meter = EpochMeter::start_with(
-        &daemon_args(daemon.socket()),
-        "e2e-hung",
-        &MeterOptions::estimated(),
-    )
-    .expect("daemon meter")
-    .expect("not off");
+    let mut meter = daemon_meter(daemon.socket(), "e2e-hung");
     let mut log = Vec::new();
     assert_eq!(epoch(&mut meter, &mut log).source, D);
     // Stopped, not dead: connections are accepted but never answered. Each read gives up after
