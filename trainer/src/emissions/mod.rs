@@ -338,14 +338,13 @@ impl EpochMeter {
         let (daemon, local) = match &mut self.backend {
             Backend::Local(meter) => (None, meter.fresh()),
             Backend::Daemon { link, standby } => {
-                // The standby first, the daemon last: the daemon's reading closes the epoch, so
-                // the wait for the standby's tick is not work left to the next epoch (or, after
-                // the last one, to the run's tail).
-                let local = match standby.as_ref() {
-                    Some(m) => m.fresh(),
-                    None => Err("no local estimator (it failed to start)".to_owned()),
+                let before = standby.as_ref().map(LocalMeter::tick);
+                let observed = link.observe();
+                let local = match (standby.as_ref(), before) {
+                    (Some(m), Some(t)) => m.fresh_after(t),
+                    _ => Err("no local estimator (it failed to start)".to_owned()),
                 };
-                (Some(link.observe()), local)
+                (Some(observed), local)
             }
         };
         let (local, note) = match local {
