@@ -41,3 +41,41 @@ fn tiny_model_learns_a_line() {
     assert!(first > 0.5, "initial loss {first} suspiciously small");
     assert!(last < first / 100.0, "loss went from {first} to {last}");
 }
+
+/// The shared libraries mapped into this process, by path.
+fn mapped_libraries() -> Vec<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("reading /proc/self/maps");
+    let mut libs: Vec<std::path::PathBuf> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains(".so"))
+        .map(std::path::PathBuf::from)
+        .collect();
+    libs.sort();
+    libs.dedup();
+    libs
+}
+
+#[test]
+fn cuda_backend_is_loaded_when_the_linked_libtorch_has_one() {
+    // Touch libtorch so that it is certainly mapped.
+    let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+    let libs = mapped_libraries();
+    let cpu = libs
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "libtorch_cpu.so"))
+        .unwrap_or_else(|| panic!("libtorch_cpu.so is not mapped: {libs:#?}"));
+    let dir = cpu.parent().expect("a folder");
+    if dir.join("libtorch_cuda.so").is_file() {
+        // libtorch_cuda.so registers the CUDA backend when it is loaded; without it `--device
+        // cuda` finds no GPU even on a machine that has one (trainer/build.rs).
+        assert!(
+            libs.iter()
+                .any(|p| p.file_name().is_some_and(|n| n == "libtorch_cuda.so")),
+            "{} has libtorch_cuda.so but this binary did not load it",
+            dir.display()
+        );
+    } else {
+        eprintln!("{}: a CPU-only libtorch, nothing to check", dir.display());
+    }
+}
