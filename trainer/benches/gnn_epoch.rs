@@ -10,7 +10,9 @@
 //!
 //! `cargo bench -p anges-trainer --bench gnn_epoch` — environment: `GNN_BENCH_EPOCHS` (timed
 //! epochs, default 3), `GNN_BENCH_DEVICE` (`cpu` or `cuda`), `GNN_BENCH_CSV` (another
-//! MoleculeNet CSV, e.g. HIV), `GNN_BENCH_THREADS`, `GNN_BENCH_LIBTORCH_ADAM` (set: libtorch's Adam
+//! MoleculeNet CSV, e.g. HIV), `GNN_BENCH_GRAPHS` (a `graphs.json` already written by
+//! `scripts/gnn_reference.py graphs`, read as it is: for a machine without the venv or the build
+//! tree, such as a lent GPU machine), `GNN_BENCH_THREADS`, `GNN_BENCH_LIBTORCH_ADAM` (set: libtorch's Adam
 //! instead of the trainer's fused one, for comparison).
 
 mod common;
@@ -58,6 +60,9 @@ struct GraphFile {
 }
 
 fn load_graphs() -> Vec<GraphFeatures> {
+    if let Some(file) = std::env::var_os("GNN_BENCH_GRAPHS") {
+        return parse_graphs(&PathBuf::from(file));
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let csv = std::env::var("GNN_BENCH_CSV")
         .map(PathBuf::from)
@@ -97,7 +102,13 @@ fn load_graphs() -> Vec<GraphFeatures> {
             .expect("running scripts/gnn_reference.py (run scripts/setup first)");
         assert!(status.success(), "featurising {}", csv.display());
     }
-    let text = std::fs::read_to_string(&cache).expect("reading the cached graphs");
+    parse_graphs(&cache)
+}
+
+/// The graphs of a `graphs.json` written by `scripts/gnn_reference.py graphs`.
+fn parse_graphs(file: &std::path::Path) -> Vec<GraphFeatures> {
+    let text = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("reading the graphs {}: {e}", file.display()));
     serde_json::from_str::<GraphFile>(&text)
         .expect("parsing the cached graphs")
         .graphs
@@ -171,6 +182,7 @@ fn main() {
         Optimizer::new(&vs, AdamConfig::new(1e-3, 0.0))
     }
     .expect("Adam");
+    println!("optimiser: {opt:?}");
     let labels: Vec<f32> = (0..n)
         .map(|i| if (i * 7919) % 3 == 0 { 1.0 } else { -1.0 })
         .collect();

@@ -24,7 +24,8 @@
 //! `SEQ_BENCH_MOLECULES` (molecules timed per phase, default 512), `SEQ_BENCH_GROUP` (`0`: random
 //! batches only, `1`: grouped only, default both), `SEQ_BENCH_SHAPES`
 //! (comma-separated subset of the names above), `SEQ_BENCH_DEVICE` (`cpu` or `cuda`),
-//! `SEQ_BENCH_THREADS`.
+//! `SEQ_BENCH_THREADS`, `SEQ_BENCH_CSV` (BBBP.csv elsewhere than `../shared`, e.g. on a GPU machine
+//! that has the binary but not the tree).
 
 mod common;
 
@@ -45,8 +46,13 @@ const MAX_LEN: usize = 512;
 
 /// BBBP's SMILES, tokenised (rows the tokeniser cannot cover are skipped and counted).
 fn bbbp_tokens() -> anyhow::Result<(SmilesTokenizer, Vec<TokenIds>)> {
-    let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/datasets/moleculenet/BBBP.csv");
+    let csv = std::env::var_os("SEQ_BENCH_CSV").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/datasets/moleculenet/BBBP.csv")
+        },
+        PathBuf::from,
+    );
     let smiles = read_table(&csv, "smiles", &[])?.smiles;
     let tokenizer = SmilesTokenizer::Regex(RegexTokenizer::from_corpus(
         smiles.iter().map(String::as_str),
