@@ -6,7 +6,13 @@
 //! about eight tensor operations per parameter, each one more pass over memory (7–8 % of a GIN
 //! epoch on the build VM, `docs/benchmarks.md`). The arithmetic is `torch.optim.Adam`'s /
 //! `AdamW`'s in f32, bias-corrected, checked against libtorch's optimisers in the tests below.
-//! Parameters that are not contiguous f32 CPU tensors (a CUDA run) use libtorch's optimiser.
+//!
+//! On a GPU the cost is the number of kernel launches, not memory: libtorch's Adam launches about
+//! ten small kernels per parameter tensor (GIN 5 × 300 has 44 of them), 35 % of a BBBP epoch on
+//! an H200 (docs/benchmarks.md, "CUDA"). There the parameters become views into one flat buffer
+//! and the update runs on the whole buffer at once, a dozen launches per step whatever the model
+//! ([`FlatAdam`]). Parameters of mixed kinds or devices, or sharing storage, use libtorch's
+//! optimiser.
 //!
 //! Gradients are released after each step (`set_to_none`, through libtorch's optimiser, which
 //! knows how), so that the next backward pass moves its gradient buffers into place instead of
@@ -52,7 +58,9 @@ impl AdamConfig {
 pub enum Optimizer {
     /// The fused CPU update.
     Fused(FusedAdam),
-    /// libtorch's optimiser (parameters on another device or of another kind).
+    /// The whole-buffer update of parameters on another device (a GPU).
+    Flat(FlatAdam),
+    /// libtorch's optimiser (parameters of mixed kinds or devices).
     Libtorch(nn::Optimizer),
 }
 
@@ -60,6 +68,7 @@ impl std::fmt::Debug for Optimizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Fused(_) => "Optimizer::Fused",
+            Self::Flat(_) => "Optimizer::Flat",
             Self::Libtorch(_) => "Optimizer::Libtorch",
         })
     }
@@ -67,7 +76,8 @@ impl std::fmt::Debug for Optimizer {
 
 impl Optimizer {
     /// The optimiser of `vs`'s trainable variables: fused when they are all contiguous f32 CPU
-    /// tensors.
+    /// tensors, flat when they are all contiguous f32 tensors of another device, else
+    /// libtorch's.
     pub fn new(vs: &VarStore, cfg: AdamConfig) -> Result<Self, TchError> {
         let params = vs.trainable_variables();
         let fusable = params
@@ -76,7 +86,24 @@ impl Optimizer {
         if fusable {
             return Ok(Self::Fused(FusedAdam::new(params, cfg)?));
         }
+        if FlatAdam::accepts(&params) {
+            return Self::flat(vs, cfg);
+        }
         Self::libtorch(vs, cfg)
+    }
+
+    /// The whole-buffer Adam/AdamW over `vs`'s trainable variables, whatever their device (the
+    /// default on a GPU; on the CPU for tests). Their storage moves into one flat buffer.
+    pub fn flat(vs: &VarStore, cfg: AdamConfig) -> Result<Self, TchError> {
+        let params = vs.trainable_variables();
+        if !FlatAdam::accepts(&params) {
+            return Err(TchError::Kind(
+                "flat Adam: the parameters are not contiguous f32 tensors of one device with \
+                 storage of their own"
+                    .into(),
+            ));
+        }
+        Ok(Self::Flat(FlatAdam::new(params, cfg)?))
     }
 
     /// libtorch's own Adam/AdamW over `vs`'s trainable variables.
@@ -108,6 +135,7 @@ impl Optimizer {
     pub fn zero_grad(&mut self) -> Result<(), TchError> {
         match self {
             Self::Fused(f) => f.releaser.zero_grad(),
+            Self::Flat(f) => f.releaser.zero_grad(),
             Self::Libtorch(o) => {
                 o.zero_grad();
                 Ok(())
@@ -119,15 +147,17 @@ impl Optimizer {
     pub fn clip_grad_norm(&mut self, max: f64) {
         match self {
             Self::Fused(f) => f.clip_grad_norm(max),
+            Self::Flat(f) => f.clip_grad_norm(max),
             Self::Libtorch(o) => o.clip_grad_norm(max),
         }
     }
 
     /// One update from the current gradients; parameters without a gradient are left as they
-    /// are. The fused update releases the gradients it used.
+    /// are. The fused and flat updates release the gradients they used.
     pub fn step(&mut self) -> Result<(), TchError> {
         match self {
             Self::Fused(f) => f.step(),
+            Self::Flat(f) => f.step(),
             Self::Libtorch(o) => {
                 o.step();
                 Ok(())
@@ -149,7 +179,8 @@ pub struct Moments {
 
 impl Optimizer {
     /// The state of every parameter, by its name in `vs` (the store the optimiser was built
-    /// over); `None` for libtorch's optimiser, whose state tch cannot read.
+    /// over); `None` but for the fused CPU optimiser (libtorch's state tch cannot read; the flat
+    /// one's is not saved: GPU runs are not resumed).
     pub fn moments(&self, vs: &VarStore) -> Option<BTreeMap<String, Moments>> {
         let Self::Fused(f) = self else { return None };
         let names = names_by_storage(vs);
@@ -179,7 +210,7 @@ impl Optimizer {
         mut saved: BTreeMap<String, Moments>,
     ) -> Result<(), String> {
         let Self::Fused(f) = self else {
-            return Err("libtorch's optimiser (a non-CPU run) cannot be restored".into());
+            return Err("only the fused CPU optimiser's state can be restored".into());
         };
         let names = names_by_storage(vs);
         for slot in &mut f.slots {
@@ -251,6 +282,51 @@ struct StepScalars {
     decay: f32,
 }
 
+impl StepScalars {
+    /// The scalars of a parameter's `steps`-th update.
+    fn new(c: &AdamConfig, steps: i32) -> Self {
+        let bias_correction1 = 1.0 - c.beta1.powi(steps);
+        let bias_correction2 = 1.0 - c.beta2.powi(steps);
+        StepScalars {
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            one_minus_beta1: (1.0 - c.beta1) as f32,
+            one_minus_beta2: (1.0 - c.beta2) as f32,
+            eps: c.eps as f32,
+            step_size: (c.lr / bias_correction1) as f32,
+            bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+            l2: if c.decoupled {
+                0.0
+            } else {
+                c.weight_decay as f32
+            },
+            decay: if c.decoupled {
+                (1.0 - c.lr * c.weight_decay) as f32
+            } else {
+                1.0
+            },
+        }
+    }
+}
+
+/// Scales the defined gradients among `grads` so that their global L2 norm is at most `max`.
+fn clip_each(grads: impl Iterator<Item = Tensor>, max: f64) {
+    tch::no_grad(|| {
+        let grads: Vec<Tensor> = grads.filter(Tensor::defined).collect();
+        let total = grads
+            .iter()
+            .map(|g| g.square().sum(Kind::Double).double_value(&[]))
+            .sum::<f64>()
+            .sqrt();
+        let coef = max / (total + 1e-6);
+        if coef < 1.0 {
+            for mut g in grads {
+                let _ = g.g_mul_scalar_(coef);
+            }
+        }
+    });
+}
+
 impl FusedAdam {
     fn new(params: Vec<Tensor>, cfg: AdamConfig) -> Result<Self, TchError> {
         let mut releaser = COptimizer::sgd(cfg.lr, 0.0, 0.0, 0.0, false)?;
@@ -277,52 +353,11 @@ impl FusedAdam {
     }
 
     fn clip_grad_norm(&self, max: f64) {
-        tch::no_grad(|| {
-            let grads: Vec<Tensor> = self
-                .slots
-                .iter()
-                .map(|s| s.param.grad())
-                .filter(Tensor::defined)
-                .collect();
-            let total = grads
-                .iter()
-                .map(|g| g.square().sum(Kind::Double).double_value(&[]))
-                .sum::<f64>()
-                .sqrt();
-            let coef = max / (total + 1e-6);
-            if coef < 1.0 {
-                for mut g in grads {
-                    let _ = g.g_mul_scalar_(coef);
-                }
-            }
-        });
+        clip_each(self.slots.iter().map(|s| s.param.grad()), max);
     }
 
     fn step(&mut self) -> Result<(), TchError> {
-        let c = self.cfg;
-        let scalars = |steps: i32| {
-            let bias_correction1 = 1.0 - c.beta1.powi(steps);
-            let bias_correction2 = 1.0 - c.beta2.powi(steps);
-            StepScalars {
-                beta1: c.beta1 as f32,
-                beta2: c.beta2 as f32,
-                one_minus_beta1: (1.0 - c.beta1) as f32,
-                one_minus_beta2: (1.0 - c.beta2) as f32,
-                eps: c.eps as f32,
-                step_size: (c.lr / bias_correction1) as f32,
-                bias_correction2_sqrt: bias_correction2.sqrt() as f32,
-                l2: if c.decoupled {
-                    0.0
-                } else {
-                    c.weight_decay as f32
-                },
-                decay: if c.decoupled {
-                    (1.0 - c.lr * c.weight_decay) as f32
-                } else {
-                    1.0
-                },
-            }
-        };
+        let scalars = |steps: i32| StepScalars::new(&self.cfg, steps);
         // Gradients, checked before anything is written.
         let mut grads = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
@@ -359,12 +394,208 @@ impl FusedAdam {
                 )
             };
             slot.steps += 1;
-            let s = scalars(slot.steps);
-            update(param, grad, &mut slot.exp_avg, &mut slot.exp_avg_sq, s);
+            update(
+                param,
+                grad,
+                &mut slot.exp_avg,
+                &mut slot.exp_avg_sq,
+                scalars(slot.steps),
+            );
         }
         drop(grads);
         self.releaser.zero_grad()
     }
+}
+
+/// Adam/AdamW in a fixed number of tensor operations per step, for parameters on a GPU (see the
+/// module doc).
+///
+/// At construction every parameter's storage moves into one flat buffer (`set_data` to a view
+/// of it, values copied), and the moments are flat buffers of the same layout. A step in which
+/// every parameter has a gradient and all have had the same number of updates (fine-tuning's
+/// every step) gathers the gradients into a flat buffer with one `cat` and updates all
+/// parameters at once; any other step updates the parameters that have a gradient one by one,
+/// each with its own bias correction, as libtorch does.
+pub struct FlatAdam {
+    /// The parameters (views into `flat`) and their (offset, length) in it.
+    params: Vec<(Tensor, i64, i64)>,
+    flat: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    /// The gradients gathered for a whole-buffer step.
+    grad: Tensor,
+    /// Whether `grad` holds this step's (clipped) gradients already.
+    gathered: bool,
+    /// Updates each parameter has had.
+    steps: Vec<i32>,
+    cfg: AdamConfig,
+    /// libtorch's optimiser over the same parameters, used only to release their gradients.
+    releaser: COptimizer,
+    /// Steps taken on the whole buffer and parameter by parameter (for the tests and logs).
+    whole_buffer_steps: u64,
+    per_parameter_steps: u64,
+}
+
+impl FlatAdam {
+    /// Whether `params` can share one flat buffer: contiguous f32 tensors of one device, none
+    /// sharing storage with another (tied weights must stay tied).
+    fn accepts(params: &[Tensor]) -> bool {
+        let Some(first) = params.first() else {
+            return false;
+        };
+        let mut storages: Vec<usize> = params.iter().map(|p| p.data_ptr() as usize).collect();
+        storages.sort_unstable();
+        storages.dedup();
+        storages.len() == params.len()
+            && params.iter().all(|p| {
+                p.device() == first.device() && p.kind() == Kind::Float && p.is_contiguous()
+            })
+    }
+
+    fn new(params: Vec<Tensor>, cfg: AdamConfig) -> Result<Self, TchError> {
+        let device = params.first().map_or(Device::Cpu, Tensor::device);
+        let total: i64 = params.iter().map(|p| p.numel() as i64).sum();
+        let opts = (Kind::Float, device);
+        let flat = Tensor::f_zeros([total], opts)?;
+        let mut releaser = COptimizer::sgd(cfg.lr, 0.0, 0.0, 0.0, false)?;
+        let mut placed = Vec::with_capacity(params.len());
+        let mut offset = 0;
+        for mut p in params {
+            let n = p.numel() as i64;
+            let mut view = flat.f_narrow(0, offset, n)?.f_view(p.size().as_slice())?;
+            tch::no_grad(|| -> Result<(), TchError> {
+                view.f_copy_(&p)?;
+                p.f_set_data(&view)
+            })?;
+            releaser.add_parameters(&p, 0)?;
+            placed.push((p, offset, n));
+            offset += n;
+        }
+        let steps = vec![0; placed.len()];
+        Ok(Self {
+            params: placed,
+            exp_avg: Tensor::f_zeros([total], opts)?,
+            exp_avg_sq: Tensor::f_zeros([total], opts)?,
+            grad: Tensor::f_zeros([total], opts)?,
+            flat,
+            gathered: false,
+            steps,
+            cfg,
+            releaser,
+            whole_buffer_steps: 0,
+            per_parameter_steps: 0,
+        })
+    }
+
+    /// The gradients, flattened, when this step can update the whole buffer at once.
+    fn whole_buffer_gradients(&self) -> Option<Vec<Tensor>> {
+        if self.steps.iter().any(|&s| s != self.steps[0]) {
+            return None;
+        }
+        self.params
+            .iter()
+            .map(|(p, _, _)| {
+                let g = p.grad();
+                g.defined().then(|| g.reshape([-1]))
+            })
+            .collect()
+    }
+
+    /// Gathers this step's gradients into `grad` (one `cat`).
+    fn gather(&mut self, grads: &[Tensor]) -> Result<(), TchError> {
+        let _ = Tensor::f_cat_out(&self.grad, grads, 0)?;
+        self.gathered = true;
+        Ok(())
+    }
+
+    fn clip_grad_norm(&mut self, max: f64) {
+        let Some(grads) = self.whole_buffer_gradients() else {
+            clip_each(self.params.iter().map(|(p, _, _)| p.grad()), max);
+            return;
+        };
+        tch::no_grad(|| {
+            if self.gather(&grads).is_err() {
+                // Left to the step, which gathers again and reports the error.
+                self.gathered = false;
+                return;
+            }
+            let total = self.grad.norm().double_value(&[]);
+            let coef = max / (total + 1e-6);
+            if coef < 1.0 {
+                let _ = self.grad.g_mul_scalar_(coef);
+            }
+        });
+    }
+
+    fn step(&mut self) -> Result<(), TchError> {
+        tch::no_grad(|| -> Result<(), TchError> {
+            if let Some(grads) = self.whole_buffer_gradients() {
+                if !self.gathered {
+                    self.gather(&grads)?;
+                }
+                let steps = self.steps[0] + 1;
+                self.steps.fill(steps);
+                let s = StepScalars::new(&self.cfg, steps);
+                update_tensors(&self.flat, &self.grad, &self.exp_avg, &self.exp_avg_sq, s)?;
+                self.whole_buffer_steps += 1;
+            } else {
+                for (i, (p, offset, n)) in self.params.iter().enumerate() {
+                    let g = p.grad();
+                    if !g.defined() {
+                        continue;
+                    }
+                    self.steps[i] += 1;
+                    let s = StepScalars::new(&self.cfg, self.steps[i]);
+                    update_tensors(
+                        &self.flat.f_narrow(0, *offset, *n)?,
+                        &g.f_reshape([-1])?,
+                        &self.exp_avg.f_narrow(0, *offset, *n)?,
+                        &self.exp_avg_sq.f_narrow(0, *offset, *n)?,
+                        s,
+                    )?;
+                }
+                self.per_parameter_steps += 1;
+            }
+            Ok(())
+        })?;
+        self.gathered = false;
+        self.releaser.zero_grad()
+    }
+
+    /// Steps taken on the whole buffer at once and parameter by parameter so far.
+    pub fn step_counts(&self) -> (u64, u64) {
+        (self.whole_buffer_steps, self.per_parameter_steps)
+    }
+}
+
+/// The update of [`update`] in tensor operations, in place on flat views `p`, `m`, `v` of one
+/// size with gradient `g` (libtorch's Adam's arithmetic; `m` by `lerp_` as `torch.optim.Adam`).
+fn update_tensors(
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    s: StepScalars,
+) -> Result<(), TchError> {
+    let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
+    let g = if s.l2 != 0.0 {
+        g.f_add(&p.f_mul_scalar(f64::from(s.l2))?)?
+    } else {
+        g.shallow_clone()
+    };
+    if s.decay != 1.0 {
+        let _ = p.f_mul_scalar_(f64::from(s.decay))?;
+    }
+    let _ = m.f_lerp_(&g, f64::from(s.one_minus_beta1))?;
+    let _ = v.f_mul_scalar_(f64::from(s.beta2))?;
+    let _ = v.f_addcmul_(&g, &g.f_mul_scalar(f64::from(s.one_minus_beta2))?)?;
+    let mut denom = v.f_sqrt()?;
+    let _ = denom.f_div_scalar_(f64::from(s.bias_correction2_sqrt))?;
+    let _ = denom.f_add_scalar_(f64::from(s.eps))?;
+    let mut step = m.f_div(&denom)?;
+    let _ = step.f_mul_scalar_(f64::from(s.step_size))?;
+    let _ = p.f_sub_(&step)?;
+    Ok(())
 }
 
 /// `torch.optim.Adam` (`l2`) / `AdamW` (`decay`) on one parameter: one sequential pass. It is
@@ -401,16 +632,39 @@ mod tests {
         (x.matmul(w) + b).tanh().square().sum(Kind::Float)
     }
 
-    /// Runs `steps` updates with `ours` (true) or libtorch's optimiser, from the same start.
-    fn train(cfg: AdamConfig, ours: bool, clip: f64, steps: usize) -> Vec<Vec<f32>> {
+    /// Which optimiser a test run uses.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Which {
+        /// The default one on the CPU: the fused update.
+        Fused,
+        /// The whole-buffer update of GPU runs, here on the CPU.
+        Flat,
+        /// libtorch's, the reference.
+        Libtorch,
+    }
+
+    /// Runs `steps` updates with `which`, from the same start. With `always`, every parameter
+    /// is in every step's loss (the whole-buffer path); else `unused` never is and `sometimes`
+    /// every other step.
+    fn train(cfg: AdamConfig, which: Which, clip: f64, steps: usize) -> Vec<Vec<f32>> {
+        train_with(cfg, which, clip, steps, false)
+    }
+
+    fn train_with(
+        cfg: AdamConfig,
+        which: Which,
+        clip: f64,
+        steps: usize,
+        always: bool,
+    ) -> Vec<Vec<f32>> {
         let _rng = crate::test_support::torch_rng();
         let (vs, w, b, unused) = model(7);
-        let mut opt = if ours {
-            Optimizer::new(&vs, cfg).unwrap()
-        } else {
-            Optimizer::libtorch(&vs, cfg).unwrap()
+        let mut opt = match which {
+            Which::Fused => Optimizer::new(&vs, cfg).unwrap(),
+            Which::Flat => Optimizer::flat(&vs, cfg).unwrap(),
+            Which::Libtorch => Optimizer::libtorch(&vs, cfg).unwrap(),
         };
-        if ours {
+        if which == Which::Fused {
             assert!(matches!(opt, Optimizer::Fused(_)), "{opt:?}");
         }
         tch::manual_seed(11);
@@ -421,14 +675,26 @@ mod tests {
         for k in 0..steps {
             opt.zero_grad().unwrap();
             let mut l = loss(&w, &b, &x);
-            if k % 2 == 1 {
+            if always || k % 2 == 1 {
                 l += sometimes.square().sum(Kind::Float);
+            }
+            if always {
+                l += unused.square().sum(Kind::Float) * 0.5;
             }
             l.backward();
             if clip > 0.0 {
                 opt.clip_grad_norm(clip);
             }
             opt.step().unwrap();
+        }
+        if let Optimizer::Flat(f) = &opt {
+            let (whole, per_parameter) = f.step_counts();
+            let expected = if always {
+                (steps as u64, 0)
+            } else {
+                (0, steps as u64)
+            };
+            assert_eq!((whole, per_parameter), expected, "flat Adam's paths");
         }
         [&w, &b, &unused, &sometimes]
             .iter()
@@ -446,22 +712,10 @@ mod tests {
 
     #[test]
     fn fused_adam_and_adamw_match_libtorch() {
-        for (name, cfg, clip) in [
-            ("adam", AdamConfig::new(1e-2, 0.0), 0.0),
-            (
-                "adam + L2",
-                AdamConfig {
-                    decoupled: false,
-                    ..AdamConfig::new(1e-2, 0.05)
-                },
-                0.0,
-            ),
-            ("adamw", AdamConfig::new(1e-2, 0.05), 0.0),
-            ("adam, clipped", AdamConfig::new(1e-2, 0.0), 0.5),
-        ] {
-            let ours = train(cfg, true, clip, 6);
-            let theirs = train(cfg, false, clip, 6);
-            let start = train(cfg, true, clip, 0);
+        for (name, cfg, clip) in configurations() {
+            let ours = train(cfg, Which::Fused, clip, 6);
+            let theirs = train(cfg, Which::Libtorch, clip, 6);
+            let start = train(cfg, Which::Fused, clip, 0);
             let moved = max_abs_diff(&ours, &start);
             assert!(moved > 1e-2, "{name}: the parameters moved by {moved}");
             let diff = max_abs_diff(&ours, &theirs);
@@ -473,10 +727,74 @@ mod tests {
         }
     }
 
+    /// The four configurations both optimiser tests check.
+    fn configurations() -> [(&'static str, AdamConfig, f64); 4] {
+        [
+            ("adam", AdamConfig::new(1e-2, 0.0), 0.0),
+            (
+                "adam + L2",
+                AdamConfig {
+                    decoupled: false,
+                    ..AdamConfig::new(1e-2, 0.05)
+                },
+                0.0,
+            ),
+            ("adamw", AdamConfig::new(1e-2, 0.05), 0.0),
+            ("adam, clipped", AdamConfig::new(1e-2, 0.0), 0.5),
+        ]
+    }
+
+    #[test]
+    fn flat_adam_matches_libtorch_on_either_path() {
+        for (name, cfg, clip) in configurations() {
+            // Whole buffer: every parameter in every step.
+            let ours = train_with(cfg, Which::Flat, clip, 6, true);
+            let theirs = train_with(cfg, Which::Libtorch, clip, 6, true);
+            let start = train_with(cfg, Which::Flat, clip, 0, true);
+            let moved = max_abs_diff(&ours, &start);
+            assert!(moved > 1e-2, "{name}: the parameters moved by {moved}");
+            let diff = max_abs_diff(&ours, &theirs);
+            assert!(
+                diff < 2e-6,
+                "{name}, whole buffer: flat vs libtorch differ by {diff}"
+            );
+            // Parameter by parameter: one never has a gradient, one every other step.
+            let ours = train(cfg, Which::Flat, clip, 6);
+            let theirs = train(cfg, Which::Libtorch, clip, 6);
+            let diff = max_abs_diff(&ours, &theirs);
+            assert!(
+                diff < 2e-6,
+                "{name}, per parameter: flat vs libtorch differ by {diff}"
+            );
+            assert_eq!(
+                ours[2], start[2],
+                "{name}: a parameter without gradient is left alone"
+            );
+        }
+    }
+
+    #[test]
+    fn flat_adam_keeps_the_parameters_in_the_var_store() {
+        let _rng = crate::test_support::torch_rng();
+        let (vs, w, _, _) = model(3);
+        let before = Vec::<f32>::try_from(w.flatten(0, -1)).unwrap();
+        let _opt = Optimizer::flat(&vs, AdamConfig::new(1e-2, 0.0)).unwrap();
+        // Same values, and the var store's handle is the optimiser's parameter (one storage).
+        let stored = vs.variables()["w"].shallow_clone();
+        assert_eq!(Vec::<f32>::try_from(stored.flatten(0, -1)).unwrap(), before);
+        assert_eq!(stored.data_ptr(), w.data_ptr());
+        // Parameters sharing storage (tied weights) are refused, not untied.
+        let tied = VarStore::new(Device::Cpu);
+        let t = tied.root().randn("t", &[4], 0.0, 1.0);
+        let mut alias = tied.root().zeros("alias", &[4]);
+        tch::no_grad(|| alias.set_data(&t));
+        assert!(Optimizer::flat(&tied, AdamConfig::new(1e-2, 0.0)).is_err());
+    }
+
     #[test]
     fn restored_moments_continue_the_same_trajectory() {
         let cfg = AdamConfig::new(1e-2, 0.0);
-        let straight = train(cfg, true, 0.0, 6);
+        let straight = train(cfg, Which::Fused, 0.0, 6);
         // Three steps, then the weights and moments moved to a fresh model and optimiser, then
         // three more: the same parameters, bit for bit.
         let _rng = crate::test_support::torch_rng();
