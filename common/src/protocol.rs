@@ -55,9 +55,10 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Sum of the domains' energy, joules.
+    /// Sum of the domains' energy, joules (0, not −0, when there is no domain yet: Rust's float
+    /// sum of nothing is −0.0, which printed as "-0.000 J" before the first tick).
     pub fn joules(&self) -> f64 {
-        self.domains.iter().map(|d| d.joules).sum()
+        self.domains.iter().map(|d| d.joules).sum::<f64>() + 0.0
     }
 
     /// `true` when every domain was measured (no estimate involved).
@@ -71,7 +72,8 @@ impl Totals {
 pub struct SamplerHealth {
     /// Sampling ticks since the daemon started.
     pub ticks: u64,
-    /// Age of the last tick when the reading was published, milliseconds.
+    /// Age of the last tick when the reading was published, milliseconds; `u64::MAX` before the
+    /// first tick.
     pub last_tick_age_ms: u64,
     /// Sensor read errors since the daemon started.
     pub read_errors: u64,
@@ -308,5 +310,9 @@ mod tests {
         };
         assert_eq!(t.joules(), 4.0);
         assert!(!t.all_measured());
+        // No domain yet (before the first tick): plus zero, so that it prints "0.000".
+        let empty = Totals::default().joules();
+        assert!(empty == 0.0 && empty.is_sign_positive(), "{empty:?}");
+        assert_eq!(format!("{:.3}", Totals::default().joules()), "0.000");
     }
 }

@@ -113,10 +113,13 @@ fn status(client: &mut Client) -> Result<()> {
     let h = &r.health;
     println!("machine: {}", fmt_reading(&r));
     print_domains(&r);
+    let last = match h.last_tick_age_ms {
+        u64::MAX => "none yet".to_owned(),
+        ms => format!("{ms} ms ago"),
+    };
     println!(
-        "sampler: {} ticks, last {} ms ago, {} read errors; measured: [{}], estimated: [{}]",
+        "sampler: {} ticks, last {last}, {} read errors; measured: [{}], estimated: [{}]",
         h.ticks,
-        h.last_tick_age_ms,
         h.read_errors,
         h.sources_measured.join(", "),
         h.sources_estimated.join(", ")
