@@ -13,7 +13,9 @@
 //!   of the machine it occupied; idle capacity and other processes stay unattributed.
 //!
 //! GPU shares always use the total utilisation reported for the device (NVML gives relative
-//! samples), so an idle GPU's energy stays unattributed.
+//! samples), so an idle GPU's energy stays unattributed. The NVML sensor holds a GPU's latest
+//! active samples for up to two seconds (`sensors::nvml::SAMPLE_HOLD`), so a busy GPU is not
+//! "idle" in the ticks between NVML's samples.
 
 use serde::{Deserialize, Serialize};
 

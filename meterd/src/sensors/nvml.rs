@@ -3,11 +3,12 @@
 //! Energy: the device's total-energy counter (mJ since driver load, Volta and newer); on older
 //! devices the board power reading (mW) integrated over the sampling interval, still labelled
 //! `measured` (it is a measured power). Attribution: per-process SM utilisation samples
-//! (`nvmlDeviceGetProcessUtilization`). A missing library is the normal "no GPU" outcome.
+//! (`nvmlDeviceGetProcessUtilization`), the latest active ones held for [`SAMPLE_HOLD`] (see
+//! there). A missing library is the normal "no GPU" outcome.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nvml_wrapper::Nvml;
 use nvml_wrapper::error::NvmlError;
@@ -32,6 +33,48 @@ struct Gpu {
     mode: EnergyMode,
     joules: f64,
     last_seen_us: u64,
+    /// The latest per-process use that showed SM activity.
+    held: HeldUse,
+}
+
+/// How long the latest per-process samples of a GPU that showed SM activity stand for it while
+/// NVML reports nothing newer, or only idle samples.
+///
+/// NVML samples per-process utilisation at the driver's own period, and a sample taken between
+/// two kernels reads 0 %; both leave accounting ticks (10 Hz) with no process using the GPU, and
+/// such a tick's GPU energy went to nobody. On an H200 (2026-12-04, docs/meter.md) a lone GIN
+/// fine-tuning at 13 % mean utilisation was charged 1,079 J of the 2,459 J its GPU drew. Holding
+/// the last active samples bridges those gaps; a GPU that shows no activity for longer is idle,
+/// and its energy stays unattributed.
+pub const SAMPLE_HOLD: Duration = Duration::from_secs(2);
+
+/// The per-process use a GPU's energy is split by (see [`SAMPLE_HOLD`]).
+#[derive(Debug, Default)]
+struct HeldUse {
+    /// SM utilisation by process, of the latest active samples.
+    by_pid: Vec<(u32, f64)>,
+    /// When they were read.
+    at: Option<Instant>,
+}
+
+impl HeldUse {
+    /// The use to attribute at `now`: `fresh` when it shows SM activity (it becomes the held
+    /// use), else the held use while younger than [`SAMPLE_HOLD`], else none (an idle GPU).
+    fn current(&mut self, fresh: HashMap<u32, f64>, now: Instant) -> Vec<(u32, f64)> {
+        if fresh.values().any(|&u| u > 0.0) {
+            let mut by_pid: Vec<(u32, f64)> = fresh.into_iter().collect();
+            by_pid.sort_by_key(|&(pid, _)| pid);
+            self.by_pid = by_pid;
+            self.at = Some(now);
+        } else if self
+            .at
+            .is_none_or(|at| now.saturating_duration_since(at) > SAMPLE_HOLD)
+        {
+            self.by_pid.clear();
+            self.at = None;
+        }
+        self.by_pid.clone()
+    }
 }
 
 /// GPU energy from NVML.
@@ -109,6 +152,7 @@ impl NvmlSensor {
                 mode,
                 joules: 0.0,
                 last_seen_us: 0,
+                held: HeldUse::default(),
             });
             domains.push(DomainInfo {
                 id: format!("gpu:{index}"),
@@ -169,29 +213,65 @@ impl Sensor for NvmlSensor {
     }
 
     fn gpu_processes(&mut self) -> Vec<GpuProcessUse> {
+        let now = Instant::now();
         let mut out = Vec::new();
         for (domain, gpu) in self.gpus.iter_mut().enumerate() {
-            let Ok(dev) = self.nvml.device_by_index(gpu.index) else {
-                continue;
-            };
-            let samples = match dev.process_utilization_stats(gpu.last_seen_us) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(gpu = gpu.index, "process utilisation unavailable: {e}");
-                    continue;
+            let mut fresh: HashMap<u32, f64> = HashMap::new();
+            match self
+                .nvml
+                .device_by_index(gpu.index)
+                .and_then(|dev| dev.process_utilization_stats(gpu.last_seen_us))
+            {
+                Ok(samples) => {
+                    for s in samples {
+                        gpu.last_seen_us = gpu.last_seen_us.max(s.timestamp);
+                        *fresh.entry(s.pid).or_default() += f64::from(s.sm_util);
+                    }
                 }
-            };
-            let mut by_pid: HashMap<u32, f64> = HashMap::new();
-            for s in samples {
-                gpu.last_seen_us = gpu.last_seen_us.max(s.timestamp);
-                *by_pid.entry(s.pid).or_default() += f64::from(s.sm_util);
+                // NVML answers "not found" when no process has a sample since `last_seen_us`.
+                Err(e) => tracing::trace!(gpu = gpu.index, "no process utilisation: {e}"),
             }
-            out.extend(by_pid.into_iter().map(|(pid, sm_util)| GpuProcessUse {
-                domain,
-                pid,
-                sm_util,
-            }));
+            out.extend(
+                gpu.held
+                    .current(fresh, now)
+                    .into_iter()
+                    .map(|(pid, sm_util)| GpuProcessUse {
+                        domain,
+                        pid,
+                        sm_util,
+                    }),
+            );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn use_of(pairs: &[(u32, f64)]) -> HashMap<u32, f64> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn active_samples_are_held_through_gaps_and_idle_samples_then_expire() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut held = HeldUse::default();
+        // Nothing seen yet: nobody uses the GPU.
+        assert!(held.current(use_of(&[]), at(0)).is_empty());
+        // Two processes active: their shares, by pid.
+        let active = vec![(7, 10.0), (42, 30.0)];
+        assert_eq!(held.current(use_of(&[(42, 30.0), (7, 10.0)]), at(100)), active);
+        // A tick with no new sample, and one whose samples caught the SMs idle: still theirs.
+        assert_eq!(held.current(use_of(&[]), at(200)), active);
+        assert_eq!(held.current(use_of(&[(7, 0.0), (42, 0.0)]), at(300)), active);
+        // New activity replaces the held shares (a process that stopped drops out).
+        assert_eq!(held.current(use_of(&[(42, 5.0)]), at(400)), vec![(42, 5.0)]);
+        // Idle for longer than the hold: an idle GPU, whose energy is nobody's.
+        let late = 400 + SAMPLE_HOLD.as_millis() as u64 + 1;
+        assert!(held.current(use_of(&[(42, 0.0)]), at(late)).is_empty());
+        assert!(held.current(use_of(&[]), at(late + 100)).is_empty());
     }
 }
