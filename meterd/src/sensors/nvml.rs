@@ -263,10 +263,16 @@ mod tests {
         assert!(held.current(use_of(&[]), at(0)).is_empty());
         // Two processes active: their shares, by pid.
         let active = vec![(7, 10.0), (42, 30.0)];
-        assert_eq!(held.current(use_of(&[(42, 30.0), (7, 10.0)]), at(100)), active);
+        assert_eq!(
+            held.current(use_of(&[(42, 30.0), (7, 10.0)]), at(100)),
+            active
+        );
         // A tick with no new sample, and one whose samples caught the SMs idle: still theirs.
         assert_eq!(held.current(use_of(&[]), at(200)), active);
-        assert_eq!(held.current(use_of(&[(7, 0.0), (42, 0.0)]), at(300)), active);
+        assert_eq!(
+            held.current(use_of(&[(7, 0.0), (42, 0.0)]), at(300)),
+            active
+        );
         // New activity replaces the held shares (a process that stopped drops out).
         assert_eq!(held.current(use_of(&[(42, 5.0)]), at(400)), vec![(42, 5.0)]);
         // Idle for longer than the hold: an idle GPU, whose energy is nobody's.
