@@ -117,6 +117,33 @@ fn pretrained_gcn_beats_random_init_on_bace() {
 }
 
 #[test]
+fn gcn_contextpred_beats_random_init_on_bace_in_100_epochs() {
+    // The issue's check, at Hu et al.'s fine-tuning length: node-level context prediction alone
+    // starts slowly on BACE (below random init at 10-20 epochs, docs/models.md) and ends above
+    // it. On an H200 over seeds 0-4 at 100 epochs: 80.1 +/- 1.8 against 72.3 +/- 3.8 test
+    // ROC-AUC, ahead on every seed.
+    let checkpoint = common::repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
+    assert!(checkpoint.is_file(), "missing {}", checkpoint.display());
+    let base = ["--dataset", "bace", "--model", "gcn", "--epochs", "100"];
+    let random_dir = tempfile::tempdir().unwrap();
+    let random = finetune(&[&base[..], &["--random-init"]].concat(), random_dir.path());
+    let pretrained_dir = tempfile::tempdir().unwrap();
+    let checkpoint_arg = checkpoint.display().to_string();
+    let mut flags = base.to_vec();
+    flags.extend(["--pretrained", &checkpoint_arg, "--allow-partial"]);
+    let pretrained = finetune(&flags, pretrained_dir.path());
+    assert!(random.pretrained.is_none() && pretrained.pretrained.is_some());
+    assert_eq!((random.epochs_run, pretrained.epochs_run), (100, 100));
+    let (r, p) = (test_roc_auc(&random), test_roc_auc(&pretrained));
+    println!(
+        "GCN on BACE, 100 epochs, seed 0: random init test ROC-AUC {r:.4} (best epoch {}), \
+         contextpred {p:.4} (best epoch {}); {:.0} s + {:.0} s",
+        random.best_epoch, pretrained.best_epoch, random.seconds, pretrained.seconds
+    );
+    assert!(p > r, "contextpred {p:.4} does not beat random init {r:.4}");
+}
+
+#[test]
 fn same_seed_and_thread_count_give_bit_identical_metrics() {
     let flags = [
         "--dataset",
