@@ -8,8 +8,8 @@
 //! `AdamW`'s in f32, bias-corrected, checked against libtorch's optimisers in the tests below.
 //!
 //! On a GPU the cost is the number of kernel launches, not memory: libtorch's Adam launches about
-//! ten small kernels per parameter tensor (GIN 5 × 300 has 44 of them), 35 % of a BBBP epoch on
-//! an H200 (docs/benchmarks.md, "CUDA"). There the parameters become views into one flat buffer
+//! ten small kernels per parameter tensor (GIN 5 × 300 has 44 of them), a third of a BBBP epoch
+//! on an H200 (docs/benchmarks.md, "CUDA"). There the parameters become views into one flat buffer
 //! and the update runs on the whole buffer at once, a dozen launches per step whatever the model
 //! ([`FlatAdam`]). Parameters of mixed kinds or devices, or sharing storage, use libtorch's
 //! optimiser.
@@ -309,6 +309,17 @@ impl StepScalars {
     }
 }
 
+/// A libtorch optimiser over `params` that is only used to release their gradients
+/// (`zero_grad` sets them to none, which tch does not expose otherwise). It holds handles to the
+/// parameters, so it follows a later `set_data` of theirs.
+fn releaser(params: &[Tensor]) -> Result<COptimizer, TchError> {
+    let mut releaser = COptimizer::sgd(0.0, 0.0, 0.0, 0.0, false)?;
+    for p in params {
+        releaser.add_parameters(p, 0)?;
+    }
+    Ok(releaser)
+}
+
 /// Scales the defined gradients among `grads` so that their global L2 norm is at most `max`.
 fn clip_each(grads: impl Iterator<Item = Tensor>, max: f64) {
     tch::no_grad(|| {
@@ -329,10 +340,7 @@ fn clip_each(grads: impl Iterator<Item = Tensor>, max: f64) {
 
 impl FusedAdam {
     fn new(params: Vec<Tensor>, cfg: AdamConfig) -> Result<Self, TchError> {
-        let mut releaser = COptimizer::sgd(cfg.lr, 0.0, 0.0, 0.0, false)?;
-        for p in &params {
-            releaser.add_parameters(p, 0)?;
-        }
+        let releaser = releaser(&params)?;
         let slots = params
             .into_iter()
             .map(|param| {
@@ -457,7 +465,7 @@ impl FlatAdam {
         let total: i64 = params.iter().map(|p| p.numel() as i64).sum();
         let opts = (Kind::Float, device);
         let flat = Tensor::f_zeros([total], opts)?;
-        let mut releaser = COptimizer::sgd(cfg.lr, 0.0, 0.0, 0.0, false)?;
+        let releaser = releaser(&params)?;
         let mut placed = Vec::with_capacity(params.len());
         let mut offset = 0;
         for mut p in params {
@@ -467,7 +475,6 @@ impl FlatAdam {
                 view.f_copy_(&p)?;
                 p.f_set_data(&view)
             })?;
-            releaser.add_parameters(&p, 0)?;
             placed.push((p, offset, n));
             offset += n;
         }
