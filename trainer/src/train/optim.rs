@@ -87,7 +87,7 @@ impl Optimizer {
             return Ok(Self::Fused(FusedAdam::new(params, cfg)?));
         }
         if FlatAdam::accepts(&params) {
-            return Self::flat(vs, cfg);
+            return Ok(Self::Flat(FlatAdam::new(params, cfg)?));
         }
         Self::libtorch(vs, cfg)
     }
@@ -523,7 +523,6 @@ impl FlatAdam {
         tch::no_grad(|| {
             if self.gather(&grads).is_err() {
                 // Left to the step, which gathers again and reports the error.
-                self.gathered = false;
                 return;
             }
             let total = self.grad.norm().double_value(&[]);
