@@ -308,8 +308,8 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     let saves_state = resume::supported(&opt);
     if !saves_state {
         tracing::warn!(
-            "no resume state will be saved: on {device:?} the optimiser's moments are not saved \
-             (--resume works for CPU runs)"
+            "no resume state will be saved: libtorch's optimiser (parameters of mixed kinds or \
+             devices on {device:?}) keeps moments that cannot be read"
         );
     }
     let mut meter = EpochMeter::start(

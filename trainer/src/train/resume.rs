@@ -18,8 +18,11 @@
 //! state's, and when the state's own epoch is the best ([`Progress::best_epoch`]) the resumed run
 //! writes it again from the restored weights.
 //!
-//! Not saved: libtorch's own optimiser state (runs on a GPU), which tch cannot read; such runs
-//! write no state and say so at the start.
+//! A resumed GPU run continues from the same weights and moments but is not bit-identical: CUDA's
+//! `index_add` sums in no fixed order, resumed or not.
+//!
+//! Not saved: libtorch's own optimiser state (parameters of mixed kinds or devices, which neither
+//! of our Adams takes), which tch cannot read; such runs write no state and say so at the start.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -111,16 +114,16 @@ pub struct Saved {
     scores: Option<Vec<f64>>,
 }
 
-/// Whether this optimiser's state can be saved (the fused CPU Adam's can).
+/// Whether this optimiser's state can be saved (ours can, on any device; libtorch's cannot).
 pub fn supported(optimizer: &Optimizer) -> bool {
-    matches!(optimizer, Optimizer::Fused(_))
+    !matches!(optimizer, Optimizer::Libtorch(_))
 }
 
 /// Writes the state of `snap` to `<dir>/resume.safetensors` (replacing the previous one whole);
 /// writes nothing when the optimiser's state cannot be read ([`supported`]: the caller checks it
 /// once and says so).
 pub fn save(dir: &Path, snap: &Snapshot<'_>) -> Result<(), TrainError> {
-    let Some(moments) = snap.optimizer.moments(snap.model) else {
+    let Some(moments) = snap.optimizer.moments(snap.model)? else {
         return Ok(());
     };
     let mut blobs: Vec<(String, Blob)> = Vec::new();
