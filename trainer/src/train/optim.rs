@@ -203,14 +203,26 @@ impl Optimizer {
     }
 
     /// Restores the state that [`Optimizer::moments`] gave, parameter by parameter name; every
-    /// parameter must be there with moments of its size.
+    /// parameter must be there with moments of its size, and nothing else may be. A state that
+    /// is refused leaves the optimiser as it was.
     pub fn restore_moments(
         &mut self,
         vs: &VarStore,
         mut saved: BTreeMap<String, Moments>,
     ) -> Result<(), String> {
         let names = names_by_storage(vs);
-        let mut take = |param: &Tensor, n: usize| -> Result<Moments, String> {
+        let params: Vec<(&Tensor, usize)> = match self {
+            Self::Fused(f) => f
+                .slots
+                .iter()
+                .map(|slot| (&slot.param, slot.exp_avg.len()))
+                .collect(),
+            Self::Flat(f) => f.params.iter().map(|(p, _, n)| (p, *n as usize)).collect(),
+            Self::Libtorch(_) => return Err(LIBTORCH_STATE.into()),
+        };
+        // Every check first, in the optimiser's parameter order; only then is anything written.
+        let mut picked = Vec::with_capacity(params.len());
+        for (param, n) in params {
             let name = names
                 .get(&(param.data_ptr() as usize))
                 .ok_or("a parameter of the optimiser is not in the model")?;
@@ -225,31 +237,29 @@ impl Optimizer {
                     m.steps
                 ));
             }
-            Ok(m)
-        };
+            picked.push(m);
+        }
+        if let Some(extra) = saved.keys().next() {
+            return Err(format!(
+                "optimiser state for {extra}, which the model lacks"
+            ));
+        }
         match self {
             Self::Fused(f) => {
-                for slot in &mut f.slots {
-                    let m = take(&slot.param, slot.exp_avg.len())?;
+                for (slot, m) in f.slots.iter_mut().zip(picked) {
                     (slot.exp_avg, slot.exp_avg_sq, slot.steps) =
                         (m.exp_avg, m.exp_avg_sq, m.steps);
                 }
+                Ok(())
             }
-            Self::Flat(f) => f.restore(take)?,
-            Self::Libtorch(_) => {
-                return Err(
-                    "libtorch's optimiser state cannot be restored (tch cannot write it)".into(),
-                );
-            }
-        }
-        match saved.keys().next() {
-            Some(extra) => Err(format!(
-                "optimiser state for {extra}, which the model lacks"
-            )),
-            None => Ok(()),
+            Self::Flat(f) => f.restore(picked),
+            Self::Libtorch(_) => Err(LIBTORCH_STATE.into()),
         }
     }
 }
+
+/// Why libtorch's optimiser cannot be restored.
+const LIBTORCH_STATE: &str = "libtorch's optimiser state cannot be restored (tch cannot write it)";
 
 /// The variables of `vs` by the address of their data (a parameter handle shares it).
 fn names_by_storage(vs: &VarStore) -> BTreeMap<usize, String> {
@@ -601,26 +611,24 @@ impl FlatAdam {
         Ok(out)
     }
 
-    /// Sets every parameter's moments and step count to what `take` returns for it (checked to
-    /// be of its size), then copies the moments to the device (two transfers).
-    fn restore(
-        &mut self,
-        mut take: impl FnMut(&Tensor, usize) -> Result<Moments, String>,
-    ) -> Result<(), String> {
+    /// Sets every parameter's moments and step count to `picked` (in the order of `params`, each
+    /// of its parameter's size: [`Optimizer::restore_moments`] checked them), copying the moments
+    /// to the device (two transfers); the step counts change only once both copies succeeded.
+    fn restore(&mut self, picked: Vec<Moments>) -> Result<(), String> {
         let total = self.exp_avg.numel();
         let (mut first, mut second) = (vec![0f32; total], vec![0f32; total]);
-        for ((p, offset, n), steps) in self.params.iter().zip(&mut self.steps) {
-            let m = take(p, *n as usize)?;
+        for ((_, offset, n), m) in self.params.iter().zip(&picked) {
             let range = *offset as usize..(*offset + *n) as usize;
             first[range.clone()].copy_from_slice(&m.exp_avg);
             second[range].copy_from_slice(&m.exp_avg_sq);
-            *steps = m.steps;
         }
         tch::no_grad(|| -> Result<(), TchError> {
             self.exp_avg.f_copy_(&Tensor::from_slice(&first))?;
             self.exp_avg_sq.f_copy_(&Tensor::from_slice(&second))
         })
-        .map_err(|e| format!("optimiser state: {e}"))
+        .map_err(|e| format!("optimiser state: {e}"))?;
+        self.steps = picked.iter().map(|m| m.steps).collect();
+        Ok(())
     }
 
     /// Steps taken on the whole buffer at once and parameter by parameter so far.
@@ -923,7 +931,9 @@ mod tests {
             assert!(saved["w"].exp_avg.iter().any(|&m| m != 0.0));
             assert_eq!(resumed, straight);
 
-            // What does not fit is refused by name.
+            // What does not fit is refused by name, and leaves the optimiser as it was.
+            let before = opt2.moments(&vs2).unwrap().unwrap();
+            assert_eq!((before["w"].steps, saved["w"].steps), (6, 3));
             let mut wrong = saved.clone();
             wrong.get_mut("b").unwrap().exp_avg.pop();
             let err = opt2.restore_moments(&vs2, wrong).unwrap_err();
@@ -942,6 +952,7 @@ mod tests {
                     .unwrap_err()
                     .contains("ghost")
             );
+            assert_eq!(opt2.moments(&vs2).unwrap().unwrap(), before);
             let theirs = Optimizer::libtorch(&vs2, cfg).unwrap();
             assert!(theirs.moments(&vs2).unwrap().is_none());
         }
