@@ -612,8 +612,9 @@ impl FlatAdam {
     }
 
     /// Sets every parameter's moments and step count to `picked` (in the order of `params`, each
-    /// of its parameter's size: [`Optimizer::restore_moments`] checked them), copying the moments
-    /// to the device (two transfers); the step counts change only once both copies succeeded.
+    /// of its parameter's size: [`Optimizer::restore_moments`] checked them). Both moment buffers
+    /// are built on the device first (two transfers) and swapped in only once both exist, so a
+    /// failed transfer (a full GPU) leaves moments and step counts as they were.
     fn restore(&mut self, picked: Vec<Moments>) -> Result<(), String> {
         let total = self.exp_avg.numel();
         let (mut first, mut second) = (vec![0f32; total], vec![0f32; total]);
@@ -622,11 +623,11 @@ impl FlatAdam {
             first[range.clone()].copy_from_slice(&m.exp_avg);
             second[range].copy_from_slice(&m.exp_avg_sq);
         }
-        tch::no_grad(|| -> Result<(), TchError> {
-            self.exp_avg.f_copy_(&Tensor::from_slice(&first))?;
-            self.exp_avg_sq.f_copy_(&Tensor::from_slice(&second))
-        })
-        .map_err(|e| format!("optimiser state: {e}"))?;
+        let device = self.exp_avg.device();
+        let upload = |host: &[f32]| Tensor::from_slice(host).f_to_device(device);
+        let uploaded = upload(&first).and_then(|first| Ok((first, upload(&second)?)));
+        let (first, second) = uploaded.map_err(|e| format!("optimiser state: {e}"))?;
+        (self.exp_avg, self.exp_avg_sq) = (first, second);
         self.steps = picked.iter().map(|m| m.steps).collect();
         Ok(())
     }
