@@ -624,9 +624,12 @@ impl FlatAdam {
             second[range].copy_from_slice(&m.exp_avg_sq);
         }
         let device = self.exp_avg.device();
-        let upload = |host: &[f32]| Tensor::from_slice(host).f_to_device(device);
-        let uploaded = upload(&first).and_then(|first| Ok((first, upload(&second)?)));
-        let (first, second) = uploaded.map_err(|e| format!("optimiser state: {e}"))?;
+        let upload = |host: &[f32]| {
+            Tensor::from_slice(host)
+                .f_to_device(device)
+                .map_err(|e| format!("optimiser state: {e}"))
+        };
+        let (first, second) = (upload(&first)?, upload(&second)?);
         (self.exp_avg, self.exp_avg_sq) = (first, second);
         self.steps = picked.iter().map(|m| m.steps).collect();
         Ok(())
