@@ -72,8 +72,8 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     // `--resume`: the flags must be the run's, and its state readable, before any work.
     let saved = match (&args.out, args.resume) {
         (Some(dir), true) => {
-            resume::check_args(dir, args)?;
-            Some(resume::load(dir)?)
+            resume::check_flags(&dir.join("config.json"), args)?;
+            Some(resume::load_run(dir)?)
         }
         _ => None,
     };
@@ -406,7 +406,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         if saves_state && verdict.stop.is_none() && epoch < last_epoch {
             let t_state = Instant::now();
             resume::save(
-                run.path(),
+                &run.file(resume::STATE_FILE),
                 &resume::Snapshot {
                     epochs: epoch,
                     seconds: earlier_seconds + started.elapsed().as_secs_f64(),
@@ -509,7 +509,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         }),
     };
     run.write_summary(&summary)?;
-    resume::remove(run.path())?;
+    resume::remove(&run.file(resume::STATE_FILE))?;
     Ok(summary)
 }
 

@@ -1,6 +1,7 @@
-//! Resuming an interrupted fine-tuning run (`--resume`): the state written after every epoch
-//! (`resume.safetensors` in the run directory), and the checks and restores of a run that
-//! continues from it.
+//! Resuming an interrupted run (`--resume`): the state written after every epoch, and the checks
+//! and restores of a run that continues from it. Fine-tuning keeps it as `resume.safetensors` in
+//! its run directory ([`load_run`]); pre-training beside its checkpoint
+//! (`crate::pretrain::output::Output::state`), with the same file layout.
 //!
 //! The file holds what the next epoch depends on and the run's logs do not: every model variable
 //! (batch-norm statistics included), Adam's moments and step counts, MolPeg's reference model and
@@ -39,10 +40,9 @@ use super::optim::{Moments, Optimizer};
 use super::prune::Pruner;
 use super::rundir::replace_atomically;
 use crate::checkpoint::{self, LoadOptions};
-use crate::cli::FinetuneArgs;
 use crate::emissions::LedgerTotals;
 
-/// The state file in the run directory.
+/// The state file in a fine-tuning run directory.
 pub const STATE_FILE: &str = "resume.safetensors";
 
 /// Key of the [`Progress`] JSON in the file's safetensors metadata.
@@ -54,7 +54,8 @@ const FORMAT_VERSION: u32 = 1;
 /// Flags that may differ between a run and its resumption: where things are and how the run is
 /// metered, not what it computes. A different `--threads` changes the order of libtorch's sums
 /// (allowed, with a warning: the figures are then no longer bit-identical).
-const MAY_CHANGE: &[&str] = &["out", "data_dir", "threads", "meter", "socket"];
+/// `--overwrite` (pre-training) is how the interrupted run was started, not what it computes.
+const MAY_CHANGE: &[&str] = &["out", "data_dir", "threads", "meter", "socket", "overwrite"];
 
 /// Tensor-name prefixes inside the file.
 const MODEL: &str = "model/";
@@ -119,10 +120,9 @@ pub fn supported(optimizer: &Optimizer) -> bool {
     !matches!(optimizer, Optimizer::Libtorch(_))
 }
 
-/// Writes the state of `snap` to `<dir>/resume.safetensors` (replacing the previous one whole);
-/// writes nothing when the optimiser's state cannot be read ([`supported`]: the caller checks it
-/// once and says so).
-pub fn save(dir: &Path, snap: &Snapshot<'_>) -> Result<(), TrainError> {
+/// Writes the state of `snap` to `target` (replacing the previous one whole); writes nothing when
+/// the optimiser's state cannot be read ([`supported`]: the caller checks it once and says so).
+pub fn save(target: &Path, snap: &Snapshot<'_>) -> Result<(), TrainError> {
     let Some(moments) = snap.optimizer.moments(snap.model)? else {
         return Ok(());
     };
@@ -155,46 +155,49 @@ pub fn save(dir: &Path, snap: &Snapshot<'_>) -> Result<(), TrainError> {
         meter: snap.meter,
         optimizer_steps,
     };
-    let target = dir.join(STATE_FILE);
     let meta = serde_json::to_string(&progress)
-        .map_err(|e| TrainError::io(&target, std::io::Error::other(e)))?;
+        .map_err(|e| TrainError::io(target, std::io::Error::other(e)))?;
     let metadata = Some(std::collections::HashMap::from([(
         META_KEY.to_owned(),
         meta,
     )]));
-    replace_atomically(&target, |tmp| {
+    replace_atomically(target, |tmp| {
         safetensors::tensor::serialize_to_file(blobs, &metadata, tmp)
             .map_err(|e| TrainError::io(tmp, std::io::Error::other(e)))
     })
 }
 
-/// Removes the state file of a finished run (nothing when there is none).
-pub fn remove(dir: &Path) -> Result<(), TrainError> {
-    let path = dir.join(STATE_FILE);
-    crate::files::remove_if_present(&path).map_err(|e| TrainError::io(&path, e))
+/// Removes the state file `path` of a finished run (nothing when there is none).
+pub fn remove(path: &Path) -> Result<(), TrainError> {
+    crate::files::remove_if_present(path).map_err(|e| TrainError::io(path, e))
 }
 
-/// Reads the state of the run in `dir`: a clear error when the run has finished, when it never
-/// saved a state, or when the file is not one this version wrote.
-pub fn load(dir: &Path) -> Result<Saved, TrainError> {
-    let path = dir.join(STATE_FILE);
+/// Reads the state of the fine-tuning run in `dir`: a clear error when the run has finished,
+/// when it never saved a state, or when the file is not one this version wrote.
+pub fn load_run(dir: &Path) -> Result<Saved, TrainError> {
     let refuse = |why: String| TrainError::Options(format!("--resume {}: {why}", dir.display()));
     if dir.join("summary.json").is_file() {
         return Err(refuse(
             "this run has finished (summary.json); nothing to resume".into(),
         ));
     }
-    let data = match std::fs::read(&path) {
+    read(&dir.join(STATE_FILE))?.ok_or_else(|| {
+        refuse(format!(
+            "no {STATE_FILE}: the run stopped before its first epoch ended, or it ran on a \
+             device whose optimiser state cannot be saved; start it again without --resume"
+        ))
+    })
+}
+
+/// Reads the state file `path`: `None` when there is none, an error naming the file when it is
+/// not one this version wrote.
+pub fn read(path: &Path) -> Result<Option<Saved>, TrainError> {
+    let data = match std::fs::read(path) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(refuse(format!(
-                "no {STATE_FILE}: the run stopped before its first epoch ended, or it ran on a \
-                 device whose optimiser state cannot be saved; start it again without --resume"
-            )));
-        }
-        Err(e) => return Err(TrainError::io(&path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(TrainError::io(path, e)),
     };
-    let corrupt = |why: String| TrainError::io(&path, std::io::Error::other(why));
+    let corrupt = |why: String| TrainError::io(path, std::io::Error::other(why));
     let (_, header) = SafeTensors::read_metadata(&data).map_err(|e| corrupt(e.to_string()))?;
     let progress: Progress = header
         .metadata()
@@ -211,7 +214,7 @@ pub fn load(dir: &Path) -> Result<Saved, TrainError> {
     let file = SafeTensors::deserialize(&data).map_err(|e| corrupt(e.to_string()))?;
     let mut saved = Saved {
         progress,
-        path: path.clone(),
+        path: path.to_owned(),
         model: Vec::new(),
         moments: BTreeMap::new(),
         reference: Vec::new(),
@@ -253,7 +256,7 @@ pub fn load(dir: &Path) -> Result<Saved, TrainError> {
             "Adam moments of {name} without a step count"
         )));
     }
-    Ok(saved)
+    Ok(Some(saved))
 }
 
 impl Saved {
@@ -309,37 +312,46 @@ impl Saved {
     }
 }
 
-/// Checks that `args` are the flags of the run in `dir` (its `config.json`), but those in
-/// [`MAY_CHANGE`]; lists every difference. Warns when `--threads` differs.
-pub fn check_args(dir: &Path, args: &FinetuneArgs) -> Result<(), TrainError> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    let config: Value =
-        serde_json::from_str(&text).map_err(|e| TrainError::io(&path, std::io::Error::other(e)))?;
+/// Checks that `args` are the flags of the interrupted run, as logged under `"args"` in the JSON
+/// file `logged` (fine-tuning's `config.json`, pre-training's log), but those in [`MAY_CHANGE`];
+/// lists every difference. Warns when `--threads` differs.
+pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<(), TrainError> {
+    let text = std::fs::read_to_string(logged).map_err(|e| TrainError::io(logged, e))?;
+    let config: Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::io(logged, std::io::Error::other(e)))?;
     let then = config
         .get("args")
-        .ok_or_else(|| TrainError::io(&path, std::io::Error::other("no \"args\"")))?;
+        .ok_or_else(|| TrainError::io(logged, std::io::Error::other("no \"args\"")))?;
     let now =
-        serde_json::to_value(args).map_err(|e| TrainError::io(&path, std::io::Error::other(e)))?;
+        serde_json::to_value(args).map_err(|e| TrainError::io(logged, std::io::Error::other(e)))?;
     let mut differences = Vec::new();
     differ("", then, &now, &mut differences);
     if !differences.is_empty() {
         return Err(TrainError::Options(format!(
             "--resume: the flags differ from the run's ({}): {}; give the run's own flags",
-            path.display(),
+            logged.display(),
             differences.join("; ")
         )));
     }
-    let threads = |v: &Value| v.pointer("/model/threads").cloned();
-    let earlier = threads(then);
-    if earlier != threads(&now) {
-        let earlier = earlier.map_or_else(|| "unknown".to_owned(), |v| v.to_string());
+    let earlier = find_key(then, "threads");
+    if earlier != find_key(&now, "threads") {
+        let earlier = earlier.map_or_else(|| "unknown".to_owned(), Value::to_string);
         tracing::warn!(
             "--resume with another --threads than the run's ({earlier} then): the figures will \
              not be bit-identical to an uninterrupted run"
         );
     }
     Ok(())
+}
+
+/// The first value under `key` in `value`, at any depth (the flag structs nest differently).
+fn find_key<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    match value {
+        Value::Object(map) => map
+            .get(key)
+            .or_else(|| map.values().find_map(|v| find_key(v, key))),
+        _ => None,
+    }
 }
 
 /// Appends to `out` the paths where `then` and `now` differ (`train.epochs: 100 then, 50 now`),
@@ -443,5 +455,19 @@ mod tests {
                 "train.epochs: 100 then, 50 now"
             ]
         );
+    }
+
+    #[test]
+    fn threads_are_found_at_any_depth_and_overwrite_may_change() {
+        let finetune = serde_json::json!({"model": {"compute": {"threads": 2}}, "out": "x"});
+        let pretrain = serde_json::json!({"compute": {"threads": 1}, "overwrite": true});
+        assert_eq!(find_key(&finetune, "threads"), Some(&Value::from(2)));
+        assert_eq!(find_key(&pretrain, "threads"), Some(&Value::from(1)));
+        assert_eq!(find_key(&pretrain, "seed"), None);
+        let mut out = Vec::new();
+        let mut now = pretrain.clone();
+        now["overwrite"] = false.into();
+        differ("", &pretrain, &now, &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 }
