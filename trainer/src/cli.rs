@@ -465,6 +465,16 @@ pub struct PretrainArgs {
     /// Replace what --out already holds (else an existing output is an error).
     #[arg(long)]
     pub overwrite: bool,
+
+    /// Continue the interrupted pre-training at --out (or the default output) after its last
+    /// saved epoch: a state is saved beside the checkpoint after every epoch (<stem>.resume.
+    /// safetensors, or resume.safetensors in the 1D folder) and removed when the run ends. Give
+    /// the run's own flags: they are checked against its log (--threads, --device, --meter,
+    /// --socket may change). With the same --threads the result is bit-identical to an
+    /// uninterrupted run.
+    #[arg(long, conflicts_with = "overwrite")]
+    #[serde(skip)]
+    pub resume: bool,
 }
 
 /// Size of a 1D encoder trained from scratch (BERT layout, exact GELU, feed-forward 4× wide).

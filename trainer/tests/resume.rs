@@ -9,8 +9,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -83,23 +82,7 @@ fn figures(records: &[Value]) -> Vec<Value> {
 /// Starts the run, kills it (SIGKILL) once it has logged 3 epochs; asserts it was really
 /// interrupted: no summary, fewer than all epochs, a saved state.
 fn start_and_kill(flags: &[&str], out: &Path) {
-    let mut child = command(flags, out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start anges-train");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while epochs(out).len() < 3 {
-        assert!(Instant::now() < deadline, "no third epoch in 10 minutes");
-        assert!(
-            child.try_wait().expect("poll").is_none(),
-            "the run ended before it was interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
-    let logged = epochs(out).len();
+    let logged = common::kill_once(command(flags, out), || epochs(out).len(), 3);
     assert!(
         (3..EPOCHS).contains(&logged),
         "interrupted after {logged} of {EPOCHS} epochs"

@@ -1,8 +1,13 @@
 //! The epoch loop both pre-training objectives share: per epoch, the molecules in a seeded
 //! shuffled order (the fine-tuning loop's [`shuffle`]), masks from a seeded [`Stream`] of the
-//! same seed and epoch, Adam (or AdamW) over every variable with optional gradient clipping,
-//! a progress bar, then the checkpoint and the log rewritten, a meter reading, and one log line.
-//! An [`Objective`] says how a batch becomes a loss and how its weights are saved.
+//! same seed and epoch, libtorch's generator reseeded for the epoch (dropout), Adam (or AdamW)
+//! over every variable with optional gradient clipping, a progress bar, then the checkpoint and
+//! the log rewritten, a meter reading, one log line, and the state `--resume` continues from
+//! ([`resume`], after the log: an epoch logged but not saved runs again). An [`Objective`] says
+//! how a batch becomes a loss and how its weights are saved.
+//!
+//! Everything an epoch draws is keyed by `(seed, epoch)`, so a run resumed from the state of
+//! epoch k with the same `--threads` is bit-identical to an uninterrupted one.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -12,8 +17,9 @@ use tch::{Kind, Tensor};
 
 use super::PretrainError;
 use super::output::{Output, PretrainEpoch, PretrainLog};
-use crate::cli::TrainArgs;
+use crate::cli::PretrainArgs;
 use crate::emissions::EpochMeter;
+use crate::train::resume::{self, Saved, Snapshot};
 use crate::train::seeded::{Stream, shuffle};
 use crate::train::setup;
 
@@ -79,20 +85,50 @@ impl PassStats {
     }
 }
 
-/// Runs `train.epochs` epochs of `objective`, appending to `log` and rewriting the checkpoint
-/// and the log into `out` after each.
+/// The run's wall clock: this process's start and the seconds of the processes before it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    /// When this process started the run.
+    pub started: Instant,
+    /// Seconds the interrupted processes spent (0 for a fresh run).
+    pub earlier: f64,
+}
+
+impl RunClock {
+    /// Seconds of the run so far, over all its processes.
+    pub fn seconds(&self) -> f64 {
+        self.earlier + self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// Runs the epochs of `objective` after those already in `log` (with `--resume`, from the state
+/// `resumed` of the last of them), appending to `log` and rewriting the checkpoint, the log and
+/// the resume state into `out` after each; removes the state at the end.
 pub fn run_epochs(
     objective: &mut dyn Objective,
-    train: &TrainArgs,
-    seed: u64,
+    args: &PretrainArgs,
     mut meter: Option<&mut EpochMeter>,
     log: &mut PretrainLog,
     out: &Output,
+    resumed: Option<Saved>,
+    clock: RunClock,
 ) -> Result<(), PretrainError> {
+    let (train, seed) = (&args.train, args.seed);
     let mut opt = setup::optimizer(objective.var_store(), train)?;
+    if let Some(saved) = resumed {
+        saved.restore(objective.var_store(), &mut opt, None, None)?;
+    }
+    let saves_state = resume::supported(&opt);
+    if !saves_state {
+        tracing::warn!(
+            "no resume state will be saved: libtorch's optimiser (parameters of mixed kinds or \
+             devices) keeps moments that cannot be read"
+        );
+    }
     let n = objective.molecules();
-    for epoch in 1..=train.epochs {
+    for epoch in log.epochs.len() + 1..=train.epochs {
         let t0 = Instant::now();
+        setup::seed_epoch(seed, epoch);
         let mut order: Vec<usize> = (0..n).collect();
         shuffle(&mut order, seed, epoch as u64);
         let mut masks = Stream::new(seed, epoch as u64, MASK_SALT);
@@ -173,7 +209,24 @@ pub fn run_epochs(
         }
         log.epochs.push(record);
         out.write_log(log)?;
+        // Not after the last epoch: the run ends next (an interruption there reruns it).
+        if saves_state && epoch < train.epochs {
+            resume::save(
+                &out.state(),
+                &Snapshot {
+                    epochs: epoch,
+                    seconds: clock.seconds(),
+                    best_epoch: None,
+                    meter: meter.as_deref().map(EpochMeter::totals),
+                    model: objective.var_store(),
+                    optimizer: &opt,
+                    reference: None,
+                    pruner: None,
+                },
+            )?;
+        }
     }
+    resume::remove(&out.state())?;
     Ok(())
 }
 

@@ -6,7 +6,9 @@
 //! attribute masking for GIN/GCN ([`graph`], masks from [`atom_masking`]) or masked-language
 //! modelling for the 1D encoder ([`sequence`], masks from [`token_masking`]) — and runs the
 //! epochs ([`epochs`]): seeded order and masks, Adam, progress bar, a meter reading, the
-//! checkpoint and the machine-readable log ([`PretrainLog`]) rewritten after every epoch.
+//! checkpoint, the machine-readable log ([`PretrainLog`]) and the resume state rewritten after
+//! every epoch. `--resume` continues an interrupted run from that state ([`resume_point`]),
+//! bit-identically with the same `--threads`.
 //!
 //! Not built: bond masking (pretrain-gnns' `--mask_edge`) and continuing 1D pre-training from a
 //! Hugging Face folder.
@@ -22,6 +24,7 @@ pub(crate) mod token_masking;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use output::Output;
 pub use output::{PretrainEpoch, PretrainLog};
 
 use crate::checkpoint::CheckpointError;
@@ -31,8 +34,9 @@ use crate::emissions::{EpochMeter, MeterError};
 use crate::featurize::TokenizeError;
 use crate::models::ModelError;
 use crate::runtime::DeviceUnavailable;
-use crate::train::setup;
-use epochs::Objective;
+use crate::train::resume::{self, Saved};
+use crate::train::{TrainError, setup};
+use epochs::{Objective, RunClock};
 
 /// Why a pre-training run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +86,9 @@ pub enum PretrainError {
     /// libtorch refused an operation.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// `--resume` was refused, or the resume state could not be read, restored or written.
+    #[error(transparent)]
+    Resume(#[from] TrainError),
     /// A file could not be written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -107,7 +114,9 @@ impl PretrainError {
 pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
     let started = Instant::now();
     check_args(args)?;
-    let out = output::Output::resolve(args)?;
+    let out = Output::resolve(args)?;
+    // `--resume`: the flags must be the run's, and its state readable, before any work.
+    let resumed = args.resume.then(|| resume_point(args, &out)).transpose()?;
     setup::apply_threads(args.compute.threads).map_err(PretrainError::Options)?;
     let device = args.compute.device.resolve()?;
     let is_graph = args.model != ModelKind::Transformer;
@@ -131,6 +140,24 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
         Box::new(mlm)
     };
     log.parameters = objective.encoder_parameters();
+    let clock = RunClock {
+        started,
+        earlier: resumed
+            .as_ref()
+            .map_or(0.0, |(saved, _)| saved.progress.seconds),
+    };
+    let earlier_meter = resumed.as_ref().and_then(|(saved, _)| saved.progress.meter);
+    let saved = resumed.map(|(saved, logged)| {
+        tracing::info!(
+            "resuming {} after epoch {} of {} ({:.0} s so far)",
+            out.checkpoint().display(),
+            logged.len(),
+            args.train.epochs,
+            clock.earlier
+        );
+        log.epochs = logged;
+        saved
+    });
     tracing::info!(
         "pre-training {:?} ({}) on {} molecules of {} ({} rows read{}), {device:?}; writing {}",
         args.model,
@@ -145,17 +172,21 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
         &args.meter,
         &format!("anges-train pretrain {}", log.model_name()),
     )?;
-    if let Some(m) = &meter {
+    if let Some(m) = &mut meter {
         tracing::info!("meter: {}", m.describe());
         log.meter = Some(m.describe());
+        if let Some(totals) = earlier_meter {
+            m.carry_over(totals);
+        }
     }
     let run = epochs::run_epochs(
         objective.as_mut(),
-        &args.train,
-        args.seed,
+        args,
         meter.as_mut(),
         &mut log,
         &out,
+        saved,
+        clock,
     );
     if let Some(fin) = meter.map(EpochMeter::finish) {
         let (energy_j, co2_g) = fin.total();
@@ -163,10 +194,58 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
         log.co2_g = Some(co2_g);
         log.measured = Some(fin.measured);
     }
-    log.seconds = started.elapsed().as_secs_f64();
+    log.seconds = clock.seconds();
     out.write_log(&log)?;
     run?;
     Ok(log)
+}
+
+/// Where `--resume` continues the run at `out` from: its saved state and its logged epochs up to
+/// the state's (an epoch logged after the last save runs again). Refuses, saying why, a run that
+/// was started with other flags, has finished, or never saved a state.
+fn resume_point(
+    args: &PretrainArgs,
+    out: &Output,
+) -> Result<(Saved, Vec<PretrainEpoch>), PretrainError> {
+    let refuse = |why: String| {
+        PretrainError::Options(format!("--resume {}: {why}", out.checkpoint().display()))
+    };
+    let log = out.log();
+    if !log.is_file() {
+        return Err(refuse(format!(
+            "no log {}: the run stopped before its first epoch ended (or --out differs); start \
+             it again without --resume",
+            log.display()
+        )));
+    }
+    resume::check_flags(&log, args)?;
+    let mut logged = out.logged_epochs()?;
+    let Some(saved) = resume::read(&out.state())? else {
+        let why = if logged.len() >= args.train.epochs {
+            format!(
+                "this run has finished ({} epochs logged); nothing to resume",
+                logged.len()
+            )
+        } else {
+            format!(
+                "no saved state {}: the run stopped before its first epoch ended, or it ran \
+                 where the optimiser state cannot be saved; start it again without --resume",
+                out.state().display()
+            )
+        };
+        return Err(refuse(why));
+    };
+    let epochs = saved.progress.epochs;
+    if logged.len() < epochs || epochs >= args.train.epochs {
+        return Err(refuse(format!(
+            "the saved state is of epoch {epochs}, the log lists {} of {} epochs: they do not \
+             belong together",
+            logged.len(),
+            args.train.epochs
+        )));
+    }
+    logged.truncate(epochs);
+    Ok((saved, logged))
 }
 
 /// Checks what does not depend on the corpus.

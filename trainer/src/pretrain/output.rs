@@ -1,17 +1,19 @@
 //! Where pre-training writes, and what: the output place ([`Output`]: one `.safetensors` file for
 //! GIN/GCN, a Hugging Face folder for the 1D encoder; by default in the model cache folder), the
-//! machine-readable log of the run ([`PretrainLog`], one [`PretrainEpoch`] per epoch), and
-//! atomic replacement of both, so that a run killed mid-write leaves the previous epoch's files.
+//! machine-readable log of the run ([`PretrainLog`], one [`PretrainEpoch`] per epoch), the
+//! state `--resume` continues from ([`Output::state`], written by [`crate::train::resume`]), and
+//! atomic replacement of all three, so that a run killed mid-write leaves the previous epoch's
+//! files.
 //!
-//! | model | `--out` (default) | checkpoint | log |
-//! | --- | --- | --- | --- |
-//! | gin, gcn | `<cache>/models/{gin,gcn}_attrmask.safetensors` | that file | `<stem>.pretrain.json` beside it |
-//! | transformer | `<cache>/models/transformer_mlm/` | `model.safetensors` (+ `config.json`, `vocab.txt`) | `pretrain.json` inside |
+//! | model | `--out` (default) | checkpoint | log | resume state (while running) |
+//! | --- | --- | --- | --- | --- |
+//! | gin, gcn | `<cache>/models/{gin,gcn}_attrmask.safetensors` | that file | `<stem>.pretrain.json` beside it | `<stem>.resume.safetensors` beside it |
+//! | transformer | `<cache>/models/transformer_mlm/` | `model.safetensors` (+ `config.json`, `vocab.txt`) | `pretrain.json` inside | `resume.safetensors` inside |
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::PretrainError;
@@ -19,19 +21,23 @@ use super::corpus::Corpus;
 use crate::checkpoint::CheckpointError;
 use crate::cli::{ModelKind, PretrainArgs};
 use crate::data::DataOptions;
+use crate::train::resume::STATE_FILE;
 
 /// File name of the 1D folder's log.
 pub const FOLDER_LOG: &str = "pretrain.json";
 /// The files a 1D run writes into its folder (removed first with `--overwrite`).
-const FOLDER_FILES: [&str; 5] = [
+const FOLDER_FILES: [&str; 6] = [
     "config.json",
     "model.safetensors",
     "vocab.txt",
     "tokenizer.json",
     FOLDER_LOG,
+    STATE_FILE,
 ];
 /// Suffix of a 2D checkpoint's log (`gin_attrmask.safetensors` → `gin_attrmask.pretrain.json`).
 pub const FILE_LOG_EXTENSION: &str = "pretrain.json";
+/// Suffix of a 2D checkpoint's resume state (`gin_attrmask.resume.safetensors`).
+pub const FILE_STATE_EXTENSION: &str = "resume.safetensors";
 
 /// Where a run writes its checkpoint and log.
 #[derive(Debug, Clone)]
@@ -52,8 +58,9 @@ pub enum Output {
 
 impl Output {
     /// The output of `args` (`--out`, else the default in the model cache folder); refuses an
-    /// existing output without `--overwrite` and a 2D file not named `*.safetensors`; creates the
-    /// folders.
+    /// existing output without `--overwrite` or `--resume` and a 2D file not named
+    /// `*.safetensors`; creates the folders and, but with `--resume`, removes a stale state and,
+    /// for the 1D folder, the files a run writes.
     pub fn resolve(args: &PretrainArgs) -> Result<Self, PretrainError> {
         let models = DataOptions::default().cache_dir.join("models");
         let out = match args.model {
@@ -81,6 +88,10 @@ impl Output {
                     .unwrap_or_else(|| models.join(default_name(args.model))),
             },
         };
+        if args.resume {
+            // What the interrupted run left is what the resumed one continues from.
+            return Ok(out);
+        }
         if !args.overwrite
             && let Some(existing) = out.existing()
         {
@@ -88,13 +99,14 @@ impl Output {
         }
         let dir = out.dir();
         std::fs::create_dir_all(&dir).map_err(|e| PretrainError::io(&dir, e))?;
-        if let Self::Folder { dir } = &out {
-            // A stale tokenizer.json would shadow the vocab.txt written now (and vice versa).
-            for name in FOLDER_FILES {
-                let stale = dir.join(name);
-                crate::files::remove_if_present(&stale)
-                    .map_err(|e| PretrainError::io(&stale, e))?;
-            }
+        // A stale tokenizer.json would shadow the vocab.txt written now (and vice versa); a
+        // stale state would let --resume continue a run that this one replaced.
+        let stale = match &out {
+            Self::Folder { dir } => FOLDER_FILES.iter().map(|name| dir.join(name)).collect(),
+            Self::File { .. } => vec![out.state()],
+        };
+        for path in stale {
+            crate::files::remove_if_present(&path).map_err(|e| PretrainError::io(&path, e))?;
         }
         Ok(out)
     }
@@ -102,9 +114,9 @@ impl Output {
     /// What of this output already exists, if anything (a non-empty folder counts).
     fn existing(&self) -> Option<PathBuf> {
         match self {
-            Self::File { checkpoint, log } => {
-                [checkpoint, log].into_iter().find(|p| p.exists()).cloned()
-            }
+            Self::File { checkpoint, log } => [checkpoint.clone(), log.clone(), self.state()]
+                .into_iter()
+                .find(|p| p.exists()),
             Self::Folder { dir } => std::fs::read_dir(dir)
                 .ok()
                 .and_then(|mut entries| entries.next())
@@ -138,9 +150,32 @@ impl Output {
         }
     }
 
+    /// The state `--resume` continues from, saved after every epoch but the last and removed
+    /// when the run ends.
+    pub fn state(&self) -> PathBuf {
+        match self {
+            Self::File { checkpoint, .. } => checkpoint.with_extension(FILE_STATE_EXTENSION),
+            Self::Folder { dir } => dir.join(STATE_FILE),
+        }
+    }
+
     /// Writes the log (atomically).
     pub fn write_log(&self, log: &PretrainLog) -> Result<(), PretrainError> {
         write_json(&self.log(), log)
+    }
+
+    /// The epochs the log holds (what an interrupted run finished and logged).
+    pub fn logged_epochs(&self) -> Result<Vec<PretrainEpoch>, PretrainError> {
+        /// The part of a [`PretrainLog`] read back.
+        #[derive(Deserialize)]
+        struct Logged {
+            epochs: Vec<PretrainEpoch>,
+        }
+        let path = self.log();
+        let text = std::fs::read_to_string(&path).map_err(|e| PretrainError::io(&path, e))?;
+        serde_json::from_str::<Logged>(&text)
+            .map(|logged| logged.epochs)
+            .map_err(|e| PretrainError::io(&path, std::io::Error::other(e)))
     }
 }
 
@@ -192,7 +227,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PretrainEr
 }
 
 /// One epoch of pre-training.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainEpoch {
     /// 1-based epoch.
     pub epoch: usize,
@@ -385,6 +420,48 @@ mod tests {
         assert!(
             !folder.join("tokenizer.json").exists(),
             "stale files are removed"
+        );
+    }
+
+    #[test]
+    fn resume_states_sit_beside_the_checkpoint_and_go_with_a_fresh_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gin.safetensors");
+        let flags = ["--out", file.to_str().unwrap()];
+        let state = dir.path().join("gin.resume.safetensors");
+        assert_eq!(Output::resolve(&args(&flags)).unwrap().state(), state);
+
+        // A state alone is an existing output; --resume keeps it, --overwrite removes it.
+        std::fs::write(&state, b"state").unwrap();
+        let err = Output::resolve(&args(&flags)).unwrap_err();
+        assert!(
+            matches!(err, PretrainError::OutputExists(ref p) if *p == state),
+            "{err}"
+        );
+        let mut resume = flags.to_vec();
+        resume.push("--resume");
+        Output::resolve(&args(&resume)).unwrap();
+        assert!(state.is_file(), "--resume keeps the state");
+        let mut overwrite = flags.to_vec();
+        overwrite.push("--overwrite");
+        Output::resolve(&args(&overwrite)).unwrap();
+        assert!(!state.exists(), "a fresh run removes a stale state");
+
+        let folder = dir.path().join("mlm");
+        let flags = ["--model", "transformer", "--out", folder.to_str().unwrap()];
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(STATE_FILE), b"state").unwrap();
+        let mut resume = flags.to_vec();
+        resume.push("--resume");
+        let out = Output::resolve(&args(&resume)).unwrap();
+        assert_eq!(out.state(), folder.join("resume.safetensors"));
+        assert!(out.state().is_file(), "--resume keeps the folder's files");
+        let mut overwrite = flags.to_vec();
+        overwrite.push("--overwrite");
+        Output::resolve(&args(&overwrite)).unwrap();
+        assert!(
+            !out.state().exists(),
+            "--overwrite clears the folder's state"
         );
     }
 

@@ -14,7 +14,8 @@
 //! - `setup` (crate): threads, seed, optimiser and progress bar, shared with
 //!   [`crate::pretrain`].
 //! - [`optim`]: Adam/AdamW, fused on the CPU.
-//! - [`resume`]: the state saved after every epoch, and `--resume` from it.
+//! - [`resume`]: the state saved after every epoch, and `--resume` from it (fine-tuning and
+//!   pre-training).
 
 mod epoch;
 pub mod finetune;

@@ -101,3 +101,32 @@ pub fn oracle(input: &Path) -> Oracle {
     }
     serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("parse the oracle's output")
 }
+
+/// Starts `cmd` (its output discarded), waits until `progress()` reaches `at_least` (at most 10
+/// minutes; the run must not end before), then kills it with SIGKILL and returns `progress()`
+/// after the kill: an interruption at an arbitrary point, as a crash or an OOM kill would be.
+pub fn kill_once(mut cmd: Command, progress: impl Fn() -> usize, at_least: usize) -> usize {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start anges-train");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while progress() < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "no progress {at_least} in 10 minutes"
+        );
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the run ended before it was interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    progress()
+}
