@@ -644,3 +644,44 @@ fn transformer_pretraining_resumes_bit_identically() {
         cache.path(),
     );
 }
+
+#[test]
+fn resume_refuses_a_corpus_that_changed_since_the_run_started() {
+    let cache = tempfile::tempdir().unwrap();
+    let corpus = cache.path().join("corpus.csv");
+    let rows = |n: usize| {
+        let mut text = String::from("SMILES\n");
+        for i in 0..n {
+            text.push_str(&format!("{}O\n", "C".repeat(1 + i % 7)));
+        }
+        text
+    };
+    std::fs::write(&corpus, rows(300)).unwrap();
+    let files = Written::file(cache.path(), "gin");
+    let flags = [
+        "pretrain",
+        "--corpus",
+        path_str(&corpus),
+        "--model",
+        "gin",
+        "--epochs",
+        "50",
+        "--out",
+        path_str(&files.checkpoint),
+    ];
+    // After 2 logged epochs the state of epoch 1 at least is there (it follows each log write).
+    common::kill_once(command(&flags, cache.path()), || files.logged(), 2);
+    assert!(files.state.is_file(), "no resume state to refuse");
+
+    std::fs::write(&corpus, rows(290)).unwrap();
+    let mut resume = flags.to_vec();
+    resume.push("--resume");
+    let err = fail(&resume, cache.path());
+    assert!(
+        err.contains("is not the corpus the run started on")
+            && err.contains("300 rows read")
+            && err.contains("290 rows"),
+        "{err}"
+    );
+    assert!(files.state.is_file(), "a refused resume keeps the state");
+}

@@ -24,7 +24,7 @@ pub(crate) mod token_masking;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use output::Output;
+use output::{CorpusCounts, LoggedRun, Output};
 pub use output::{PretrainEpoch, PretrainLog};
 
 use crate::checkpoint::CheckpointError;
@@ -147,17 +147,21 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
             .map_or(0.0, |(saved, _)| saved.progress.seconds),
     };
     let earlier_meter = resumed.as_ref().and_then(|(saved, _)| saved.progress.meter);
-    let saved = resumed.map(|(saved, logged)| {
-        tracing::info!(
-            "resuming {} after epoch {} of {} ({:.0} s so far)",
-            out.checkpoint().display(),
-            logged.len(),
-            args.train.epochs,
-            clock.earlier
-        );
-        log.epochs = logged;
-        saved
-    });
+    let saved = match resumed {
+        Some((saved, logged)) => {
+            check_same_corpus(&logged.corpus, &log.corpus_counts(), args)?;
+            tracing::info!(
+                "resuming {} after epoch {} of {} ({:.0} s so far)",
+                out.checkpoint().display(),
+                logged.epochs.len(),
+                args.train.epochs,
+                clock.earlier
+            );
+            log.epochs = logged.epochs;
+            Some(saved)
+        }
+        None => None,
+    };
     tracing::info!(
         "pre-training {:?} ({}) on {} molecules of {} ({} rows read{}), {device:?}; writing {}",
         args.model,
@@ -203,10 +207,7 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
 /// Where `--resume` continues the run at `out` from: its saved state and its logged epochs up to
 /// the state's (an epoch logged after the last save runs again). Refuses, saying why, a run that
 /// was started with other flags, has finished, or never saved a state.
-fn resume_point(
-    args: &PretrainArgs,
-    out: &Output,
-) -> Result<(Saved, Vec<PretrainEpoch>), PretrainError> {
+fn resume_point(args: &PretrainArgs, out: &Output) -> Result<(Saved, LoggedRun), PretrainError> {
     let refuse = |why: String| {
         PretrainError::Options(format!("--resume {}: {why}", out.checkpoint().display()))
     };
@@ -219,12 +220,12 @@ fn resume_point(
         )));
     }
     resume::check_flags(&log, args)?;
-    let mut logged = out.logged_epochs()?;
+    let mut logged = out.logged()?;
     let Some(saved) = resume::read(&out.state())? else {
-        let why = if logged.len() >= args.train.epochs {
+        let why = if logged.epochs.len() >= args.train.epochs {
             format!(
                 "this run has finished ({} epochs logged); nothing to resume",
-                logged.len()
+                logged.epochs.len()
             )
         } else {
             format!(
@@ -236,16 +237,39 @@ fn resume_point(
         return Err(refuse(why));
     };
     let epochs = saved.progress.epochs;
-    if logged.len() < epochs || epochs >= args.train.epochs {
+    if logged.epochs.len() < epochs || epochs >= args.train.epochs {
         return Err(refuse(format!(
             "the saved state is of epoch {epochs}, the log lists {} of {} epochs: they do not \
              belong together",
-            logged.len(),
+            logged.epochs.len(),
             args.train.epochs
         )));
     }
-    logged.truncate(epochs);
+    logged.epochs.truncate(epochs);
     Ok((saved, logged))
+}
+
+/// `--resume` goes on only over the corpus the run started on: the same flags over a file that
+/// changed since (other rows, other skips) would silently train on other molecules.
+fn check_same_corpus(
+    then: &CorpusCounts,
+    now: &CorpusCounts,
+    args: &PretrainArgs,
+) -> Result<(), PretrainError> {
+    if then == now {
+        return Ok(());
+    }
+    Err(PretrainError::Options(format!(
+        "--resume: {} is not the corpus the run started on: then {} rows read, {} molecules, \
+         skipped {:?}; now {} rows, {} molecules, skipped {:?}",
+        args.corpus.display(),
+        then.rows_read,
+        then.molecules,
+        then.skipped,
+        now.rows_read,
+        now.molecules,
+        now.skipped
+    )))
 }
 
 /// Checks what does not depend on the corpus.

@@ -164,18 +164,44 @@ impl Output {
         write_json(&self.log(), log)
     }
 
-    /// The epochs the log holds (what an interrupted run finished and logged).
-    pub fn logged_epochs(&self) -> Result<Vec<PretrainEpoch>, PretrainError> {
-        /// The part of a [`PretrainLog`] read back.
-        #[derive(Deserialize)]
-        struct Logged {
-            epochs: Vec<PretrainEpoch>,
-        }
+    /// What the log of an interrupted run holds that `--resume` needs: its epochs, and what it
+    /// read of the corpus.
+    pub fn logged(&self) -> Result<LoggedRun, PretrainError> {
         let path = self.log();
         let text = std::fs::read_to_string(&path).map_err(|e| PretrainError::io(&path, e))?;
-        serde_json::from_str::<Logged>(&text)
-            .map(|logged| logged.epochs)
-            .map_err(|e| PretrainError::io(&path, std::io::Error::other(e)))
+        serde_json::from_str(&text).map_err(|e| PretrainError::io(&path, std::io::Error::other(e)))
+    }
+}
+
+/// The part of a [`PretrainLog`] read back on `--resume`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoggedRun {
+    /// The epochs finished and logged.
+    pub epochs: Vec<PretrainEpoch>,
+    /// The corpus as that run read it: rows read, molecules, skipped by reason.
+    #[serde(flatten)]
+    pub corpus: CorpusCounts,
+}
+
+/// What a run read of its corpus; a resumed run must read the same (else the file changed).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CorpusCounts {
+    /// Data rows read.
+    pub rows_read: usize,
+    /// Molecules trained on.
+    pub molecules: usize,
+    /// Rows skipped, by reason.
+    pub skipped: BTreeMap<String, usize>,
+}
+
+impl PretrainLog {
+    /// What this run read of its corpus (compared with the log's on `--resume`).
+    pub fn corpus_counts(&self) -> CorpusCounts {
+        CorpusCounts {
+            rows_read: self.rows_read,
+            molecules: self.molecules,
+            skipped: self.skipped.clone(),
+        }
     }
 }
 
