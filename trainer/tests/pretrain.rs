@@ -649,14 +649,14 @@ fn transformer_pretraining_resumes_bit_identically() {
 fn resume_refuses_a_corpus_that_changed_since_the_run_started() {
     let cache = tempfile::tempdir().unwrap();
     let corpus = cache.path().join("corpus.csv");
-    let rows = |n: usize| {
+    let rows = |n: usize, hetero: &str| {
         let mut text = String::from("SMILES\n");
         for i in 0..n {
-            text.push_str(&format!("{}O\n", "C".repeat(1 + i % 7)));
+            text.push_str(&format!("{}{hetero}\n", "C".repeat(1 + i % 7)));
         }
         text
     };
-    std::fs::write(&corpus, rows(300)).unwrap();
+    std::fs::write(&corpus, rows(300, "O")).unwrap();
     let files = Written::file(cache.path(), "gin");
     let flags = [
         "pretrain",
@@ -673,14 +673,21 @@ fn resume_refuses_a_corpus_that_changed_since_the_run_started() {
     common::kill_once(command(&flags, cache.path()), || files.logged(), 2);
     assert!(files.state.is_file(), "no resume state to refuse");
 
-    std::fs::write(&corpus, rows(290)).unwrap();
     let mut resume = flags.to_vec();
     resume.push("--resume");
+    // Fewer rows; then as many rows, but other molecules.
+    std::fs::write(&corpus, rows(290, "O")).unwrap();
     let err = fail(&resume, cache.path());
     assert!(
         err.contains("is not the corpus the run started on")
-            && err.contains("300 rows read")
-            && err.contains("290 rows"),
+            && err.contains("then 300 rows read")
+            && err.contains("now 290 rows read"),
+        "{err}"
+    );
+    std::fs::write(&corpus, rows(300, "N")).unwrap();
+    let err = fail(&resume, cache.path());
+    assert!(
+        err.contains("is not the corpus the run started on") && err.contains("now 300 rows read"),
         "{err}"
     );
     assert!(files.state.is_file(), "a refused resume keeps the state");

@@ -49,6 +49,17 @@ impl Corpus {
         self.smiles.is_empty()
     }
 
+    /// BLAKE3 of the usable SMILES in order (hex): which molecules a run trains on, so that
+    /// `--resume` can tell a corpus file rewritten since the run started.
+    pub fn digest(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for smiles in &self.smiles {
+            hasher.update(smiles.as_bytes());
+            hasher.update(b"\n");
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+
     fn skip(&mut self, reason: String, line: u64, smiles: &str, message: &str) {
         let count = self.skipped.values().sum::<usize>();
         if count < WARN_SKIPS {

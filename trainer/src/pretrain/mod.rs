@@ -250,7 +250,7 @@ fn resume_point(args: &PretrainArgs, out: &Output) -> Result<(Saved, LoggedRun),
 }
 
 /// `--resume` goes on only over the corpus the run started on: the same flags over a file that
-/// changed since (other rows, other skips) would silently train on other molecules.
+/// changed since (other rows, skips or molecules) would silently train on other molecules.
 fn check_same_corpus(
     then: &CorpusCounts,
     now: &CorpusCounts,
@@ -259,16 +259,17 @@ fn check_same_corpus(
     if then == now {
         return Ok(());
     }
+    let describe = |c: &CorpusCounts| {
+        format!(
+            "{} rows read, {} molecules, skipped {:?}, digest {:.12}",
+            c.rows_read, c.molecules, c.skipped, c.corpus_digest
+        )
+    };
     Err(PretrainError::Options(format!(
-        "--resume: {} is not the corpus the run started on: then {} rows read, {} molecules, \
-         skipped {:?}; now {} rows, {} molecules, skipped {:?}",
+        "--resume: {} is not the corpus the run started on: then {}; now {}",
         args.corpus.display(),
-        then.rows_read,
-        then.molecules,
-        then.skipped,
-        now.rows_read,
-        now.molecules,
-        now.skipped
+        describe(then),
+        describe(now)
     )))
 }
 

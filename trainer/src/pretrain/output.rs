@@ -192,6 +192,8 @@ pub struct CorpusCounts {
     pub molecules: usize,
     /// Rows skipped, by reason.
     pub skipped: BTreeMap<String, usize>,
+    /// BLAKE3 of the molecules read ([`Corpus::digest`]).
+    pub corpus_digest: String,
 }
 
 impl PretrainLog {
@@ -201,6 +203,7 @@ impl PretrainLog {
             rows_read: self.rows_read,
             molecules: self.molecules,
             skipped: self.skipped.clone(),
+            corpus_digest: self.corpus_digest.clone(),
         }
     }
 }
@@ -295,6 +298,8 @@ pub struct PretrainLog {
     pub molecules: usize,
     /// Rows skipped, by reason.
     pub skipped: BTreeMap<String, usize>,
+    /// BLAKE3 of the molecules read, in order ([`Corpus::digest`]).
+    pub corpus_digest: String,
     /// The weights written.
     pub checkpoint: PathBuf,
     /// Parameters of the encoder written (the heads excluded for GIN/GCN).
@@ -334,6 +339,7 @@ impl PretrainLog {
             rows_read: corpus.rows_read,
             molecules: corpus.len(),
             skipped: corpus.skipped.clone(),
+            corpus_digest: corpus.digest(),
             checkpoint: out.checkpoint(),
             parameters: 0,
             device: format!("{device:?}"),
