@@ -212,6 +212,28 @@ fn resume_refuses_other_flags_a_damaged_or_missing_state_and_no_out() {
     let err = fail(&["--meter", "off", "--lr", "0.01", "--resume"], dir.path());
     assert!(err.contains("train.lr: 0.001 then, 0.01 now"), "{err}");
     assert_eq!(bytes(&dir.path().join("epochs.jsonl")), before);
+    // Other data behind the same flags: a copy of BBBP with one label flipped, given with
+    // --data-dir (a flag that may change on resume), is refused, the run left as it was.
+    let data = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(common::moleculenet_dir().join("BBBP.csv")).unwrap();
+    let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
+    assert!(lines[0].ends_with(",p_np"), "{}", lines[0]);
+    let (smiles, label) = lines[1].rsplit_once(',').expect("smiles,p_np");
+    lines[1] = format!("{smiles},{}", if label == "1" { "0" } else { "1" });
+    std::fs::write(data.path().join("BBBP.csv"), lines.join("\n") + "\n").unwrap();
+    let other_data = [
+        "--meter",
+        "off",
+        "--resume",
+        "--data-dir",
+        path(data.path()),
+    ];
+    let err = fail(&other_data, dir.path());
+    assert!(
+        err.contains("does not hold the data the run started on"),
+        "{err}"
+    );
+    assert_eq!(bytes(&dir.path().join("epochs.jsonl")), before);
     // A damaged state: a clear error naming the file.
     let state = dir.path().join("resume.safetensors");
     let good = bytes(&state);
@@ -229,4 +251,8 @@ fn resume_refuses_other_flags_a_damaged_or_missing_state_and_no_out() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--out"));
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
 }

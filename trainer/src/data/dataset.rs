@@ -131,6 +131,29 @@ impl Dataset {
         self.task_names.len()
     }
 
+    /// BLAKE3 (hex) of what training sees of the dataset: the task names, then per row in order
+    /// its file row, SMILES and labels. Equal digests mean the same rows with the same labels,
+    /// whatever file or cache they came from; `--resume` compares it with the run's.
+    pub fn digest(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for task in &self.task_names {
+            hasher.update(task.as_bytes());
+            hasher.update(&[0]);
+        }
+        for row in &self.rows {
+            hasher.update(&(row.row as u64).to_le_bytes());
+            hasher.update(row.smiles.as_bytes());
+            hasher.update(&[0]);
+            for label in &row.labels {
+                match label {
+                    Some(v) => hasher.update(&[1]).update(&v.to_bits().to_le_bytes()),
+                    None => hasher.update(&[0]),
+                };
+            }
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+
     /// Skipped rows per reason.
     pub fn skip_counts(&self) -> BTreeMap<SkipKind, usize> {
         let mut counts = BTreeMap::new();

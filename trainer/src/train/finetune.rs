@@ -61,6 +61,8 @@ struct Resolved {
     device: String,
     threads: i32,
     pretrained: Option<PathBuf>,
+    /// [`data::Dataset::digest`] of the rows used, which `--resume` checks.
+    data_digest: String,
     trainer_version: &'static str,
 }
 
@@ -124,6 +126,10 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             dataset.name
         )));
     }
+    let data_digest = dataset.digest();
+    if let (Some(_), Some(dir)) = (&saved, &args.out) {
+        resume::check_data(&dir.join("config.json"), &data_digest, &dataset.source)?;
+    }
     let split = match (&args.data.split_file, &saved, &args.out) {
         (_, Some(_), Some(dir)) => Split::read(&dir.join("split.json"))?,
         (Some(path), _, _) => Split::read(path)?,
@@ -172,6 +178,7 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
                     device: format!("{device:?}"),
                     threads: tch::get_num_threads(),
                     pretrained: pretrained.clone(),
+                    data_digest,
                     trainer_version: env!("CARGO_PKG_VERSION"),
                 },
             })?;

@@ -344,6 +344,31 @@ pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<(), TrainErro
     Ok(())
 }
 
+/// Refuses `--resume` over data other than the run's: `digest` (of the rows used now, from
+/// `source`) must equal the `data_digest` that fine-tuning's `config.json` at `config` recorded.
+/// A run started before the digest was recorded resumes with a warning.
+pub fn check_data(config: &Path, digest: &str, source: &Path) -> Result<(), TrainError> {
+    let text = std::fs::read_to_string(config).map_err(|e| TrainError::io(config, e))?;
+    let logged: Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::io(config, std::io::Error::other(e)))?;
+    match find_key(&logged, "data_digest").and_then(Value::as_str) {
+        Some(then) if then == digest => Ok(()),
+        Some(then) => Err(TrainError::Options(format!(
+            "--resume: {} does not hold the data the run started on (its rows, SMILES or labels \
+             changed: digest {then:.12} then, {digest:.12} now); resume over the run's data, or \
+             start a new run",
+            source.display()
+        ))),
+        None => {
+            tracing::warn!(
+                "--resume: {} records no data digest (an older run); the data cannot be checked",
+                config.display()
+            );
+            Ok(())
+        }
+    }
+}
+
 /// The first value under `key` in `value`, at any depth (the flag structs nest differently).
 fn find_key<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
     match value {
@@ -469,5 +494,30 @@ mod tests {
         now["overwrite"] = false.into();
         differ("", &pretrain, &now, &mut out);
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn data_digests_must_match_and_runs_without_one_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let source = Path::new("BBBP.csv");
+        std::fs::write(
+            &config,
+            r#"{"args": {}, "resolved": {"data_digest": "abc123"}}"#,
+        )
+        .unwrap();
+        assert!(check_data(&config, "abc123", source).is_ok());
+        let err = check_data(&config, "def456", source)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("BBBP.csv does not hold the data the run started on")
+                && err.contains("abc123 then, def456 now"),
+            "{err}"
+        );
+        std::fs::write(&config, r#"{"args": {}, "resolved": {}}"#).unwrap();
+        assert!(check_data(&config, "def456", source).is_ok());
+        std::fs::write(&config, "{").unwrap();
+        assert!(check_data(&config, "def456", source).is_err());
     }
 }
