@@ -316,9 +316,7 @@ impl Saved {
 /// file `logged` (fine-tuning's `config.json`, pre-training's log), but those in [`MAY_CHANGE`];
 /// lists every difference. Warns when `--threads` differs.
 pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<(), TrainError> {
-    let text = std::fs::read_to_string(logged).map_err(|e| TrainError::io(logged, e))?;
-    let config: Value = serde_json::from_str(&text)
-        .map_err(|e| TrainError::io(logged, std::io::Error::other(e)))?;
+    let config = read_json(logged)?;
     let then = config
         .get("args")
         .ok_or_else(|| TrainError::io(logged, std::io::Error::other("no \"args\"")))?;
@@ -348,10 +346,11 @@ pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<(), TrainErro
 /// `source`) must equal the `data_digest` that fine-tuning's `config.json` at `config` recorded.
 /// A run started before the digest was recorded resumes with a warning.
 pub fn check_data(config: &Path, digest: &str, source: &Path) -> Result<(), TrainError> {
-    let text = std::fs::read_to_string(config).map_err(|e| TrainError::io(config, e))?;
-    let logged: Value = serde_json::from_str(&text)
-        .map_err(|e| TrainError::io(config, std::io::Error::other(e)))?;
-    match find_key(&logged, "data_digest").and_then(Value::as_str) {
+    let logged = read_json(config)?;
+    match logged
+        .pointer("/resolved/data_digest")
+        .and_then(Value::as_str)
+    {
         Some(then) if then == digest => Ok(()),
         Some(then) => Err(TrainError::Options(format!(
             "--resume: {} does not hold the data the run started on (its rows, SMILES or labels \
@@ -367,6 +366,12 @@ pub fn check_data(config: &Path, digest: &str, source: &Path) -> Result<(), Trai
             Ok(())
         }
     }
+}
+
+/// The JSON file a run wrote at its start (`config.json`, a pre-training log).
+fn read_json(path: &Path) -> Result<Value, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::io(path, std::io::Error::other(e)))
 }
 
 /// The first value under `key` in `value`, at any depth (the flag structs nest differently).
