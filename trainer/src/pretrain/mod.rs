@@ -219,8 +219,9 @@ fn resume_point(args: &PretrainArgs, out: &Output) -> Result<(Saved, LoggedRun),
             log.display()
         )));
     }
-    resume::check_flags(&log, args)?;
-    let mut logged = out.logged()?;
+    let logged = resume::check_flags(&log, args)?;
+    let mut logged: LoggedRun = serde_json::from_value(logged)
+        .map_err(|e| PretrainError::io(&log, std::io::Error::other(e)))?;
     let Some(saved) = resume::read(&out.state())? else {
         let why = if logged.epochs.len() >= args.train.epochs {
             format!(

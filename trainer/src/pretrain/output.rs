@@ -163,14 +163,6 @@ impl Output {
     pub fn write_log(&self, log: &PretrainLog) -> Result<(), PretrainError> {
         write_json(&self.log(), log)
     }
-
-    /// What the log of an interrupted run holds that `--resume` needs: its epochs, and what it
-    /// read of the corpus.
-    pub fn logged(&self) -> Result<LoggedRun, PretrainError> {
-        let path = self.log();
-        let text = std::fs::read_to_string(&path).map_err(|e| PretrainError::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| PretrainError::io(&path, std::io::Error::other(e)))
-    }
 }
 
 /// The part of a [`PretrainLog`] read back on `--resume`.

@@ -72,12 +72,12 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
     let started = Instant::now();
     let spec = check_supported(args)?;
     // `--resume`: the flags must be the run's, and its state readable, before any work.
-    let saved = match (&args.out, args.resume) {
+    let (saved, run_config) = match (&args.out, args.resume) {
         (Some(dir), true) => {
-            resume::check_flags(&dir.join("config.json"), args)?;
-            Some(resume::load_run(dir)?)
+            let config = resume::check_flags(&dir.join("config.json"), args)?;
+            (Some(resume::load_run(dir)?), Some(config))
         }
-        _ => None,
+        _ => (None, None),
     };
     let Some(dataset_name) = args.data.dataset.clone() else {
         return Err(TrainError::Options(
@@ -127,8 +127,8 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         )));
     }
     let data_digest = dataset.digest();
-    if let (Some(_), Some(dir)) = (&saved, &args.out) {
-        resume::check_data(&dir.join("config.json"), &data_digest, &dataset.source)?;
+    if let Some(config) = &run_config {
+        resume::check_data(config, &data_digest, &dataset.source)?;
     }
     let split = match (&args.data.split_file, &saved, &args.out) {
         (_, Some(_), Some(dir)) => Split::read(&dir.join("split.json"))?,

@@ -314,9 +314,12 @@ impl Saved {
 
 /// Checks that `args` are the flags of the interrupted run, as logged under `"args"` in the JSON
 /// file `logged` (fine-tuning's `config.json`, pre-training's log), but those in [`MAY_CHANGE`];
-/// lists every difference. Warns when `--threads` differs.
-pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<(), TrainError> {
-    let config = read_json(logged)?;
+/// lists every difference. Warns when `--threads` differs. Returns the file's JSON, which the
+/// caller checks further (its data, its epochs) without reading it again.
+pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<Value, TrainError> {
+    let text = std::fs::read_to_string(logged).map_err(|e| TrainError::io(logged, e))?;
+    let config: Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::io(logged, std::io::Error::other(e)))?;
     let then = config
         .get("args")
         .ok_or_else(|| TrainError::io(logged, std::io::Error::other("no \"args\"")))?;
@@ -339,15 +342,15 @@ pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<(), TrainErro
              not be bit-identical to an uninterrupted run"
         );
     }
-    Ok(())
+    Ok(config)
 }
 
 /// Refuses `--resume` over data other than the run's: `digest` (of the rows used now, from
-/// `source`) must equal the `data_digest` that fine-tuning's `config.json` at `config` recorded.
-/// A run started before the digest was recorded resumes with a warning.
-pub fn check_data(config: &Path, digest: &str, source: &Path) -> Result<(), TrainError> {
-    let logged = read_json(config)?;
-    match logged
+/// `source`) must equal the `data_digest` that fine-tuning's `config.json` (`config`, as
+/// [`check_flags`] returned it) recorded. A run started before the digest was recorded resumes
+/// with a warning.
+pub fn check_data(config: &Value, digest: &str, source: &Path) -> Result<(), TrainError> {
+    match config
         .pointer("/resolved/data_digest")
         .and_then(Value::as_str)
     {
@@ -360,18 +363,12 @@ pub fn check_data(config: &Path, digest: &str, source: &Path) -> Result<(), Trai
         ))),
         None => {
             tracing::warn!(
-                "--resume: {} records no data digest (an older run); the data cannot be checked",
-                config.display()
+                "--resume: the run's config.json records no data digest (an older run); the data \
+                 cannot be checked"
             );
             Ok(())
         }
     }
-}
-
-/// The JSON file a run wrote at its start (`config.json`, a pre-training log).
-fn read_json(path: &Path) -> Result<Value, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::io(path, std::io::Error::other(e)))
 }
 
 /// The first value under `key` in `value`, at any depth (the flag structs nest differently).
@@ -503,14 +500,8 @@ mod tests {
 
     #[test]
     fn data_digests_must_match_and_runs_without_one_resume() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.json");
         let source = Path::new("BBBP.csv");
-        std::fs::write(
-            &config,
-            r#"{"args": {}, "resolved": {"data_digest": "abc123"}}"#,
-        )
-        .unwrap();
+        let config = serde_json::json!({"args": {}, "resolved": {"data_digest": "abc123"}});
         assert!(check_data(&config, "abc123", source).is_ok());
         let err = check_data(&config, "def456", source)
             .unwrap_err()
@@ -520,9 +511,12 @@ mod tests {
                 && err.contains("abc123 then, def456 now"),
             "{err}"
         );
-        std::fs::write(&config, r#"{"args": {}, "resolved": {}}"#).unwrap();
-        assert!(check_data(&config, "def456", source).is_ok());
-        std::fs::write(&config, "{").unwrap();
-        assert!(check_data(&config, "def456", source).is_err());
+        let older = serde_json::json!({"args": {}, "resolved": {}});
+        assert!(check_data(&older, "def456", source).is_ok());
+        // The file behind it is read (and refused when broken) by check_flags.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, "{").unwrap();
+        assert!(check_flags(&file, &serde_json::json!({})).is_err());
     }
 }
