@@ -133,10 +133,11 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
     } else {
         let (mlm, dropped) = sequence::MaskedLanguageModelling::new(args, corpus, device, &out)?;
         if dropped > 0 {
-            log.skipped
+            log.read
+                .skipped
                 .insert(sequence::DROP_UNTOKENIZABLE.into(), dropped);
         }
-        log.molecules = mlm.molecules();
+        log.read.molecules = mlm.molecules();
         Box::new(mlm)
     };
     log.parameters = objective.encoder_parameters();
@@ -149,7 +150,7 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
     let earlier_meter = resumed.as_ref().and_then(|(saved, _)| saved.progress.meter);
     let saved = match resumed {
         Some((saved, logged)) => {
-            check_same_corpus(&logged.corpus, &log.corpus_counts(), args)?;
+            check_same_corpus(&logged.corpus, &log.read, args)?;
             tracing::info!(
                 "resuming {} after epoch {} of {} ({:.0} s so far)",
                 out.checkpoint().display(),
@@ -166,9 +167,9 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
         "pre-training {:?} ({}) on {} molecules of {} ({} rows read{}), {device:?}; writing {}",
         args.model,
         log.objective,
-        log.molecules,
+        log.read.molecules,
         args.corpus.display(),
-        log.rows_read,
+        log.read.rows_read,
         skipped_text(&log),
         out.checkpoint().display()
     );
@@ -300,7 +301,8 @@ fn check_args(args: &PretrainArgs) -> Result<(), PretrainError> {
 }
 
 fn skipped_text(log: &PretrainLog) -> String {
-    log.skipped
+    log.read
+        .skipped
         .iter()
         .map(|(why, n)| format!(", {n} skipped ({why})"))
         .collect()

@@ -176,28 +176,16 @@ pub struct LoggedRun {
 }
 
 /// What a run read of its corpus; a resumed run must read the same (else the file changed).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CorpusCounts {
-    /// Data rows read.
+    /// Data rows read (at most `--limit`).
     pub rows_read: usize,
     /// Molecules trained on.
     pub molecules: usize,
     /// Rows skipped, by reason.
     pub skipped: BTreeMap<String, usize>,
-    /// BLAKE3 of the molecules read ([`Corpus::digest`]).
+    /// BLAKE3 of the molecules read, in order ([`Corpus::digest`]).
     pub corpus_digest: String,
-}
-
-impl PretrainLog {
-    /// What this run read of its corpus (compared with the log's on `--resume`).
-    pub fn corpus_counts(&self) -> CorpusCounts {
-        CorpusCounts {
-            rows_read: self.rows_read,
-            molecules: self.molecules,
-            skipped: self.skipped.clone(),
-            corpus_digest: self.corpus_digest.clone(),
-        }
-    }
 }
 
 /// The default output name in the model cache folder (what fine-tuning's lookup finds).
@@ -284,14 +272,9 @@ pub struct PretrainLog {
     pub corpus: PathBuf,
     /// Its SMILES column.
     pub smiles_column: String,
-    /// Data rows read (at most `--limit`).
-    pub rows_read: usize,
-    /// Molecules trained on.
-    pub molecules: usize,
-    /// Rows skipped, by reason.
-    pub skipped: BTreeMap<String, usize>,
-    /// BLAKE3 of the molecules read, in order ([`Corpus::digest`]).
-    pub corpus_digest: String,
+    /// What was read of it (`rows_read`, `molecules`, `skipped`, `corpus_digest` in the JSON).
+    #[serde(flatten)]
+    pub read: CorpusCounts,
     /// The weights written.
     pub checkpoint: PathBuf,
     /// Parameters of the encoder written (the heads excluded for GIN/GCN).
@@ -328,10 +311,12 @@ impl PretrainLog {
             args: args.clone(),
             corpus: corpus.path.clone(),
             smiles_column: corpus.column.clone(),
-            rows_read: corpus.rows_read,
-            molecules: corpus.len(),
-            skipped: corpus.skipped.clone(),
-            corpus_digest: corpus.digest(),
+            read: CorpusCounts {
+                rows_read: corpus.rows_read,
+                molecules: corpus.len(),
+                skipped: corpus.skipped.clone(),
+                corpus_digest: corpus.digest(),
+            },
             checkpoint: out.checkpoint(),
             parameters: 0,
             device: format!("{device:?}"),
@@ -365,7 +350,7 @@ impl PretrainLog {
              (majority baseline {:.3}), {:.1} s; checkpoint {}",
             self.model_name(),
             self.objective,
-            self.molecules,
+            self.read.molecules,
             self.epochs.len(),
             first.loss,
             last.loss,
