@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anges_e2e::{MeterDaemon, PowerFeed, PowercapFixture, burn};
-use anges_trainer::cli::{MeterArgs, MeterMode};
+use anges_trainer::config::{MeterConfig, MeterMode};
 use anges_trainer::emissions::{
     EnergySource, EpochEnergy, EpochMeter, MeterError, MeterFinal, MeterOptions,
 };
@@ -23,9 +23,9 @@ use anges_trainer::emissions::{
 /// Longest a single epoch reading may take, daemon up or down.
 const MAX_READ: Duration = Duration::from_secs(5);
 
-fn daemon_args(socket: &Path) -> MeterArgs {
-    MeterArgs {
-        meter: MeterMode::Daemon,
+fn daemon_args(socket: &Path) -> MeterConfig {
+    MeterConfig {
+        mode: MeterMode::Daemon,
         socket: Some(socket.to_owned()),
     }
 }
@@ -328,8 +328,8 @@ fn daemon_mode_without_a_daemon_is_a_clear_error_and_auto_meters_locally() {
     let text = err.to_string();
     assert!(text.contains(&socket.display().to_string()), "{text}");
 
-    let auto = MeterArgs {
-        meter: MeterMode::Auto,
+    let auto = MeterConfig {
+        mode: MeterMode::Auto,
         socket: Some(socket.clone()),
     };
     let t = Instant::now();

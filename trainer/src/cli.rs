@@ -6,11 +6,15 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::{Deserialize, Serialize};
+use clap::{Args, Parser, Subcommand};
 
-use crate::policy::AngesOrder;
-use crate::runtime::DeviceChoice;
+use crate::config::{
+    AngesOrder, AngesParams, ComputeConfig, ConfigError, DataConfig, DeviceChoice, EncoderSize,
+    FinetuneConfig, MeterConfig, MeterMode, ModelConfig, ModelKind, OptimConfig, PretrainConfig,
+    PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec,
+};
+use crate::replay::ReplayGrid;
+use crate::study::StudyConfig;
 
 /// The environment section of `--help`.
 const ENVIRONMENT_HELP: &str = "\
@@ -97,70 +101,8 @@ pub enum Command {
     Summarize(SummarizeArgs),
 }
 
-/// Model families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// Graph Isomorphism Network, 5×300, as pretrain-gnns (2D).
-    Gin,
-    /// Graph Convolutional Network, 5×300, as pretrain-gnns (2D).
-    Gcn,
-    /// RoBERTa/BERT-style SMILES Transformer (1D), Hugging Face compatible.
-    Transformer,
-}
-
-/// Dataset splits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SplitKind {
-    /// Bemis–Murcko scaffold split exactly as Hu et al. (deterministic).
-    Scaffold,
-    /// Seeded random split.
-    Random,
-    /// Seeded random assignment of scaffold groups.
-    RandomScaffold,
-}
-
-/// Stopping policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StopPolicy {
-    /// The fixed number of epochs (classic fine-tuning).
-    Full,
-    /// Classic validation early stopping (--patience, --min-delta).
-    Patience,
-    /// AN-GES: stop when accuracy gained per % of CO2 collapses below β × its EMA.
-    Anges,
-}
-
-/// Data pruning methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PruneMethod {
-    /// Train on every sample every epoch.
-    None,
-    /// MolPeg: keep the samples with the largest online/EMA-reference loss discrepancy.
-    Molpeg,
-    /// Dynamic random pruning with the same keep ratio (baseline).
-    Random,
-}
-
-/// Where emissions come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MeterMode {
-    /// The daemon when one answers, else the in-process meter.
-    Auto,
-    /// Register with anges-meterd (fail if none answers).
-    Daemon,
-    /// Run the meter's sensors and accounting in this process.
-    Local,
-    /// No emissions (AN-GES unavailable).
-    Off,
-}
-
 /// Where the data comes from and how it is split.
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// MoleculeNet dataset name (bbbp, bace, clintox, sider, tox21, toxcast, muv, hiv, esol,
     /// freesolv, lipophilicity) or a path to a CSV file.
@@ -198,7 +140,7 @@ pub struct DataArgs {
 }
 
 /// Which model, from which weights, on which device.
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Model family.
     #[arg(long, value_enum, default_value_t = ModelKind::Gin)]
@@ -233,24 +175,22 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
 
-    /// GCN only: L2-normalise each atom's row after the aggregation, as SPEC §4 writes the layer.
+    /// GCN only: L2-normalise each atom's row after the aggregation, as docs/spec.md §4.2 writes the layer.
     /// Off by default: pretrain-gnns' own GCNConv has no such step, and its published GCN
     /// checkpoints (gcn_contextpred.pth, …) were trained without it (docs/models.md).
     #[arg(long)]
     pub gcn_l2_normalize: bool,
 
     #[command(flatten)]
-    #[serde(flatten)]
     #[allow(missing_docs)]
     pub compute: ComputeArgs,
 }
 
 /// Where the numbers are crunched (fine-tuning and pre-training).
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct ComputeArgs {
     /// Compute device: auto, cpu, or cuda:N.
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
-    #[serde(skip)]
     pub device: DeviceChoice,
 
     /// libtorch CPU threads (0 = libtorch's default).
@@ -259,7 +199,7 @@ pub struct ComputeArgs {
 }
 
 /// Optimisation.
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Maximum number of epochs.
     #[arg(long, default_value_t = 100)]
@@ -284,7 +224,7 @@ pub struct TrainArgs {
 
 /// The AN-GES parameters that live runs and replays share (α, β and W differ: one value live,
 /// a grid in a replay).
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct AngesVariantArgs {
     /// AN-GES initial EMA when the warm-up collected nothing.
     #[arg(long, default_value_t = 1e-3)]
@@ -301,7 +241,7 @@ pub struct AngesVariantArgs {
 }
 
 /// Stopping policy and its parameters.
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct StopArgs {
     /// Stopping policy.
     #[arg(long, value_enum, default_value_t = StopPolicy::Full)]
@@ -333,7 +273,7 @@ pub struct StopArgs {
 }
 
 /// Data pruning.
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct PruneArgs {
     /// Data pruning method.
     #[arg(long, value_enum, default_value_t = PruneMethod::None)]
@@ -349,7 +289,7 @@ pub struct PruneArgs {
 }
 
 /// Emission metering.
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct MeterArgs {
     /// Where emissions come from.
     #[arg(long, value_enum, default_value_t = MeterMode::Auto)]
@@ -361,7 +301,7 @@ pub struct MeterArgs {
 }
 
 /// Everything a fine-tuning run needs.
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct FinetuneArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -391,12 +331,11 @@ pub struct FinetuneArgs {
     /// DIR/config.json (--threads, --device, --meter, --socket, --data-dir may change). With the
     /// same --threads the result is bit-identical to an uninterrupted run.
     #[arg(long, requires = "out")]
-    #[serde(skip)]
     pub resume: bool,
 }
 
 /// `anges-train pretrain` (see [`Command::Pretrain`]).
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct PretrainArgs {
     /// SMILES corpus: a CSV or CSV.gz file with a header row. Rows whose SMILES the chemistry
     /// cannot read are skipped, logged and counted.
@@ -431,7 +370,7 @@ pub struct PretrainArgs {
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f64,
 
-    /// gcn only: L2-normalise each atom's row after the aggregation (SPEC §4's literal layer;
+    /// gcn only: L2-normalise each atom's row after the aggregation (docs/spec.md §4.2's literal layer;
     /// off as in pretrain-gnns, see the fine-tuning flag of the same name).
     #[arg(long)]
     pub gcn_l2_normalize: bool,
@@ -473,12 +412,11 @@ pub struct PretrainArgs {
     /// --socket may change). With the same --threads the result is bit-identical to an
     /// uninterrupted run.
     #[arg(long, conflicts_with = "overwrite")]
-    #[serde(skip)]
     pub resume: bool,
 }
 
 /// Size of a 1D encoder trained from scratch (BERT layout, exact GELU, feed-forward 4× wide).
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct EncoderSizeArgs {
     /// transformer only: width of the hidden states.
     #[arg(long, value_name = "N", default_value_t = 256)]
@@ -592,6 +530,187 @@ pub struct StudyArgs {
     pub frontier_betas: Vec<f64>,
 }
 
+// From flags to the library's validated configuration: the one place that maps the one onto the
+// other. The checks themselves are the configuration types' (`crate::config`).
+
+impl ComputeArgs {
+    fn to_config(&self) -> ComputeConfig {
+        ComputeConfig {
+            device: self.device,
+            threads: self.threads,
+        }
+    }
+}
+
+impl TrainArgs {
+    fn to_config(&self) -> OptimConfig {
+        OptimConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            clip_grad: self.clip_grad,
+        }
+    }
+}
+
+impl MeterArgs {
+    fn to_config(&self) -> MeterConfig {
+        MeterConfig {
+            mode: self.meter,
+            socket: self.socket.clone(),
+        }
+    }
+}
+
+impl AngesVariantArgs {
+    /// The AN-GES parameters with these variant flags and the given α, β, W.
+    fn params(&self, alpha: f64, beta: f64, warmup: usize) -> AngesParams {
+        AngesParams {
+            alpha,
+            beta,
+            warmup,
+            ema_init: self.ema_init,
+            order: self.anges_order,
+            consecutive: self.anges_consecutive,
+        }
+    }
+}
+
+impl StopArgs {
+    fn anges(&self) -> AngesParams {
+        self.variant.params(self.alpha, self.beta, self.warmup)
+    }
+
+    fn to_spec(&self) -> Result<StopSpec, ConfigError> {
+        StopSpec::from_parts(self.stop, self.anges(), self.patience, self.min_delta)
+            .map_err(ConfigError)
+    }
+}
+
+impl FinetuneArgs {
+    /// The validated configuration these flags describe.
+    pub fn to_config(&self) -> Result<FinetuneConfig, ConfigError> {
+        let Some(dataset) = self.data.dataset.clone() else {
+            return Err(ConfigError::new(
+                "--dataset is required (a MoleculeNet name such as bbbp, or a CSV file)",
+            ));
+        };
+        let (d, m) = (&self.data, &self.model);
+        let config = FinetuneConfig {
+            data: DataConfig {
+                dataset,
+                data_dir: d.data_dir.clone(),
+                smiles_column: d.smiles_column.clone(),
+                targets: d.target.clone(),
+                split: d.split,
+                split_file: d.split_file.clone(),
+                seed: d.seed,
+                max_rows: d.max_rows,
+            },
+            model: ModelConfig {
+                kind: m.model,
+                pretrained: m.pretrained.clone(),
+                random_init: m.random_init,
+                allow_partial: m.allow_partial,
+                group_by_length: m.group_by_length,
+                pooling: m
+                    .pooling
+                    .parse()
+                    .map_err(|e| ConfigError(format!("--pooling: {e}")))?,
+                dropout: m.dropout,
+                gcn_l2_normalize: m.gcn_l2_normalize,
+            },
+            compute: m.compute.to_config(),
+            train: self.train.to_config(),
+            stop: self.stop.to_spec()?,
+            prune: PruneConfig {
+                method: self.prune.prune,
+                keep_ratio: self.prune.keep_ratio,
+                ema_beta: self.prune.ema_beta,
+            },
+            meter: self.meter.to_config(),
+            out: self.out.clone(),
+            resume: self.resume,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl PretrainArgs {
+    /// The validated configuration these flags describe.
+    pub fn to_config(&self) -> Result<PretrainConfig, ConfigError> {
+        let config = PretrainConfig {
+            corpus: self.corpus.clone(),
+            smiles_column: self.smiles_column.clone(),
+            limit: self.limit,
+            model: self.model,
+            mask_rate: self.mask_rate,
+            pretrained: self.pretrained.clone(),
+            dropout: self.dropout,
+            gcn_l2_normalize: self.gcn_l2_normalize,
+            encoder: EncoderSize {
+                hidden_size: self.encoder.hidden_size,
+                layers: self.encoder.layers,
+                heads: self.encoder.heads,
+                vocab: self.encoder.vocab.clone(),
+            },
+            compute: self.compute.to_config(),
+            train: self.train.to_config(),
+            seed: self.seed,
+            meter: self.meter.to_config(),
+            out: self.out.clone(),
+            overwrite: self.overwrite,
+            resume: self.resume,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl ReplayArgs {
+    /// The parameter grid these flags describe (checked when the grid is built).
+    pub fn to_grid(&self) -> ReplayGrid {
+        ReplayGrid {
+            stop: self.stop,
+            alpha: self.alpha.clone(),
+            beta: self.beta.clone(),
+            warmup: self.warmup.clone(),
+            ema_init: self.variant.ema_init,
+            order: self.variant.anges_order,
+            consecutive: self.variant.anges_consecutive,
+            patience: self.patience.clone(),
+            min_delta: self.min_delta,
+        }
+    }
+}
+
+impl StudyArgs {
+    /// The validated study these flags describe: the runs' shared configuration (its `--stop`,
+    /// `--prune` and `--keep-ratio` are the study's to set), the live AN-GES and patience
+    /// parameters, and the study's own lists.
+    pub fn to_config(&self) -> Result<StudyConfig, ConfigError> {
+        let mut base = self.finetune.clone();
+        base.stop.stop = StopPolicy::Full;
+        base.prune.prune = PruneMethod::None;
+        let stop = &self.finetune.stop;
+        let config = StudyConfig {
+            base: base.to_config()?,
+            anges: stop.anges(),
+            patience: stop.patience,
+            min_delta: stop.min_delta,
+            keep_ratios: self.keep_ratios.clone(),
+            with_random: self.with_random,
+            combine: self.combine,
+            seeds: self.seeds.clone(),
+            frontier_betas: self.frontier_betas.clone(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,5 +744,105 @@ mod tests {
     #[test]
     fn bad_device_is_an_error() {
         assert!(Cli::try_parse_from(["anges-train", "--device", "tpu"]).is_err());
+    }
+
+    fn finetune(flags: &[&str]) -> Result<FinetuneConfig, ConfigError> {
+        let argv = [&["anges-train", "--dataset", "bbbp"][..], flags].concat();
+        Cli::try_parse_from(argv).unwrap().finetune.to_config()
+    }
+
+    fn pretrain(flags: &[&str]) -> Result<PretrainConfig, ConfigError> {
+        let argv = [&["anges-train", "pretrain", "--corpus", "c.csv"][..], flags].concat();
+        match Cli::try_parse_from(argv).unwrap().command {
+            Some(Command::Pretrain(a)) => a.to_config(),
+            other => panic!("expected pretrain, got {other:?}"),
+        }
+    }
+
+    /// The flags' defaults are the configuration's: one source of truth for a run that the
+    /// command line, a test or a binding may start.
+    #[test]
+    fn flag_defaults_are_the_configurations_defaults() {
+        assert_eq!(finetune(&[]).unwrap(), FinetuneConfig::new("bbbp"));
+        assert_eq!(pretrain(&[]).unwrap(), PretrainConfig::new("c.csv"));
+        let study = match Cli::try_parse_from(["anges-train", "study", "--dataset", "bbbp"])
+            .unwrap()
+            .command
+        {
+            Some(Command::Study(s)) => s.to_config().unwrap(),
+            other => panic!("expected study, got {other:?}"),
+        };
+        assert_eq!(study.base, FinetuneConfig::new("bbbp"));
+        assert_eq!(study.anges, AngesParams::default());
+        let replay = Cli::try_parse_from(["anges-train", "replay", "runs/x"]).unwrap();
+        match replay.command {
+            Some(Command::Replay(r)) => assert_eq!(r.to_grid(), ReplayGrid::default()),
+            other => panic!("expected replay, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_resolve_to_one_stopping_policy() {
+        let anges = finetune(&["--stop", "anges", "--beta", "0.3", "--patience", "4"]).unwrap();
+        assert_eq!(
+            anges.stop,
+            StopSpec::Anges(AngesParams {
+                beta: 0.3,
+                ..AngesParams::default()
+            })
+        );
+        let patience = finetune(&["--stop", "patience", "--patience", "4", "--beta", "9"]);
+        assert_eq!(
+            patience.unwrap().stop,
+            StopSpec::Patience {
+                patience: 4,
+                min_delta: 0.0
+            }
+        );
+        assert!(finetune(&["--pooling", "mean"]).is_ok());
+    }
+
+    #[test]
+    fn bad_flags_are_refused_before_any_work() {
+        for flags in [
+            &["--stop", "patience", "--patience", "0"][..],
+            &["--stop", "anges", "--alpha", "0"],
+            &["--stop", "anges", "--meter", "off"],
+            &["--epochs", "0"],
+            &["--lr", "-1"],
+            &["--dropout", "1"],
+            &["--max-rows", "0"],
+            &["--prune", "molpeg", "--keep-ratio", "0"],
+        ] {
+            let err = finetune(flags).unwrap_err().to_string();
+            assert!(err.starts_with("invalid options"), "{flags:?}: {err}");
+        }
+        let no_dataset = Cli::try_parse_from(["anges-train"]).unwrap();
+        assert!(
+            no_dataset
+                .finetune
+                .to_config()
+                .unwrap_err()
+                .0
+                .contains("--dataset")
+        );
+        for flags in [
+            &["--mask-rate", "0"][..],
+            &["--mask-rate", "1.5"],
+            &["--limit", "0"],
+            &["--epochs", "0"],
+            &["--dropout", "1"],
+            &["--model", "transformer", "--pretrained", "x.pth"],
+            &["--model", "gcn", "--vocab", "vocab.txt"],
+        ] {
+            let err = pretrain(flags).unwrap_err().to_string();
+            assert!(err.starts_with("invalid options"), "{flags:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn random_init_and_pretrained_exclude_each_other() {
+        let both = ["anges-train", "--random-init", "--pretrained", "x.pth"];
+        assert!(Cli::try_parse_from(both).is_err());
     }
 }

@@ -24,28 +24,26 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Pretrain(args)) => {
             tracing::info!("{}", anges_trainer::runtime::describe());
-            let log = anges_trainer::pretrain::run_pretrain(&args)?;
+            let log = anges_trainer::pretrain::run_pretrain(&args.to_config()?)?;
             println!("{}", log.summary_line());
             Ok(())
         }
         Some(Command::Replay(args)) => {
-            let (run, outcomes) = anges_trainer::policy::replay::run_replay(&args)?;
+            let (run, outcomes) =
+                anges_trainer::replay::run_replay(&args.run_dir, &args.to_grid())?;
             if args.json {
                 for o in &outcomes {
                     println!("{}", serde_json::to_string(o)?);
                 }
             } else {
-                print!(
-                    "{}",
-                    anges_trainer::policy::replay::format_table(&run, &outcomes)
-                );
+                print!("{}", anges_trainer::replay::format_table(&run, &outcomes));
             }
             Ok(())
         }
         Some(Command::Study(args)) => {
             tracing::info!("{}", anges_trainer::runtime::describe());
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let out = anges_trainer::study::run_study(&args, command)?;
+            let out = anges_trainer::study::run_study(&args.to_config()?, command)?;
             print!("{}", anges_trainer::report::table(&out.report));
             println!("study folder: {}", out.dir.display());
             Ok(())
@@ -72,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         }
         None => {
             tracing::info!("{}", anges_trainer::runtime::describe());
-            let s = anges_trainer::train::run_finetune(&cli.finetune)?;
+            let s = anges_trainer::train::run_finetune(&cli.finetune.to_config()?)?;
             let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
             println!(
                 "{} / {:?}: {} epoch(s) ({}), best epoch {}: valid {:?} {}, test {:?} {}",

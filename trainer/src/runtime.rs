@@ -7,9 +7,10 @@ use std::os::unix::process::CommandExt;
 use tch::Device;
 
 /// Device requested on the command line (`--device auto|cpu|cuda:N`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
     /// CUDA device 0 when libtorch sees one, else the CPU.
+    #[default]
     Auto,
     /// The CPU.
     Cpu,

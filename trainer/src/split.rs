@@ -22,8 +22,19 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cli::SplitKind;
 use crate::data::Dataset;
+
+/// Dataset splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitKind {
+    /// Bemis–Murcko scaffold split exactly as Hu et al. (deterministic).
+    Scaffold,
+    /// Seeded random split.
+    Random,
+    /// Seeded random assignment of scaffold groups.
+    RandomScaffold,
+}
 
 /// Fraction of the molecules in train.
 pub const FRAC_TRAIN: f64 = 0.8;

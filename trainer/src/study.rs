@@ -4,15 +4,15 @@
 //! keep ratio (optionally random pruning and AN-GES + MolPeg), each in its own run directory
 //! `<study>/seed<N>/<label>/` and each metered as its own job; the later runs reuse the full
 //! run's `split.json`. It then replays the full run over the β grid (the frontier), compares
-//! every run with the full run of its seed (SPEC §1 trade-off) and writes the report
+//! every run with the full run of its seed (the trade-off of docs/spec.md §1.9) and writes the report
 //! ([`crate::report`]) into the study folder.
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{FinetuneArgs, MeterMode, PruneMethod, StopPolicy, StudyArgs};
+use crate::config::{ConfigError, FinetuneConfig, MeterMode, PruneMethod};
 use crate::data::Metric;
-use crate::policy::replay::{self, LoggedRun, ReplayError};
-use crate::policy::{AngesParams, PolicySpec};
+use crate::policy::{AngesParams, StopSpec};
+use crate::replay::{self, LoggedRun, ReplayError};
 use crate::report::{
     self, EpochPoint, FrontierPoint, ReportError, ReportFiles, StudyReport, StudyRun,
 };
@@ -54,41 +54,95 @@ pub struct StudyOutcome {
     pub files: ReportFiles,
 }
 
-/// One planned run: its label and its flags.
-fn plan(args: &StudyArgs, seed: u64, dir: &Path) -> Vec<(String, FinetuneArgs)> {
-    let base = |label: &str, stop: StopPolicy, prune: PruneMethod, keep: f64| {
-        let mut a = args.finetune.clone();
-        a.data.seed = seed;
-        a.stop.stop = stop;
-        a.prune.prune = prune;
-        a.prune.keep_ratio = keep;
-        a.out = Some(dir.join(format!("seed{seed}")).join(label));
-        (label.to_owned(), a)
+/// What a study runs: the configuration its runs share and the policies it compares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyConfig {
+    /// The runs' shared configuration; the study sets each run's seed, stopping policy,
+    /// pruning, split file and folder.
+    pub base: FinetuneConfig,
+    /// The live AN-GES run's parameters (also the β frontier's, but β).
+    pub anges: AngesParams,
+    /// The patience baseline's patience.
+    pub patience: usize,
+    /// The patience baseline's minimum improvement.
+    pub min_delta: f64,
+    /// MolPeg keep ratios (empty: no MolPeg run).
+    pub keep_ratios: Vec<f64>,
+    /// Also run dynamic random pruning at each keep ratio.
+    pub with_random: bool,
+    /// Also run AN-GES combined with MolPeg at each keep ratio.
+    pub combine: bool,
+    /// Seeds to run and aggregate.
+    pub seeds: Vec<u64>,
+    /// β grid replayed on each full run.
+    pub frontier_betas: Vec<f64>,
+}
+
+impl StudyConfig {
+    /// Checks the study's options and the policies it will run.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.base.meter.mode == MeterMode::Off {
+            return Err(ConfigError::new(
+                "a study compares emissions: use --meter auto, daemon or local, not off",
+            ));
+        }
+        if self.seeds.is_empty() {
+            return Err(ConfigError::new("--seeds is empty"));
+        }
+        if let Some(r) = self.keep_ratios.iter().find(|r| !(**r > 0.0 && **r <= 1.0)) {
+            return Err(ConfigError(format!("--keep-ratios: {r} is not in (0, 1]")));
+        }
+        self.anges.validate().map_err(ConfigError)?;
+        StopSpec::Patience {
+            patience: self.patience,
+            min_delta: self.min_delta,
+        }
+        .validate()
+        .map_err(ConfigError)?;
+        self.base.validate()
+    }
+}
+
+/// One planned run: its label and its configuration.
+fn plan(study: &StudyConfig, seed: u64, dir: &Path) -> Vec<(String, FinetuneConfig)> {
+    let base = |label: &str, stop: StopSpec, prune: PruneMethod, keep: f64| {
+        let mut c = study.base.clone();
+        c.data.seed = seed;
+        c.stop = stop;
+        c.prune.method = prune;
+        c.prune.keep_ratio = keep;
+        c.out = Some(dir.join(format!("seed{seed}")).join(label));
+        (label.to_owned(), c)
+    };
+    let anges = StopSpec::Anges(study.anges);
+    let patience = StopSpec::Patience {
+        patience: study.patience,
+        min_delta: study.min_delta,
     };
     let mut runs = vec![
-        base("full", StopPolicy::Full, PruneMethod::None, 1.0),
-        base("patience", StopPolicy::Patience, PruneMethod::None, 1.0),
-        base("anges", StopPolicy::Anges, PruneMethod::None, 1.0),
+        base("full", StopSpec::Full, PruneMethod::None, 1.0),
+        base("patience", patience, PruneMethod::None, 1.0),
+        base("anges", anges, PruneMethod::None, 1.0),
     ];
-    for &r in &args.keep_ratios {
+    for &r in &study.keep_ratios {
         runs.push(base(
             &format!("molpeg-{r}"),
-            StopPolicy::Full,
+            StopSpec::Full,
             PruneMethod::Molpeg,
             r,
         ));
-        if args.with_random {
+        if study.with_random {
             runs.push(base(
                 &format!("random-{r}"),
-                StopPolicy::Full,
+                StopSpec::Full,
                 PruneMethod::Random,
                 r,
             ));
         }
-        if args.combine {
+        if study.combine {
             runs.push(base(
                 &format!("anges+molpeg-{r}"),
-                StopPolicy::Anges,
+                anges,
                 PruneMethod::Molpeg,
                 r,
             ));
@@ -97,60 +151,29 @@ fn plan(args: &StudyArgs, seed: u64, dir: &Path) -> Vec<(String, FinetuneArgs)> 
     runs
 }
 
-fn check(args: &StudyArgs) -> Result<(), StudyError> {
-    if args.finetune.meter.meter == MeterMode::Off {
-        return Err(StudyError::Options(
-            "a study compares emissions: use --meter auto, daemon or local, not off".into(),
-        ));
-    }
-    if args.seeds.is_empty() {
-        return Err(StudyError::Options("--seeds is empty".into()));
-    }
-    if args.finetune.data.dataset.is_none() {
-        return Err(StudyError::Options("--dataset is required".into()));
-    }
-    if let Some(r) = args.keep_ratios.iter().find(|r| !(**r > 0.0 && **r <= 1.0)) {
-        return Err(StudyError::Options(format!(
-            "--keep-ratios: {r} is not in (0, 1]"
-        )));
-    }
-    Ok(())
-}
-
-/// Runs the study `args` describes; `command` is the command line recorded in the report.
-pub fn run_study(args: &StudyArgs, command: String) -> Result<StudyOutcome, StudyError> {
-    check(args)?;
-    let dataset = args.finetune.data.dataset.clone().unwrap_or_default();
-    let model = serde_json::to_value(args.finetune.model.model)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "model".into());
-    let dir = match &args.finetune.out {
+/// Runs the study `study` describes; `command` is the command line recorded in the report.
+pub fn run_study(study: &StudyConfig, command: String) -> Result<StudyOutcome, StudyError> {
+    study.validate().map_err(|e| StudyError::Options(e.0))?;
+    let dataset = study.base.data.dataset.clone();
+    let model = study.base.model_name().to_owned();
+    let dir = match &study.base.out {
         Some(p) => p.clone(),
         None => train::rundir::default_path(Path::new("runs"), &dataset, &format!("{model}-study")),
     };
-    let anges = AngesParams {
-        alpha: args.finetune.stop.alpha,
-        warmup: args.finetune.stop.warmup,
-        ema_init: args.finetune.stop.variant.ema_init,
-        order: args.finetune.stop.variant.anges_order,
-        consecutive: args.finetune.stop.variant.anges_consecutive,
-        beta: args.finetune.stop.beta,
-    };
-    anges.validate().map_err(StudyError::Options)?;
+    let anges = study.anges;
 
     let mut runs: Vec<StudyRun> = Vec::new();
     let mut frontier: Vec<FrontierPoint> = Vec::new();
     let mut metric = Metric::RocAuc;
     let mut meter = String::new();
-    for &seed in &args.seeds {
+    for &seed in &study.seeds {
         let mut full: Option<(LoggedRun, Summary)> = None;
-        for (label, mut run_args) in plan(args, seed, &dir) {
+        for (label, mut run_config) in plan(study, seed, &dir) {
             if let Some((log, _)) = &full {
-                run_args.data.split_file = Some(log.dir.join("split.json"));
+                run_config.data.split_file = Some(log.dir.join("split.json"));
             }
             tracing::info!("study: seed {seed}, run {label}");
-            let summary = train::run_finetune(&run_args).map_err(|source| StudyError::Run {
+            let summary = train::run_finetune(&run_config).map_err(|source| StudyError::Run {
                 label: label.clone(),
                 seed,
                 source: Box::new(source),
@@ -169,12 +192,12 @@ pub fn run_study(args: &StudyArgs, command: String) -> Result<StudyOutcome, Stud
             }
         }
         if let Some((log, _)) = &full {
-            for &beta in &args.frontier_betas {
+            for &beta in &study.frontier_betas {
                 let params = AngesParams { beta, ..anges };
                 if params.validate().is_err() {
                     continue;
                 }
-                let out = replay::replay(log, PolicySpec::Anges(params));
+                let out = replay::replay(log, StopSpec::Anges(params));
                 frontier.push(FrontierPoint {
                     seed,
                     alpha: params.alpha,
@@ -191,7 +214,7 @@ pub fn run_study(args: &StudyArgs, command: String) -> Result<StudyOutcome, Stud
         dataset,
         model,
         metric,
-        seeds: args.seeds.clone(),
+        seeds: study.seeds.clone(),
         command,
         meter,
         runs,
@@ -245,26 +268,34 @@ fn study_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
-    use clap::Parser;
 
-    fn study_args(extra: &[&str]) -> StudyArgs {
-        let mut argv = vec!["anges-train", "study", "--dataset", "bbbp"];
-        argv.extend_from_slice(extra);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Some(crate::cli::Command::Study(s)) => *s,
-            other => panic!("{other:?}"),
+    fn study() -> StudyConfig {
+        StudyConfig {
+            base: FinetuneConfig::new("bbbp"),
+            anges: AngesParams::default(),
+            patience: 10,
+            min_delta: 0.0,
+            keep_ratios: vec![0.5],
+            with_random: false,
+            combine: false,
+            seeds: vec![0],
+            frontier_betas: vec![0.2],
         }
     }
 
     #[test]
     fn the_plan_runs_every_policy_per_seed_in_its_own_folder() {
-        let args = study_args(&["--keep-ratios", "0.3,0.5", "--with-random", "--combine"]);
-        let labels: Vec<String> = plan(&args, 7, Path::new("/s"))
+        let every = StudyConfig {
+            keep_ratios: vec![0.3, 0.5],
+            with_random: true,
+            combine: true,
+            ..study()
+        };
+        let labels: Vec<String> = plan(&every, 7, Path::new("/s"))
             .into_iter()
-            .map(|(l, a)| {
-                assert_eq!(a.data.seed, 7);
-                assert_eq!(a.out.unwrap(), Path::new("/s/seed7").join(&l));
+            .map(|(l, c)| {
+                assert_eq!(c.data.seed, 7);
+                assert_eq!(c.out.unwrap(), Path::new("/s/seed7").join(&l));
                 l
             })
             .collect();
@@ -282,16 +313,31 @@ mod tests {
                 "anges+molpeg-0.5"
             ]
         );
-        let plain = plan(&study_args(&[]), 0, Path::new("/s"));
+        let plain = plan(&study(), 0, Path::new("/s"));
         assert_eq!(plain.len(), 4);
-        assert_eq!(plain[3].1.prune.prune, PruneMethod::Molpeg);
-        assert_eq!(plain[2].1.stop.stop, StopPolicy::Anges);
+        assert_eq!(plain[3].1.prune.method, PruneMethod::Molpeg);
+        assert_eq!(plain[2].1.stop, StopSpec::Anges(AngesParams::default()));
+        assert!(matches!(
+            plain[1].1.stop,
+            StopSpec::Patience { patience: 10, .. }
+        ));
     }
 
     #[test]
     fn options_are_checked_before_any_run() {
-        assert!(check(&study_args(&["--meter", "off"])).is_err());
-        assert!(check(&study_args(&["--keep-ratios", "1.5"])).is_err());
-        assert!(check(&study_args(&[])).is_ok());
+        let mut off = study();
+        off.base.meter.mode = MeterMode::Off;
+        assert!(off.validate().is_err());
+        let keep = StudyConfig {
+            keep_ratios: vec![1.5],
+            ..study()
+        };
+        assert!(keep.validate().is_err());
+        let seeds = StudyConfig {
+            seeds: vec![],
+            ..study()
+        };
+        assert!(seeds.validate().is_err());
+        assert!(study().validate().is_ok());
     }
 }

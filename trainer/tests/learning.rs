@@ -40,7 +40,7 @@ fn finetune(flags: &[&str], out: &Path) -> Summary {
     argv.extend(flags.iter().map(|s| s.to_string()));
     let cli = Cli::try_parse_from(&argv).expect("valid flags");
     let _turn = TORCH.lock().unwrap_or_else(|e| e.into_inner());
-    run_finetune(&cli.finetune).expect("fine-tuning runs")
+    run_finetune(&cli.finetune.to_config().expect("valid flags")).expect("fine-tuning runs")
 }
 
 fn test_roc_auc(s: &Summary) -> f64 {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use anges_trainer::cli::SplitKind;
+use anges_trainer::config::SplitKind;
 use anges_trainer::data::{DataOptions, DatasetRequest, load_dataset};
 use anges_trainer::split::{Split, make_split};
 

@@ -253,7 +253,8 @@ fn finetuning_starts_from_the_hugging_face_folder() {
         out.path().display().to_string(),
     ]);
     let cli = Cli::try_parse_from(argv).unwrap();
-    let s = anges_trainer::train::run_finetune(&cli.finetune).expect("1D fine-tuning runs");
+    let s = anges_trainer::train::run_finetune(&cli.finetune.to_config().unwrap())
+        .expect("1D fine-tuning runs");
     assert_eq!(s.epochs_run, 6);
     assert_eq!(s.pretrained.as_deref(), Some(dir.as_path()));
     let prune = s.prune.as_ref().expect("MolPeg summary");

@@ -32,7 +32,7 @@ use anges_meterd::sensors::detect::GpuSelection;
 use anges_meterd::{EngineConfig, EngineError};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{MeterArgs, MeterMode};
+use crate::config::{MeterConfig, MeterMode};
 use daemon::DaemonLink;
 pub use ledger::{
     DaemonObservation, EnergySource, EpochEnergy, Ledger, LedgerTotals, Sample, Tail,
@@ -182,17 +182,17 @@ impl EpochMeter {
     /// Starts metering this process (a job = this PID) as `args` says; `Ok(None)` for
     /// `--meter off`. `auto` uses the daemon when one answers, else the in-process meter, and
     /// logs which one it used and whether the figures are measured or estimated.
-    pub fn start(args: &MeterArgs, job_name: &str) -> Result<Option<EpochMeter>, MeterError> {
+    pub fn start(args: &MeterConfig, job_name: &str) -> Result<Option<EpochMeter>, MeterError> {
         Self::start_with(args, job_name, &MeterOptions::default())
     }
 
     /// [`EpochMeter::start`] with explicit tuning (tests, benchmarks).
     pub fn start_with(
-        args: &MeterArgs,
+        args: &MeterConfig,
         job_name: &str,
         opts: &MeterOptions,
     ) -> Result<Option<EpochMeter>, MeterError> {
-        match args.meter {
+        match args.mode {
             MeterMode::Off => {
                 tracing::info!("emissions: not metered (--meter off)");
                 Ok(None)
@@ -251,7 +251,7 @@ impl EpochMeter {
     }
 
     fn daemon(
-        args: &MeterArgs,
+        args: &MeterConfig,
         job_name: &str,
         opts: &MeterOptions,
     ) -> Result<EpochMeter, MeterError> {
@@ -448,8 +448,8 @@ mod tests {
         }
     }
 
-    fn args(meter: MeterMode, socket: Option<std::path::PathBuf>) -> MeterArgs {
-        MeterArgs { meter, socket }
+    fn args(mode: MeterMode, socket: Option<std::path::PathBuf>) -> MeterConfig {
+        MeterConfig { mode, socket }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! pretrain-gnns graph features (Hu et al., `mol_to_graph_data_obj_simple`; SPEC §4).
+//! pretrain-gnns graph features (Hu et al., `mol_to_graph_data_obj_simple`; docs/spec.md §4.1).
 //!
 //! Per atom `[atomic_number − 1, chirality]` (chirality 0 unspecified, 1 CW, 2 CCW, 3 other); per
 //! bond, stored in both directions (`i→j` then `j→i`, bonds in RDKit order),

@@ -1,6 +1,6 @@
 //! Featurisers: molecules → model inputs.
 //!
-//! - [`graph`]: the pretrain-gnns graph features of Hu et al. (SPEC §4) for the 2D models.
+//! - [`graph`]: the pretrain-gnns graph features of Hu et al. (docs/spec.md §4.1) for the 2D models.
 //! - [`tokens`]: SMILES tokenisers for the 1D models (atom-level regex tokeniser, and Hugging Face
 //!   `tokenizer.json` files so ChemBERTa-style checkpoints are used as published).
 

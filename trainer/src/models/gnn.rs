@@ -1,4 +1,4 @@
-//! The 2D models: GIN and GCN encoders exactly as pretrain-gnns (SPEC §4), mean-pooling readout
+//! The 2D models: GIN and GCN encoders exactly as pretrain-gnns (docs/spec.md §4.2), mean-pooling readout
 //! and a multi-task linear head.
 //!
 //! Variables live at var-store paths equal to the checkpoint keys (`x_embedding1.weight`,
@@ -58,7 +58,7 @@ pub struct GnnConfig {
     pub dropout: f64,
     /// Outputs of the task head.
     pub num_tasks: i64,
-    /// GCN only: L2-normalise each row after aggregation, as SPEC §4 writes the layer. Off by
+    /// GCN only: L2-normalise each row after aggregation, as docs/spec.md §4.2 writes the layer. Off by
     /// default: pretrain-gnns' `GCNConv`, which trained the published checkpoints, has no such
     /// step (only its GraphSAGE layer normalises).
     pub gcn_l2_normalize: bool,

@@ -1,5 +1,5 @@
 //! Molecular models trained by `anges-train`. Today: the 2D graph networks of pretrain-gnns
-//! (GIN, GCN; SPEC §4) in [`gnn`], their mini-batch collation in [`batch`] and the multi-task
+//! (GIN, GCN; docs/spec.md §4.2) in [`gnn`], their mini-batch collation in [`batch`] and the multi-task
 //! losses in [`loss`]; training-mode dropout with a fast CPU mask in [`dropout`]; the 1D
 //! BERT/RoBERTa SMILES encoder with Hugging Face checkpoints in [`transformer`] and its
 //! masked-language-model head (pre-training) in [`lm_head`].
@@ -18,6 +18,36 @@ pub use lm_head::{MaskedLmHead, lm_head_prefix};
 pub use transformer::{
     Architecture, Pooling, SequenceModel, SmilesEncoder, TransformerConfig, pad_tokens,
 };
+
+/// Model families.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Graph Isomorphism Network, 5×300, as pretrain-gnns (2D).
+    Gin,
+    /// Graph Convolutional Network, 5×300, as pretrain-gnns (2D).
+    Gcn,
+    /// RoBERTa/BERT-style SMILES Transformer (1D), Hugging Face compatible.
+    Transformer,
+}
+
+impl ModelKind {
+    /// `gin`, `gcn` or `transformer` (the name in files and folders).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gin => "gin",
+            Self::Gcn => "gcn",
+            Self::Transformer => "transformer",
+        }
+    }
+
+    /// Whether this is a 2D (graph) model.
+    pub fn is_graph(self) -> bool {
+        self != Self::Transformer
+    }
+}
 
 /// Why a model could not be built or run.
 #[derive(Debug, thiserror::Error)]

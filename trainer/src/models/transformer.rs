@@ -489,7 +489,8 @@ pub fn pad_tokens(
 }
 
 /// How per-token hidden states become one vector per sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// The hidden state of the first token (`<s>` / `[CLS]`).
     #[default]

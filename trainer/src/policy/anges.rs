@@ -1,4 +1,4 @@
-//! AN-GES (Adaptive, emission-aware Green Early Stopping), Algorithm 1 of SPEC §1, as a state
+//! AN-GES (Adaptive, emission-aware Green Early Stopping), Algorithm 1 of docs/spec.md §1, as a state
 //! machine fed one `(P_i, E_i)` pair per epoch.
 //!
 //! `P_i` is the validation metric after epoch `i`, `E_i` the job's cumulative CO2-eq (grams) read

@@ -3,25 +3,34 @@
 //!
 //! - [`patience`]: best-validation tracking (every policy keeps the best weights) and the classic
 //!   patience rule;
-//! - [`anges`]: Algorithm 1 of SPEC §1;
-//! - [`replay`]: the same policies applied offline to a logged run, and the trade-off of each
-//!   stop against the full run.
+//! - [`anges`]: Algorithm 1 of docs/spec.md §1;
+//!
+//! [`crate::replay`] applies the same policies offline to a logged run.
 
 pub mod anges;
 pub mod patience;
-pub mod replay;
 
 use serde::{Deserialize, Serialize};
 
 pub use anges::{Anges, AngesOrder, AngesParams, AngesStep, Decision};
 pub use patience::Patience;
 
-use crate::cli::{StopArgs, StopPolicy};
+/// The stopping policies, by name (`--stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StopPolicy {
+    /// The fixed number of epochs (classic fine-tuning).
+    Full,
+    /// Classic validation early stopping (--patience, --min-delta).
+    Patience,
+    /// AN-GES: stop when accuracy gained per % of CO2 collapses below β × its EMA.
+    Anges,
+}
 
-/// A policy and its parameters, independent of the command line.
+/// A policy and its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "lowercase")]
-pub enum PolicySpec {
+pub enum StopSpec {
     /// Every epoch up to the maximum.
     Full,
     /// Stop after `patience` epochs without a validation improvement larger than `min_delta`.
@@ -35,33 +44,51 @@ pub enum PolicySpec {
     Anges(AngesParams),
 }
 
-impl PolicySpec {
-    /// The policy the flags describe; invalid values are an error naming the flag.
-    pub fn from_args(args: &StopArgs) -> Result<Self, String> {
-        Ok(match args.stop {
+impl StopSpec {
+    /// The policy `kind` with its parameters (those of the other policies are ignored);
+    /// invalid values are an error naming the flag.
+    pub fn from_parts(
+        kind: StopPolicy,
+        anges: AngesParams,
+        patience: usize,
+        min_delta: f64,
+    ) -> Result<Self, String> {
+        let spec = match kind {
             StopPolicy::Full => Self::Full,
-            StopPolicy::Patience => {
-                if args.patience == 0 || args.min_delta.is_nan() || args.min_delta < 0.0 {
+            StopPolicy::Patience => Self::Patience {
+                patience,
+                min_delta,
+            },
+            StopPolicy::Anges => Self::Anges(anges),
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks the parameters; the message names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::Full => Ok(()),
+            Self::Patience {
+                patience,
+                min_delta,
+            } => {
+                if *patience == 0 || min_delta.is_nan() || *min_delta < 0.0 {
                     return Err("--patience must be ≥ 1 and --min-delta ≥ 0".into());
                 }
-                Self::Patience {
-                    patience: args.patience,
-                    min_delta: args.min_delta,
-                }
+                Ok(())
             }
-            StopPolicy::Anges => {
-                let p = AngesParams {
-                    alpha: args.alpha,
-                    beta: args.beta,
-                    warmup: args.warmup,
-                    ema_init: args.variant.ema_init,
-                    order: args.variant.anges_order,
-                    consecutive: args.variant.anges_consecutive,
-                };
-                p.validate()?;
-                Self::Anges(p)
-            }
-        })
+            Self::Anges(p) => p.validate(),
+        }
+    }
+
+    /// The policy's name.
+    pub fn kind(&self) -> StopPolicy {
+        match self {
+            Self::Full => StopPolicy::Full,
+            Self::Patience { .. } => StopPolicy::Patience,
+            Self::Anges(_) => StopPolicy::Anges,
+        }
     }
 
     /// A short label (`full`, `patience(10)`, `anges(α=0.9 β=0.2 W=5)`).
@@ -74,13 +101,42 @@ impl PolicySpec {
     }
 }
 
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// It trained every epoch it was given.
+    MaxEpochs,
+    /// The patience rule stopped it.
+    Patience,
+    /// The AN-GES rule stopped it.
+    Anges,
+}
+
+impl StopReason {
+    /// `max-epochs`, `patience` or `anges` (as in `summary.json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxEpochs => "max-epochs",
+            Self::Patience => "patience",
+            Self::Anges => "anges",
+        }
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the policy made of one epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochVerdict {
     /// This epoch's weights are the best on validation so far.
     pub new_best: bool,
-    /// Stop after this epoch, and why (`patience`, `anges`).
-    pub stop: Option<&'static str>,
+    /// Stop after this epoch, and why.
+    pub stop: Option<StopReason>,
     /// The AN-GES step, when the policy is AN-GES.
     pub anges: Option<AngesStep>,
 }
@@ -88,16 +144,16 @@ pub struct EpochVerdict {
 /// A running policy: best-epoch tracking plus the stopping rule.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    spec: PolicySpec,
+    spec: StopSpec,
     best: Patience,
     anges: Option<Anges>,
 }
 
 impl Policy {
     /// A fresh policy for a metric whose direction is `higher_is_better`.
-    pub fn new(spec: PolicySpec, higher_is_better: bool) -> Self {
+    pub fn new(spec: StopSpec, higher_is_better: bool) -> Self {
         let (patience, min_delta) = match spec {
-            PolicySpec::Patience {
+            StopSpec::Patience {
                 patience,
                 min_delta,
             } => (patience, min_delta),
@@ -107,14 +163,14 @@ impl Policy {
             spec,
             best: Patience::new(patience, min_delta, higher_is_better),
             anges: match spec {
-                PolicySpec::Anges(p) => Some(Anges::new(p, higher_is_better)),
+                StopSpec::Anges(p) => Some(Anges::new(p, higher_is_better)),
                 _ => None,
             },
         }
     }
 
     /// The policy's parameters.
-    pub fn spec(&self) -> &PolicySpec {
+    pub fn spec(&self) -> &StopSpec {
         &self.spec
     }
 
@@ -123,11 +179,11 @@ impl Policy {
         let update = self.best.update(epoch, p);
         let anges = self.anges.as_mut().map(|rule| rule.observe(epoch, p, e));
         let stop = match self.spec {
-            PolicySpec::Full => None,
-            PolicySpec::Patience { .. } => update.exhausted.then_some("patience"),
-            PolicySpec::Anges(_) => anges
+            StopSpec::Full => None,
+            StopSpec::Patience { .. } => update.exhausted.then_some(StopReason::Patience),
+            StopSpec::Anges(_) => anges
                 .is_some_and(|s| s.decision == Decision::Stop)
-                .then_some("anges"),
+                .then_some(StopReason::Anges),
         };
         EpochVerdict {
             new_best: update.new_best,

@@ -4,7 +4,7 @@
 //! cross-entropy against their original atom types.
 //!
 //! The checkpoint holds exactly the pretrain-gnns encoder keys (`x_embedding1.weight`,
-//! `gnns.N.*`, `batch_norms.N.*`; SPEC §4): neither the masking head nor the unused task head
+//! `gnns.N.*`, `batch_norms.N.*`; docs/spec.md §4.4): neither the masking head nor the unused task head
 //! `graph_pred_linear` is written, so fine-tuning loads it like a pretrain-gnns `.pth`.
 
 use std::path::Path;
@@ -15,10 +15,10 @@ use tch::{Device, Tensor};
 use super::PretrainError;
 use super::atom_masking;
 use super::corpus::Corpus;
-use super::epochs::{BatchOutput, Objective};
 use super::output::{Output, replace_checkpoint};
+use super::task::{BatchOutput, Objective};
 use crate::checkpoint::{self, LoadOptions};
-use crate::cli::{ModelKind, PretrainArgs};
+use crate::config::{ModelKind, PretrainConfig};
 use crate::featurize::GraphFeatures;
 use crate::featurize::graph::MASK_ATOM_TYPE;
 use crate::models::gnn::torch_linear;
@@ -53,7 +53,7 @@ impl AttributeMasking {
     /// The model of `args` on `device` (from `--pretrained` when given) over `corpus`' graphs,
     /// saving to `out`.
     pub fn new(
-        args: &PretrainArgs,
+        args: &PretrainConfig,
         corpus: Corpus,
         device: Device,
         out: &Output,

@@ -15,10 +15,10 @@
 
 pub(crate) mod atom_masking;
 pub mod corpus;
-pub(crate) mod epochs;
 pub(crate) mod graph;
 pub mod output;
 pub(crate) mod sequence;
+pub(crate) mod task;
 pub(crate) mod token_masking;
 
 use std::path::PathBuf;
@@ -28,15 +28,16 @@ use output::{CorpusCounts, LoggedRun, Output};
 pub use output::{PretrainEpoch, PretrainLog};
 
 use crate::checkpoint::CheckpointError;
-use crate::cli::{ModelKind, PretrainArgs};
+use crate::config::{ModelKind, PretrainConfig};
 use crate::data::DataError;
 use crate::emissions::{EpochMeter, MeterError};
 use crate::featurize::TokenizeError;
 use crate::models::ModelError;
 use crate::runtime::DeviceUnavailable;
+use crate::train::epochs::{EpochPlan, RunClock, run_epochs, start_meter};
 use crate::train::resume::{self, Saved};
 use crate::train::{TrainError, setup};
-use epochs::{Objective, RunClock};
+use task::{Objective, PretrainTask};
 
 /// Why a pre-training run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -111,9 +112,9 @@ impl PretrainError {
 
 /// Runs `anges-train pretrain` as `args` describe; returns its log (also written next to the
 /// checkpoint).
-pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
+pub fn run_pretrain(args: &PretrainConfig) -> Result<PretrainLog, PretrainError> {
     let started = Instant::now();
-    check_args(args)?;
+    args.validate().map_err(|e| PretrainError::Options(e.0))?;
     let out = Output::resolve(args)?;
     // `--resume`: the flags must be the run's, and its state readable, before any work.
     let resumed = args.resume.then(|| resume_point(args, &out)).transpose()?;
@@ -173,18 +174,13 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
         skipped_text(&log),
         out.checkpoint().display()
     );
-    let mut meter = EpochMeter::start(
+    let mut meter = start_meter(
         &args.meter,
         &format!("anges-train pretrain {}", log.model_name()),
+        earlier_meter,
     )?;
-    if let Some(m) = &mut meter {
-        tracing::info!("meter: {}", m.describe());
-        log.meter = Some(m.describe());
-        if let Some(totals) = earlier_meter {
-            m.carry_over(totals);
-        }
-    }
-    let run = epochs::run_epochs(
+    log.meter = meter.as_ref().map(EpochMeter::describe);
+    let run = train_epochs(
         objective.as_mut(),
         args,
         meter.as_mut(),
@@ -205,10 +201,44 @@ pub fn run_pretrain(args: &PretrainArgs) -> Result<PretrainLog, PretrainError> {
     Ok(log)
 }
 
+/// Runs the epochs of `objective` after those already in `log` (with `--resume`, from the state
+/// `resumed` of the last of them) in the one epoch loop; removes the state at the end.
+fn train_epochs(
+    objective: &mut dyn Objective,
+    config: &PretrainConfig,
+    meter: Option<&mut EpochMeter>,
+    log: &mut PretrainLog,
+    out: &Output,
+    resumed: Option<Saved>,
+    clock: RunClock,
+) -> Result<(), PretrainError> {
+    let mut optimizer = setup::optimizer(objective.var_store(), &config.train)?;
+    if let Some(saved) = resumed {
+        saved.restore(objective.var_store(), &mut optimizer, None, None)?;
+    }
+    let plan = EpochPlan {
+        seed: config.seed,
+        first: log.epochs.len() + 1,
+        last: config.train.epochs,
+        state: &out.state(),
+        clock,
+    };
+    let mut task = PretrainTask {
+        objective,
+        config,
+        log,
+        out,
+        optimizer,
+    };
+    run_epochs(&mut task, meter, &plan)?;
+    resume::remove(&out.state())?;
+    Ok(())
+}
+
 /// Where `--resume` continues the run at `out` from: its saved state and its logged epochs up to
 /// the state's (an epoch logged after the last save runs again). Refuses, saying why, a run that
 /// was started with other flags, has finished, or never saved a state.
-fn resume_point(args: &PretrainArgs, out: &Output) -> Result<(Saved, LoggedRun), PretrainError> {
+fn resume_point(args: &PretrainConfig, out: &Output) -> Result<(Saved, LoggedRun), PretrainError> {
     let refuse = |why: String| {
         PretrainError::Options(format!("--resume {}: {why}", out.checkpoint().display()))
     };
@@ -256,7 +286,7 @@ fn resume_point(args: &PretrainArgs, out: &Output) -> Result<(Saved, LoggedRun),
 fn check_same_corpus(
     then: &CorpusCounts,
     now: &CorpusCounts,
-    args: &PretrainArgs,
+    args: &PretrainConfig,
 ) -> Result<(), PretrainError> {
     if then == now {
         return Ok(());
@@ -275,76 +305,10 @@ fn check_same_corpus(
     )))
 }
 
-/// Checks what does not depend on the corpus.
-fn check_args(args: &PretrainArgs) -> Result<(), PretrainError> {
-    let bad = |m: String| Err(PretrainError::Options(m));
-    setup::check_train_args(&args.train).map_err(PretrainError::Options)?;
-    if !(args.mask_rate > 0.0 && args.mask_rate <= 1.0) {
-        return bad(format!("--mask-rate {} is not in (0, 1]", args.mask_rate));
-    }
-    if args.limit == Some(0) {
-        return bad("--limit must be at least 1".into());
-    }
-    if !(0.0..1.0).contains(&args.dropout) {
-        return bad(format!("--dropout {} is not in [0, 1)", args.dropout));
-    }
-    match args.model {
-        ModelKind::Transformer if args.pretrained.is_some() => bad(
-            "--pretrained is for --model gin|gcn: the 1D encoder is pre-trained from scratch"
-                .into(),
-        ),
-        ModelKind::Gin | ModelKind::Gcn if args.encoder.vocab.is_some() => {
-            bad("--vocab is for --model transformer".into())
-        }
-        _ => Ok(()),
-    }
-}
-
 fn skipped_text(log: &PretrainLog) -> String {
     log.read
         .skipped
         .iter()
         .map(|(why, n)| format!(", {n} skipped ({why})"))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
-
-    fn parse(extra: &[&str]) -> PretrainArgs {
-        let mut argv = vec!["anges-train", "pretrain", "--corpus", "c.csv"];
-        argv.extend(extra);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Some(Command::Pretrain(a)) => a,
-            other => panic!("expected pretrain, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn defaults_follow_pretrain_gnns_masking() {
-        let a = parse(&[]);
-        assert_eq!(a.model, ModelKind::Gin);
-        assert_eq!((a.mask_rate, a.dropout, a.train.lr), (0.15, 0.0, 1e-3));
-        assert!(a.out.is_none() && !a.overwrite);
-        assert!(check_args(&a).is_ok());
-    }
-
-    #[test]
-    fn bad_flags_are_refused_before_any_work() {
-        for flags in [
-            &["--mask-rate", "0"][..],
-            &["--mask-rate", "1.5"],
-            &["--limit", "0"],
-            &["--epochs", "0"],
-            &["--dropout", "1"],
-            &["--model", "transformer", "--pretrained", "x.pth"],
-            &["--model", "gcn", "--vocab", "vocab.txt"],
-        ] {
-            let err = check_args(&parse(flags)).unwrap_err().to_string();
-            assert!(err.starts_with("invalid options"), "{flags:?}: {err}");
-        }
-    }
 }

@@ -19,7 +19,7 @@ use tch::Device;
 use super::PretrainError;
 use super::corpus::Corpus;
 use crate::checkpoint::CheckpointError;
-use crate::cli::{ModelKind, PretrainArgs};
+use crate::config::{ModelKind, PretrainConfig};
 use crate::data::DataOptions;
 use crate::train::resume::STATE_FILE;
 
@@ -61,7 +61,7 @@ impl Output {
     /// existing output without `--overwrite` or `--resume` and a 2D file not named
     /// `*.safetensors`; creates the folders and, but with `--resume`, removes a stale state and,
     /// for the 1D folder, the files a run writes.
-    pub fn resolve(args: &PretrainArgs) -> Result<Self, PretrainError> {
+    pub fn resolve(args: &PretrainConfig) -> Result<Self, PretrainError> {
         let models = DataOptions::default().cache_dir.join("models");
         let out = match args.model {
             ModelKind::Gin | ModelKind::Gcn => {
@@ -267,7 +267,7 @@ pub struct PretrainLog {
     /// `attribute-masking` (GIN/GCN) or `masked-language-modelling` (transformer).
     pub objective: &'static str,
     /// The flags as given.
-    pub args: PretrainArgs,
+    pub args: PretrainConfig,
     /// The corpus file.
     pub corpus: PathBuf,
     /// Its SMILES column.
@@ -302,7 +302,7 @@ pub struct PretrainLog {
 
 impl PretrainLog {
     /// The log of a run that has not trained yet.
-    pub fn new(args: &PretrainArgs, corpus: &Corpus, out: &Output, device: Device) -> Self {
+    pub fn new(args: &PretrainConfig, corpus: &Corpus, out: &Output, device: Device) -> Self {
         Self {
             objective: match args.model {
                 ModelKind::Transformer => "masked-language-modelling",
@@ -366,16 +366,28 @@ impl PretrainLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
 
-    fn args(flags: &[&str]) -> PretrainArgs {
-        let mut argv = vec!["anges-train", "pretrain", "--corpus", "c.csv"];
-        argv.extend(flags);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Some(Command::Pretrain(a)) => a,
-            _ => unreachable!(),
+    /// The configuration of `anges-train pretrain --corpus c.csv FLAGS` (the flags these tests
+    /// use).
+    fn args(flags: &[&str]) -> PretrainConfig {
+        let mut c = PretrainConfig::new("c.csv");
+        let mut it = flags.iter();
+        while let Some(&flag) = it.next() {
+            match flag {
+                "--out" => c.out = it.next().map(PathBuf::from),
+                "--model" => {
+                    c.model = match it.next() {
+                        Some(&"gcn") => ModelKind::Gcn,
+                        Some(&"transformer") => ModelKind::Transformer,
+                        _ => ModelKind::Gin,
+                    }
+                }
+                "--overwrite" => c.overwrite = true,
+                "--resume" => c.resume = true,
+                other => panic!("no such flag in these tests: {other}"),
+            }
         }
+        c
     }
 
     #[test]

@@ -17,11 +17,11 @@ use tch::{Device, Tensor};
 
 use super::PretrainError;
 use super::corpus::Corpus;
-use super::epochs::{BatchOutput, Objective};
 use super::output::{Output, replace_checkpoint, write_json};
+use super::task::{BatchOutput, Objective};
 use super::token_masking::{MaskedTokens, TokenMasker};
 use crate::checkpoint;
-use crate::cli::{EncoderSizeArgs, PretrainArgs};
+use crate::config::{EncoderSize, PretrainConfig};
 use crate::featurize::{RegexTokenizer, SmilesTokenizer, TokenIds};
 use crate::models::{
     Architecture, MaskedLmHead, ModelError, SmilesEncoder, TransformerConfig, pad_tokens,
@@ -49,7 +49,7 @@ pub struct MaskedLanguageModelling {
 /// The encoder configuration of `size` over `tokenizer`'s vocabulary (BERT layout, positions
 /// from 0, 512 of them, dropout 0.1).
 pub fn encoder_config(
-    size: &EncoderSizeArgs,
+    size: &EncoderSize,
     tokenizer: &SmilesTokenizer,
 ) -> Result<TransformerConfig, ModelError> {
     let vocab = i64::try_from(tokenizer.vocab_size())
@@ -109,7 +109,7 @@ impl MaskedLanguageModelling {
     /// its head on `device`; writes `config.json` and the tokeniser into `out`'s folder. Returns
     /// the objective and how many molecules the tokeniser could not encode.
     pub fn new(
-        args: &PretrainArgs,
+        args: &PretrainConfig,
         corpus: Corpus,
         device: Device,
         out: &Output,
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn configs_are_sized_by_the_flags_and_checked() {
         let tok = SmilesTokenizer::Regex(RegexTokenizer::from_corpus(["CCO", "c1ccccc1"]));
-        let size = EncoderSizeArgs {
+        let size = EncoderSize {
             hidden_size: 32,
             layers: 2,
             heads: 4,
@@ -250,7 +250,7 @@ mod tests {
         assert_eq!((cfg.vocab_size, cfg.pad_id()), (9, 0));
         assert_eq!((cfg.hidden_size, cfg.intermediate_size), (32, 128));
         assert_eq!(cfg.model_type, Architecture::Bert);
-        let bad = EncoderSizeArgs { heads: 5, ..size };
+        let bad = EncoderSize { heads: 5, ..size };
         assert!(
             encoder_config(&bad, &tok).is_err(),
             "5 heads do not divide 32"
@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn config_json_is_read_back_and_names_the_masked_lm_class() {
         let tok = SmilesTokenizer::Regex(RegexTokenizer::from_corpus(["CCO"]));
-        let size = EncoderSizeArgs {
+        let size = EncoderSize {
             hidden_size: 16,
             layers: 1,
             heads: 2,

@@ -1,17 +1,23 @@
-//! The fine-tuning loop of `anges-train` (GIN/GCN, and the 1D SMILES Transformer).
+//! Fine-tuning (GIN/GCN, and the 1D SMILES Transformer) as a task of the one epoch loop
+//! ([`super::epochs`]).
 //!
-//! [`run_finetune`]: load and featurise the dataset (optionally its first `--max-rows` rows),
-//! split it (or read `--split-file`), build the model with `tch::manual_seed(seed)`, load the
-//! pre-trained encoder (`--pretrained`, else the first `gin_*`/`gcn_*` checkpoint or
-//! `transformer_*` folder of the model cache folder, its task head starting fresh, else random
-//! initialisation with a loud warning), register the run with the meter
-//! (`--meter`), then per epoch: choose the epoch's training rows (all, or those MolPeg or random
-//! pruning keeps), train on them in a seeded shuffled order (Adam, or AdamW when
-//! `--weight-decay > 0`; gradient norm clipping when `--clip-grad > 0`), evaluate on valid and
-//! test, take a fresh meter reading, let the policy (`--stop full|patience|anges`) decide, log
-//! the epoch, write `best.safetensors` when it is the best on validation so far, and save the
-//! state that `--resume` continues from ([`super::resume`]). Writes `final.safetensors` and
-//! `summary.json` at the end.
+//! [`run_finetune`] is a sequence of named steps: check the configuration (and, with `--resume`,
+//! that the interrupted run had this one: [`ResumePoint`]); [`RunData::load`] the dataset
+//! (optionally its first `--max-rows` rows), featurise or tokenise it, split it (or read
+//! `--split-file`) and lay out its labels; [`open_run_dir`]; [`TunedModel::build`] the model
+//! with `tch::manual_seed(seed)` from the pre-trained encoder (`--pretrained`, else the first
+//! `gin_*`/`gcn_*` checkpoint or `transformer_*` folder of the model cache folder, its task head
+//! starting fresh, else random initialisation with a loud warning); assemble the
+//! [`FinetuneTask`] (optimiser: Adam, or AdamW when `--weight-decay > 0`; MolPeg or random
+//! pruning; the stopping policy `--stop full|patience|anges`) and restore an interrupted run's
+//! state into it; start the meter; run the epochs; [`FinetuneTask::finish`] with
+//! `final.safetensors` and `summary.json`.
+//!
+//! Per epoch the task chooses the epoch's training rows (all, or those MolPeg or random pruning
+//! keeps), trains on them in a seeded shuffled order (gradient norm clipping when
+//! `--clip-grad > 0`), evaluates on valid and test; after the loop's fresh meter reading it lets
+//! the policy decide, logs the epoch, and (after the loop's resume state) writes
+//! `best.safetensors` when the epoch is the best on validation so far.
 //!
 //! Determinism: with the same seed and `--threads N` on the CPU, two runs give bit-identical
 //! metrics, and so does a run interrupted and resumed (libtorch's generator is reseeded at the
@@ -23,31 +29,41 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use serde_json::Value;
+use tch::Device;
 use tch::nn::VarStore;
 
 use super::TrainError;
-use super::epoch::{Ctx, PassOptions, Scoring, build_labels, evaluate, train_epoch};
+use super::epoch::{
+    Ctx, Labels, PassOptions, Scoring, TrainStats, build_labels, evaluate, train_epoch,
+};
+use super::epochs::{
+    EpochPlan, EpochTask, RunClock, StateExtras, energy_text, run_epochs, start_meter,
+};
+use super::metrics::EvalMetrics;
 use super::network::{self, Inputs, Network};
+use super::optim::Optimizer;
 use super::prune::{Pruner, ReferenceModel};
-use super::resume;
+use super::resume::{self, Saved};
 use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary, replace_atomically};
 use super::seeded::{group_by_length, shuffle};
 use super::setup;
 use crate::checkpoint::{self, CheckpointError, LoadOptions};
-use crate::cli::{FinetuneArgs, MeterMode, ModelArgs, ModelKind, PruneMethod};
+use crate::config::{FinetuneConfig, ModelConfig, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
-use crate::emissions::EpochMeter;
-use crate::models::{Collator, Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
-use crate::policy::{Policy, PolicySpec};
-use crate::split::{self, Split};
+use crate::emissions::{EpochEnergy, EpochMeter, LedgerTotals, MeterFinal};
+use crate::featurize::TokenIds;
+use crate::models::{Collator, Gnn, GnnConfig, GnnKind, HEAD_PREFIX, TransformerConfig};
+use crate::policy::{Policy, StopReason};
+use crate::split::{self, Split, SplitPositions};
 
 /// Drop reason of rows whose features the model's embedding tables cannot hold.
 const DROP_MODEL_VOCABULARY: &str = "model-vocabulary";
 
-/// What `config.json` holds: the flags as given and what they resolved to.
+/// What `config.json` holds: the run's configuration and what it resolved to.
 #[derive(Debug, Serialize)]
 struct RunConfig<'a> {
-    args: &'a FinetuneArgs,
+    config: &'a FinetuneConfig,
     resolved: Resolved,
 }
 
@@ -66,328 +82,614 @@ struct Resolved {
     trainer_version: &'static str,
 }
 
-/// Runs one fine-tuning as `args` describe; returns its summary (also written to
+/// Runs one fine-tuning as `config` describes; returns its summary (also written to
 /// `summary.json` in the run directory).
-pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
+pub fn run_finetune(config: &FinetuneConfig) -> Result<Summary, TrainError> {
     let started = Instant::now();
-    let spec = check_supported(args)?;
-    // `--resume`: the flags must be the run's, and its state readable, before any work.
-    let (saved, run_config) = match (&args.out, args.resume) {
-        (Some(dir), true) => {
-            let config = resume::check_flags(&dir.join("config.json"), args)?;
-            (Some(resume::load_run(dir)?), Some(config))
-        }
-        _ => (None, None),
+    config.validate()?;
+    // `--resume`: the configuration must be the run's, and its state readable, before any work.
+    let resumed = config
+        .resume
+        .then(|| ResumePoint::open(config))
+        .transpose()?;
+    setup::apply_threads(config.compute.threads).map_err(TrainError::Options)?;
+    let device = config.compute.device.resolve()?;
+    let data = RunData::load(config, resumed.as_ref())?;
+    let (run, records) = open_run_dir(config, &data, resumed.as_ref(), device)?;
+    let model = TunedModel::build(config, &data, device)?;
+    let labels = build_labels(&data.dataset, &data.parts.train)?;
+    let inputs = data.inputs();
+    let mut task = FinetuneTask::new(config, &data, &model, &inputs, &labels, run, records)?;
+    let start = match resumed {
+        Some(point) => task.restore(point, started)?,
+        None => LoopStart {
+            first: 1,
+            last: config.train.epochs,
+            clock: RunClock {
+                started,
+                earlier: 0.0,
+            },
+            meter: None,
+        },
     };
-    let Some(dataset_name) = args.data.dataset.clone() else {
-        return Err(TrainError::Options(
-            "--dataset is required (a MoleculeNet name such as bbbp, or a CSV file)".into(),
-        ));
+    let mut meter = start_meter(
+        &config.meter,
+        &format!(
+            "anges-train {} {} {}",
+            data.dataset.name,
+            config.model_name(),
+            config.stop.label()
+        ),
+        start.meter,
+    )?;
+    let state = task.run.file(resume::STATE_FILE);
+    let plan = EpochPlan {
+        seed: config.data.seed,
+        first: start.first,
+        last: start.last,
+        state: &state,
+        clock: start.clock,
     };
-    setup::apply_threads(args.model.compute.threads).map_err(TrainError::Options)?;
-    let device = args.model.compute.device.resolve()?;
+    let stop = match task.resumed_stop {
+        Some(reason) => reason,
+        None => run_epochs(&mut task, meter.as_mut(), &plan)?,
+    };
+    task.finish(stop, meter.map(EpochMeter::finish), start.clock)
+}
 
-    // Data.
-    let request = DatasetRequest {
-        dataset: dataset_name,
-        smiles_column: args.data.smiles_column.clone(),
-        targets: args.data.target.clone(),
-    };
-    let options = DataOptions {
-        data_dir: args.data.data_dir.clone(),
-        ..DataOptions::default()
-    };
-    let mut dataset = data::load_dataset(&request, &options)?;
-    let mut rows = limit_rows(&mut dataset, args.data.max_rows)?;
-    let (pretrained, allow_partial) =
-        initial_weights(&args.model, &DataOptions::default().cache_dir);
-    // The 1D model's tokeniser and encoder configuration; rows it cannot encode are dropped.
-    let sequence = match args.model.model {
-        ModelKind::Transformer => {
-            let (tokenizer, cfg) = network::sequence_setup(
-                pretrained.as_deref(),
-                dataset.rows.iter().map(|r| r.smiles.as_str()),
-            )?;
-            let max_len = usize::try_from(cfg.max_len()).unwrap_or(0);
-            let (tokens, dropped) = network::tokenize_rows(&mut dataset, &tokenizer, max_len);
-            if dropped > 0 {
-                rows.dropped.insert(DROP_MODEL_VOCABULARY.into(), dropped);
+/// An interrupted run's state and `config.json`, checked against the configuration (`--resume`).
+struct ResumePoint {
+    saved: Saved,
+    config_json: Value,
+}
+
+impl ResumePoint {
+    /// Refuses, saying why, a run started with another configuration, finished, or that never
+    /// saved a state.
+    fn open(config: &FinetuneConfig) -> Result<Self, TrainError> {
+        let Some(dir) = &config.out else {
+            return Err(TrainError::Options("--resume needs --out DIR".into()));
+        };
+        let config_json = resume::check_config(&dir.join("config.json"), config)?;
+        let saved = resume::load_run(dir)?;
+        Ok(Self { saved, config_json })
+    }
+}
+
+/// The 1D model's inputs: each row's token ids, the padding id and the encoder's configuration.
+struct SequenceInputs {
+    tokens: Vec<TokenIds>,
+    pad_id: i64,
+    encoder: TransformerConfig,
+}
+
+/// A run's data: featurised (or tokenised), split, with what was read and dropped.
+struct RunData {
+    dataset: Dataset,
+    rows: RowCounts,
+    split: Split,
+    parts: SplitPositions,
+    metric: Metric,
+    /// The 1D model's inputs (`None`: a 2D model, whose inputs are the rows' graphs).
+    sequence: Option<SequenceInputs>,
+    /// The checkpoint the encoder starts from (`None`: random initialisation).
+    pretrained: Option<PathBuf>,
+    /// Whether the checkpoint may lack the task head.
+    allow_partial: bool,
+    /// [`Dataset::digest`] of the rows used.
+    digest: String,
+}
+
+impl RunData {
+    /// Loads, featurises and splits the data of `config` (an interrupted run's own split and
+    /// data with `--resume`).
+    fn load(config: &FinetuneConfig, resumed: Option<&ResumePoint>) -> Result<Self, TrainError> {
+        let request = DatasetRequest {
+            dataset: config.data.dataset.clone(),
+            smiles_column: config.data.smiles_column.clone(),
+            targets: config.data.targets.clone(),
+        };
+        let options = DataOptions {
+            data_dir: config.data.data_dir.clone(),
+            ..DataOptions::default()
+        };
+        let mut dataset = data::load_dataset(&request, &options)?;
+        let mut rows = limit_rows(&mut dataset, config.data.max_rows)?;
+        let (pretrained, allow_partial) =
+            initial_weights(&config.model, &DataOptions::default().cache_dir);
+        // The 1D model's tokeniser and encoder configuration; rows it cannot encode are dropped.
+        let sequence = match config.model.kind {
+            ModelKind::Transformer => {
+                let (tokenizer, encoder) = network::sequence_setup(
+                    pretrained.as_deref(),
+                    dataset.rows.iter().map(|r| r.smiles.as_str()),
+                )?;
+                let max_len = usize::try_from(encoder.max_len()).unwrap_or(0);
+                let (tokens, dropped) = network::tokenize_rows(&mut dataset, &tokenizer, max_len);
+                if dropped > 0 {
+                    rows.dropped.insert(DROP_MODEL_VOCABULARY.into(), dropped);
+                }
+                Some(SequenceInputs {
+                    tokens,
+                    pad_id: tokenizer.pad_id(),
+                    encoder,
+                })
             }
-            Some((tokens, tokenizer.pad_id(), cfg))
+            ModelKind::Gin | ModelKind::Gcn => {
+                drop_unembeddable(&mut dataset, &mut rows);
+                None
+            }
+        };
+        if dataset.rows.is_empty() {
+            return Err(TrainError::Options(format!(
+                "{}: no usable molecule left",
+                dataset.name
+            )));
         }
-        _ => {
-            drop_unembeddable(&mut dataset, &mut rows);
-            None
+        let digest = dataset.digest();
+        if let Some(point) = resumed {
+            resume::check_data(&point.config_json, &digest, &dataset.source)?;
         }
-    };
-    if dataset.rows.is_empty() {
-        return Err(TrainError::Options(format!(
-            "{}: no usable molecule left",
-            dataset.name
-        )));
+        let split = match (&config.data.split_file, resumed, &config.out) {
+            (_, Some(_), Some(dir)) => Split::read(&dir.join("split.json"))?,
+            (Some(path), _, _) => Split::read(path)?,
+            _ => split::make_split(&dataset, config.data.split, config.data.seed),
+        };
+        let parts = split.positions(&dataset)?;
+        if parts.train.is_empty() {
+            return Err(TrainError::Options(format!(
+                "the split leaves no training row ({} rows in all)",
+                dataset.rows.len()
+            )));
+        }
+        rows.used = dataset.rows.len();
+        (rows.train, rows.valid, rows.test) =
+            (parts.train.len(), parts.valid.len(), parts.test.len());
+        let metric = dataset
+            .metrics
+            .first()
+            .copied()
+            .unwrap_or(match dataset.task_type {
+                TaskType::Classification => Metric::RocAuc,
+                TaskType::Regression => Metric::Rmse,
+            });
+        Ok(Self {
+            dataset,
+            rows,
+            split,
+            parts,
+            metric,
+            sequence,
+            pretrained,
+            allow_partial,
+            digest,
+        })
     }
-    let data_digest = dataset.digest();
-    if let Some(config) = &run_config {
-        resume::check_data(config, &data_digest, &dataset.source)?;
-    }
-    let split = match (&args.data.split_file, &saved, &args.out) {
-        (_, Some(_), Some(dir)) => Split::read(&dir.join("split.json"))?,
-        (Some(path), _, _) => Split::read(path)?,
-        _ => split::make_split(&dataset, args.data.split, args.data.seed),
-    };
-    let parts = split.positions(&dataset)?;
-    if parts.train.is_empty() {
-        return Err(TrainError::Options(format!(
-            "the split leaves no training row ({} rows in all)",
-            dataset.rows.len()
-        )));
-    }
-    rows.used = dataset.rows.len();
-    (rows.train, rows.valid, rows.test) = (parts.train.len(), parts.valid.len(), parts.test.len());
-    let metric = dataset
-        .metrics
-        .first()
-        .copied()
-        .unwrap_or(match dataset.task_type {
-            TaskType::Classification => Metric::RocAuc,
-            TaskType::Regression => Metric::Rmse,
-        });
-    let num_tasks = dataset.num_tasks();
-    let train_rows: Vec<usize> = parts.train.clone();
-    let labels = build_labels(&dataset, &train_rows)?;
 
-    // Run directory.
-    let model_name = match args.model.model {
-        ModelKind::Gin => "gin",
-        ModelKind::Gcn => "gcn",
-        ModelKind::Transformer => "transformer",
-    };
-    let (mut run, mut records) = match (&saved, &args.out) {
-        (Some(state), Some(dir)) => RunDir::reopen(dir, state.progress.epochs)?,
+    /// The model's per-row inputs, borrowed from the data.
+    fn inputs(&self) -> Inputs<'_> {
+        match &self.sequence {
+            Some(s) => Inputs::Tokens(&s.tokens, s.pad_id),
+            None => Inputs::Graphs(self.dataset.rows.iter().map(|r| &r.graph).collect()),
+        }
+    }
+}
+
+/// Creates the run directory and writes `config.json` and `split.json` (a fresh run), or reopens
+/// an interrupted run's, its log cut back to the saved state; returns it with the logged epochs.
+fn open_run_dir(
+    config: &FinetuneConfig,
+    data: &RunData,
+    resumed: Option<&ResumePoint>,
+    device: Device,
+) -> Result<(RunDir, Vec<EpochRecord>), TrainError> {
+    let (run, records) = match (resumed, &config.out) {
+        (Some(point), Some(dir)) => RunDir::reopen(dir, point.saved.progress.epochs)?,
         _ => {
-            let run = RunDir::create(args.out.as_deref(), &dataset.name, model_name)?;
+            let run = RunDir::create(
+                config.out.as_deref(),
+                &data.dataset.name,
+                config.model_name(),
+            )?;
             run.clear_outputs()?;
             run.write_config(&RunConfig {
-                args,
+                config,
                 resolved: Resolved {
-                    dataset: dataset.name.clone(),
-                    source: dataset.source.clone(),
-                    task_type: dataset.task_type,
-                    tasks: dataset.task_names.clone(),
-                    metric,
+                    dataset: data.dataset.name.clone(),
+                    source: data.dataset.source.clone(),
+                    task_type: data.dataset.task_type,
+                    tasks: data.dataset.task_names.clone(),
+                    metric: data.metric,
                     device: format!("{device:?}"),
                     threads: tch::get_num_threads(),
-                    pretrained: pretrained.clone(),
-                    data_digest,
+                    pretrained: data.pretrained.clone(),
+                    data_digest: data.digest.clone(),
                     trainer_version: env!("CARGO_PKG_VERSION"),
                 },
             })?;
-            run.write_split(&split)?;
+            run.write_split(&data.split)?;
             (run, Vec::new())
         }
     };
     tracing::info!(
         run_dir = %run.path().display(),
-        "{}: {} train / {} valid / {} test rows, {num_tasks} task(s), metric {metric:?}, {device:?}",
-        dataset.name,
-        rows.train,
-        rows.valid,
-        rows.test
+        "{}: {} train / {} valid / {} test rows, {} task(s), metric {:?}, {device:?}",
+        data.dataset.name,
+        data.rows.train,
+        data.rows.valid,
+        data.rows.test,
+        data.dataset.num_tasks(),
+        data.metric,
     );
+    Ok((run, records))
+}
 
-    // Model.
-    setup::seed_torch(args.data.seed);
-    let num_tasks_i64 =
-        i64::try_from(num_tasks).map_err(|_| TrainError::Options(format!("{num_tasks} tasks")))?;
-    let (vs, net, inputs) = match sequence {
-        Some((tokens, pad, cfg)) => {
-            let pooling = args.model.pooling.parse().map_err(TrainError::Model)?;
-            let (vs, net) = network::sequence_network(
-                pretrained.as_deref(),
-                cfg,
-                num_tasks_i64,
-                pooling,
+/// The network being tuned and its variables.
+struct TunedModel {
+    vs: VarStore,
+    net: Network,
+    device: Device,
+}
+
+impl TunedModel {
+    /// Seeds libtorch with the run's seed and builds the model of `config` for `data`, from its
+    /// starting weights.
+    fn build(config: &FinetuneConfig, data: &RunData, device: Device) -> Result<Self, TrainError> {
+        setup::seed_torch(config.data.seed);
+        let num_tasks = data.dataset.num_tasks();
+        let num_tasks = i64::try_from(num_tasks)
+            .map_err(|_| TrainError::Options(format!("{num_tasks} tasks")))?;
+        let (vs, net) = match &data.sequence {
+            Some(s) => network::sequence_network(
+                data.pretrained.as_deref(),
+                s.encoder.clone(),
+                num_tasks,
+                config.model.pooling,
                 device,
-            )?;
-            (vs, net, Inputs::Tokens(tokens, pad))
-        }
-        None => {
-            let vs = VarStore::new(device);
-            let kind = match args.model.model {
-                ModelKind::Gin => GnnKind::Gin,
-                _ => GnnKind::Gcn,
-            };
-            let gnn = Gnn::new(
-                &vs.root(),
-                GnnConfig {
-                    kind,
-                    dropout: args.model.dropout,
-                    num_tasks: num_tasks_i64,
-                    gcn_l2_normalize: args.model.gcn_l2_normalize,
-                    ..GnnConfig::default()
-                },
-            )?;
-            match &pretrained {
-                Some(path) => load_pretrained(&vs, path, allow_partial)?,
-                None => tracing::warn!(
-                    "NO PRE-TRAINED WEIGHTS: no --pretrained given and no {model_name}_*.pth, \
-                     .pt or .safetensors in {}; fine-tuning starts from RANDOM initialisation",
-                    DataOptions::default().cache_dir.join("models").display()
-                ),
+            )?,
+            None => {
+                let vs = VarStore::new(device);
+                let kind = match config.model.kind {
+                    ModelKind::Gcn => GnnKind::Gcn,
+                    _ => GnnKind::Gin,
+                };
+                let gnn = Gnn::new(
+                    &vs.root(),
+                    GnnConfig {
+                        kind,
+                        dropout: config.model.dropout,
+                        num_tasks,
+                        gcn_l2_normalize: config.model.gcn_l2_normalize,
+                        ..GnnConfig::default()
+                    },
+                )?;
+                match &data.pretrained {
+                    Some(path) => load_pretrained(&vs, path, data.allow_partial)?,
+                    None => tracing::warn!(
+                        "NO PRE-TRAINED WEIGHTS: no --pretrained given and no {}_*.pth, .pt or \
+                         .safetensors in {}; fine-tuning starts from RANDOM initialisation",
+                        config.model_name(),
+                        DataOptions::default().cache_dir.join("models").display()
+                    ),
+                }
+                (vs, Network::Graph(gnn))
             }
-            let graphs = dataset.rows.iter().map(|r| &r.graph).collect();
-            (vs, Network::Graph(gnn), Inputs::Graphs(graphs))
-        }
-    };
-    let mut opt = setup::optimizer(&vs, &args.train)?;
-
-    // Epochs.
-    let ctx = Ctx {
-        net: &net,
-        inputs: &inputs,
-        labels: &labels,
-        task_type: dataset.task_type,
-        num_tasks,
-        batch_size: args.train.batch_size,
-        device,
-    };
-    let mut collator = Collator::new();
-    let mut pruner = Pruner::new(
-        args.prune.prune,
-        args.prune.keep_ratio,
-        train_rows.len(),
-        args.data.seed,
-    )?;
-    let reference_vs = VarStore::new(device);
-    let (reference_net, reference) = if args.prune.prune == PruneMethod::Molpeg {
-        let g = network::twin(&net, &reference_vs.root())?;
-        let r = ReferenceModel::new(&reference_vs, &vs, args.prune.ema_beta)?;
-        (Some(g), Some(r))
-    } else {
-        (None, None)
-    };
-    let mut train_index = vec![usize::MAX; dataset.rows.len()];
-    for (i, &p) in train_rows.iter().enumerate() {
-        train_index[p] = i;
+        };
+        Ok(Self { vs, net, device })
     }
-    let mut policy = Policy::new(spec, metric.higher_is_better());
-    let mut stop_reason = "max-epochs";
-    let mut last_epoch = args.train.epochs;
-    let mut prune_totals = (0usize, Duration::ZERO, 0.0f64);
-    let mut earlier_seconds = 0.0;
-    let mut earlier_meter = None;
-    if let Some(state) = saved {
-        (earlier_seconds, earlier_meter) = (state.progress.seconds, state.progress.meter);
-        let best_is_last = state.progress.best_epoch == Some(state.progress.epochs);
-        state.restore(
-            &vs,
-            &mut opt,
-            reference.as_ref().map(|_| &reference_vs),
-            pruner.as_mut(),
+}
+
+/// MolPeg's EMA reference model: its variables, its network, and its pairing with the online
+/// model's.
+struct Reference {
+    vs: VarStore,
+    net: Network,
+    ema: ReferenceModel,
+}
+
+/// Where the epoch loop starts: the epochs to run, the run's clock and, resumed, the meter's
+/// totals so far.
+struct LoopStart {
+    first: usize,
+    last: usize,
+    clock: RunClock,
+    meter: Option<LedgerTotals>,
+}
+
+/// What pruning did so far over the run.
+#[derive(Debug, Default)]
+struct PruneTotals {
+    samples_used: usize,
+    reference_time: Duration,
+    reference_energy_j: f64,
+}
+
+/// What one epoch's work measured, before the meter reading.
+struct FinetunePass {
+    stats: TrainStats,
+    valid: EvalMetrics,
+    test: EvalMetrics,
+}
+
+/// Fine-tuning as the epoch loop sees it.
+struct FinetuneTask<'a> {
+    config: &'a FinetuneConfig,
+    data: &'a RunData,
+    model: &'a TunedModel,
+    ctx: Ctx<'a>,
+    collator: Collator,
+    optimizer: Optimizer,
+    pruner: Option<Pruner>,
+    reference: Option<Reference>,
+    /// Training-list index of each dataset row position (`usize::MAX`: not a training row).
+    train_index: Vec<usize>,
+    policy: Policy,
+    run: RunDir,
+    records: Vec<EpochRecord>,
+    totals: PruneTotals,
+    /// The last epoch was the best on validation so far: its weights go to `best.safetensors`.
+    new_best: bool,
+    /// The policy had already stopped the interrupted run (`--resume` of a stopped run whose
+    /// summary was not written).
+    resumed_stop: Option<StopReason>,
+}
+
+impl<'a> FinetuneTask<'a> {
+    /// The optimiser, pruner, MolPeg reference and policy of `config` over `model`.
+    fn new(
+        config: &'a FinetuneConfig,
+        data: &'a RunData,
+        model: &'a TunedModel,
+        inputs: &'a Inputs<'a>,
+        labels: &'a Labels,
+        run: RunDir,
+        records: Vec<EpochRecord>,
+    ) -> Result<Self, TrainError> {
+        let optimizer = setup::optimizer(&model.vs, &config.train)?;
+        let train_rows = &data.parts.train;
+        let pruner = Pruner::new(
+            config.prune.method,
+            config.prune.keep_ratio,
+            train_rows.len(),
+            config.data.seed,
         )?;
-        if let Some(reason) = replay_policy(&mut policy, &records, metric)? {
-            (stop_reason, last_epoch) = (reason, records.len());
+        let reference = if config.prune.method == PruneMethod::Molpeg {
+            let vs = VarStore::new(model.device);
+            let net = network::twin(&model.net, &vs.root())?;
+            let ema = ReferenceModel::new(&vs, &model.vs, config.prune.ema_beta)?;
+            Some(Reference { vs, net, ema })
+        } else {
+            None
+        };
+        let mut train_index = vec![usize::MAX; data.dataset.rows.len()];
+        for (i, &p) in train_rows.iter().enumerate() {
+            train_index[p] = i;
         }
-        let best_path = run.file("best.safetensors");
+        Ok(Self {
+            config,
+            data,
+            model,
+            ctx: Ctx {
+                net: &model.net,
+                inputs,
+                labels,
+                task_type: data.dataset.task_type,
+                num_tasks: data.dataset.num_tasks(),
+                batch_size: config.train.batch_size,
+                device: model.device,
+            },
+            collator: Collator::new(),
+            optimizer,
+            pruner,
+            reference,
+            train_index,
+            policy: Policy::new(config.stop, data.metric.higher_is_better()),
+            run,
+            records,
+            totals: PruneTotals::default(),
+            new_best: false,
+            resumed_stop: None,
+        })
+    }
+
+    /// Puts an interrupted run's state back (weights, moments, MolPeg's reference and scores,
+    /// the policy replayed over the log); returns the epochs left to run, the run's clock and
+    /// the meter totals so far.
+    fn restore(&mut self, point: ResumePoint, started: Instant) -> Result<LoopStart, TrainError> {
+        let state = point.saved;
+        let progress = state.progress.clone();
+        let best_is_last = progress.best_epoch == Some(progress.epochs);
+        state.restore(
+            &self.model.vs,
+            &mut self.optimizer,
+            self.reference.as_ref().map(|r| &r.vs),
+            self.pruner.as_mut(),
+        )?;
+        let mut last = self.config.train.epochs;
+        if let Some(reason) = replay_policy(&mut self.policy, &self.records, self.data.metric)? {
+            self.resumed_stop = Some(reason);
+            last = self.records.len();
+        }
+        let best_path = self.run.file("best.safetensors");
         if best_is_last {
-            save_weights(&vs, &best_path)?;
-        } else if policy.best_epoch().is_some() && !best_path.is_file() {
+            save_weights(&self.model.vs, &best_path)?;
+        } else if self.policy.best_epoch().is_some() && !best_path.is_file() {
             tracing::warn!(
                 "{} is missing: the best-validation weights of epoch {} are lost; the run will \
                  deliver a later best, or its final weights",
                 best_path.display(),
-                policy.best_epoch().unwrap_or_default()
+                self.policy.best_epoch().unwrap_or_default()
             );
         }
-        for r in &records {
-            prune_totals.0 += r.samples_used;
-            prune_totals.1 += Duration::from_secs_f64(r.reference_seconds.unwrap_or(0.0));
-            prune_totals.2 += r.reference_energy_j.unwrap_or(0.0);
+        for r in &self.records {
+            self.totals.samples_used += r.samples_used;
+            self.totals.reference_time +=
+                Duration::from_secs_f64(r.reference_seconds.unwrap_or(0.0));
+            self.totals.reference_energy_j += r.reference_energy_j.unwrap_or(0.0);
         }
         tracing::info!(
             "resuming {} after epoch {} of {} ({:.0} s so far)",
-            run.path().display(),
-            records.len(),
-            args.train.epochs,
-            earlier_seconds
+            self.run.path().display(),
+            self.records.len(),
+            self.config.train.epochs,
+            progress.seconds
         );
+        Ok(LoopStart {
+            first: self.records.len() + 1,
+            last,
+            clock: RunClock {
+                started,
+                earlier: progress.seconds,
+            },
+            meter: progress.meter,
+        })
     }
-    let saves_state = resume::supported(&opt);
-    if !saves_state {
-        tracing::warn!(
-            "no resume state will be saved: libtorch's optimiser (parameters of mixed kinds or \
-             devices on {device:?}) keeps moments that cannot be read"
-        );
-    }
-    let mut meter = EpochMeter::start(
-        &args.meter,
-        &format!("anges-train {} {model_name} {}", dataset.name, spec.label()),
-    )?;
-    if let Some(m) = &mut meter {
-        tracing::info!("meter: {}", m.describe());
-        if let Some(totals) = earlier_meter {
-            m.carry_over(totals);
+
+    /// Writes `final.safetensors` (and `best.safetensors` if no epoch was best), the summary,
+    /// and removes the resume state.
+    fn finish(
+        self,
+        stop: StopReason,
+        meter: Option<MeterFinal>,
+        clock: RunClock,
+    ) -> Result<Summary, TrainError> {
+        let Some(last) = self.records.last().cloned() else {
+            return Err(TrainError::Options("--epochs must be at least 1".into()));
+        };
+        // Weights and summary (best.safetensors was written at each new best epoch).
+        let final_path = self.run.file("final.safetensors");
+        save_weights(&self.model.vs, &final_path)?;
+        let best_path = self.run.file("best.safetensors");
+        let best_epoch = self.policy.best_epoch().unwrap_or(last.epoch);
+        if !best_path.is_file() {
+            std::fs::copy(&final_path, &best_path).map_err(|e| TrainError::io(&best_path, e))?;
         }
+        let best = &self.records[best_epoch - 1];
+        let tail = meter.as_ref().and_then(|m| m.tail);
+        let (data, config) = (self.data, self.config);
+        let summary = Summary {
+            run_dir: self.run.path().to_owned(),
+            dataset: data.dataset.name.clone(),
+            model: config.model.kind,
+            task_type: data.dataset.task_type,
+            metric: data.metric,
+            stop: config.stop.kind(),
+            stop_reason: stop,
+            epochs_run: self.records.len(),
+            best_epoch,
+            best_valid: best.valid.clone(),
+            best_test: best.test.clone(),
+            final_train_loss: last.train_loss,
+            final_valid: last.valid,
+            final_test: last.test,
+            rows: data.rows.clone(),
+            pretrained: data.pretrained.clone(),
+            seconds: clock.seconds(),
+            energy_j: meter.as_ref().map(|m| m.total().0),
+            co2_g: meter.as_ref().map(|m| m.total().1),
+            tail_j: tail.map(|t| t.energy_j),
+            tail_co2_g: tail.map(|t| t.co2_g),
+            policy: Some(config.stop),
+            meter: meter.as_ref().map(|m| m.describe.clone()),
+            measured: meter.as_ref().map(|m| m.measured),
+            meter_gap_epochs: meter.as_ref().map_or(0, |m| m.gap_epochs),
+            daemon_job_joules: meter.as_ref().and_then(|m| m.daemon_job_joules),
+            daemon_job_grams: meter.as_ref().and_then(|m| m.daemon_job_grams),
+            prune: self.pruner.as_ref().map(|p| PruneSummary {
+                method: p.method(),
+                keep_ratio: p.keep_ratio(),
+                samples_used: self.totals.samples_used,
+                samples_full: data.parts.train.len() * self.records.len(),
+                reference_seconds: self.totals.reference_time.as_secs_f64(),
+                reference_energy_j: (p.method() == PruneMethod::Molpeg && meter.is_some())
+                    .then_some(self.totals.reference_energy_j),
+            }),
+        };
+        self.run.write_summary(&summary)?;
+        resume::remove(&self.run.file(resume::STATE_FILE))?;
+        Ok(summary)
     }
-    for epoch in records.len() + 1..=last_epoch {
-        let t0 = Instant::now();
-        setup::seed_epoch(args.data.seed, epoch);
-        let mut order: Vec<usize> = match &pruner {
+}
+
+impl EpochTask for FinetuneTask<'_> {
+    type Error = TrainError;
+    type Pass = FinetunePass;
+
+    fn model(&self) -> &VarStore {
+        &self.model.vs
+    }
+
+    fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    fn run_epoch(&mut self, epoch: usize) -> Result<FinetunePass, TrainError> {
+        let (config, train_rows) = (self.config, &self.data.parts.train);
+        let seed = config.data.seed;
+        let mut order: Vec<usize> = match &self.pruner {
             Some(p) => p.select(epoch).into_iter().map(|i| train_rows[i]).collect(),
             None => train_rows.clone(),
         };
-        shuffle(&mut order, args.data.seed, epoch as u64);
-        if let (true, Inputs::Tokens(tokens, _)) = (args.model.group_by_length, &inputs) {
+        shuffle(&mut order, seed, epoch as u64);
+        if let (true, Some(sequence)) = (config.model.group_by_length, &self.data.sequence) {
             group_by_length(
                 &mut order,
-                |row| tokens[row].len(),
-                args.train.batch_size,
-                args.data.seed,
+                |row| sequence.tokens[row].len(),
+                config.train.batch_size,
+                seed,
                 epoch as u64,
             );
         }
-        let weight = pruner.as_ref().map_or(1.0, Pruner::weight);
-        let scoring = match (pruner.as_mut(), &reference_net, &reference) {
-            (Some(p), Some(g), Some(r)) => Some(Scoring {
-                pruner: p,
-                reference_net: g,
-                reference: r,
-                train_index: &train_index,
+        let weight = self.pruner.as_ref().map_or(1.0, Pruner::weight);
+        let scoring = match (self.pruner.as_mut(), &self.reference) {
+            (Some(pruner), Some(r)) => Some(Scoring {
+                pruner,
+                reference_net: &r.net,
+                reference: &r.ema,
+                train_index: &self.train_index,
             }),
             _ => None,
         };
         let stats = train_epoch(
-            &ctx,
-            &mut collator,
-            &mut opt,
+            &self.ctx,
+            &mut self.collator,
+            &mut self.optimizer,
             &order,
             PassOptions {
-                progress: (epoch, args.train.epochs),
-                clip_grad: args.train.clip_grad,
+                progress: (epoch, config.train.epochs),
+                clip_grad: config.train.clip_grad,
                 loss_weight: weight,
             },
             scoring,
         )?;
-        let valid = evaluate(&ctx, &mut collator, &parts.valid)?;
-        let test = evaluate(&ctx, &mut collator, &parts.test)?;
-        // A fresh reading that includes this epoch's training and evaluation work.
-        let energy = meter.as_mut().map(EpochMeter::read_epoch);
-        let seconds = t0.elapsed().as_secs_f64();
-        let verdict = policy.observe(
-            epoch,
-            valid.get(metric),
-            energy.as_ref().map(|e| e.cumulative_g),
-        );
-        let reference_seconds = reference
+        let valid = evaluate(&self.ctx, &mut self.collator, &self.data.parts.valid)?;
+        let test = evaluate(&self.ctx, &mut self.collator, &self.data.parts.test)?;
+        Ok(FinetunePass { stats, valid, test })
+    }
+
+    fn end_epoch(
+        &mut self,
+        epoch: usize,
+        pass: FinetunePass,
+        energy: Option<&EpochEnergy>,
+        seconds: f64,
+    ) -> Result<Option<StopReason>, TrainError> {
+        let metric = self.data.metric;
+        let FinetunePass { stats, valid, test } = pass;
+        let verdict = self
+            .policy
+            .observe(epoch, valid.get(metric), energy.map(|e| e.cumulative_g));
+        let reference_seconds = self
+            .reference
             .as_ref()
             .map(|_| stats.reference_time.as_secs_f64());
-        let reference_energy_j = match (reference_seconds, &energy) {
+        let reference_energy_j = match (reference_seconds, energy) {
             (Some(r), Some(e)) if seconds > 0.0 => Some(e.energy_j * r / seconds),
             _ => None,
         };
-        prune_totals.0 += stats.samples;
-        prune_totals.1 += stats.reference_time;
-        prune_totals.2 += reference_energy_j.unwrap_or(0.0);
+        self.totals.samples_used += stats.samples;
+        self.totals.reference_time += stats.reference_time;
+        self.totals.reference_energy_j += reference_energy_j.unwrap_or(0.0);
         let record = EpochRecord {
             epoch,
             train_loss: stats.loss,
@@ -395,59 +697,30 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
             test,
             best: verdict.new_best,
             seconds,
-            energy_j: energy.as_ref().map(|e| e.energy_j),
-            co2_g: energy.as_ref().map(|e| e.co2_g),
-            cumulative_j: energy.as_ref().map(|e| e.cumulative_j),
-            cumulative_co2_g: energy.as_ref().map(|e| e.cumulative_g),
-            meter_source: energy.as_ref().map(|e| e.source.to_string()),
-            measured: energy.as_ref().map(|e| e.measured),
-            meter_fault: energy.as_ref().and_then(|e| e.fault.clone()),
+            energy_j: energy.map(|e| e.energy_j),
+            co2_g: energy.map(|e| e.co2_g),
+            cumulative_j: energy.map(|e| e.cumulative_j),
+            cumulative_co2_g: energy.map(|e| e.cumulative_g),
+            meter_source: energy.map(|e| e.source.to_string()),
+            measured: energy.map(|e| e.measured),
+            meter_fault: energy.and_then(|e| e.fault.clone()),
             anges: verdict.anges,
             samples_used: stats.samples,
             reference_seconds,
             reference_energy_j,
         };
-        run.append_epoch(&record)?;
-        // Not after the last epoch: the run ends next (an interruption there reruns that epoch),
-        // and work after the last meter reading would be left out of the run's energy.
-        if saves_state && verdict.stop.is_none() && epoch < last_epoch {
-            let t_state = Instant::now();
-            resume::save(
-                &run.file(resume::STATE_FILE),
-                &resume::Snapshot {
-                    epochs: epoch,
-                    seconds: earlier_seconds + started.elapsed().as_secs_f64(),
-                    best_epoch: policy.best_epoch(),
-                    meter: meter.as_ref().map(EpochMeter::totals),
-                    model: &vs,
-                    optimizer: &opt,
-                    reference: reference.as_ref().map(|_| &reference_vs),
-                    pruner: pruner.as_ref(),
-                },
-            )?;
-            tracing::debug!(
-                seconds = t_state.elapsed().as_secs_f64(),
-                "epoch {epoch}: resume state saved"
-            );
-        }
-        // After the state (see `resume`): never an epoch later than the saved one.
-        if verdict.new_best {
-            save_weights(&vs, &run.file("best.safetensors"))?;
-        }
+        self.run.append_epoch(&record)?;
         tracing::info!(
             "epoch {epoch}/{}: train loss {:.4}, valid {metric:?} {}, test {metric:?} {}, \
              valid loss {}{} ({:.1} s{})",
-            args.train.epochs,
+            self.config.train.epochs,
             stats.loss,
             fmt(record.valid.get(metric)),
             fmt(record.test.get(metric)),
             fmt(record.valid.loss),
             if verdict.new_best { " [best]" } else { "" },
             record.seconds,
-            energy.as_ref().map_or_else(String::new, |e| format!(
-                ", {:.2} J, {:.3e} g CO2-eq, {}",
-                e.energy_j, e.co2_g, e.source
-            )),
+            energy_text(energy),
         );
         if let Some(step) = &verdict.anges {
             tracing::info!("{}", step.log_line());
@@ -455,69 +728,29 @@ pub fn run_finetune(args: &FinetuneArgs) -> Result<Summary, TrainError> {
         if let Some(fault) = &record.meter_fault {
             tracing::warn!("epoch {epoch}: meter: {fault}");
         }
-        records.push(record);
-        if let Some(reason) = verdict.stop {
-            tracing::info!("stopping after epoch {epoch}: {}", spec.label());
-            stop_reason = reason;
-            break;
+        self.records.push(record);
+        self.new_best = verdict.new_best;
+        if verdict.stop.is_some() {
+            tracing::info!("stopping after epoch {epoch}: {}", self.config.stop.label());
+        }
+        Ok(verdict.stop)
+    }
+
+    fn state_extras(&self) -> StateExtras<'_> {
+        StateExtras {
+            best_epoch: self.policy.best_epoch(),
+            reference: self.reference.as_ref().map(|r| &r.vs),
+            pruner: self.pruner.as_ref(),
         }
     }
-    let meter_final = meter.map(EpochMeter::finish);
-    let Some(last) = records.last().cloned() else {
-        return Err(TrainError::Options("--epochs must be at least 1".into()));
-    };
 
-    // Weights and summary (best.safetensors was written at each new best epoch).
-    save_weights(&vs, &run.file("final.safetensors"))?;
-    let best_path = run.file("best.safetensors");
-    let best_epoch = policy.best_epoch().unwrap_or(last.epoch);
-    if !best_path.is_file() {
-        std::fs::copy(run.file("final.safetensors"), &best_path)
-            .map_err(|e| TrainError::io(&best_path, e))?;
+    /// After the state (see [`resume`]): never an epoch later than the saved one.
+    fn after_state(&mut self, _epoch: usize) -> Result<(), TrainError> {
+        if std::mem::take(&mut self.new_best) {
+            save_weights(&self.model.vs, &self.run.file("best.safetensors"))?;
+        }
+        Ok(())
     }
-    let best = &records[best_epoch - 1];
-    let tail = meter_final.as_ref().and_then(|m| m.tail);
-    let summary = Summary {
-        run_dir: run.path().to_owned(),
-        dataset: dataset.name.clone(),
-        model: args.model.model,
-        task_type: dataset.task_type,
-        metric,
-        stop: args.stop.stop,
-        stop_reason: stop_reason.into(),
-        epochs_run: records.len(),
-        best_epoch,
-        best_valid: best.valid.clone(),
-        best_test: best.test.clone(),
-        final_train_loss: last.train_loss,
-        final_valid: last.valid,
-        final_test: last.test,
-        rows,
-        pretrained,
-        seconds: earlier_seconds + started.elapsed().as_secs_f64(),
-        energy_j: meter_final.as_ref().map(|m| m.total().0),
-        co2_g: meter_final.as_ref().map(|m| m.total().1),
-        tail_j: tail.map(|t| t.energy_j),
-        tail_co2_g: tail.map(|t| t.co2_g),
-        policy: Some(spec),
-        meter: meter_final.as_ref().map(|m| m.describe.clone()),
-        measured: meter_final.as_ref().map(|m| m.measured),
-        meter_gap_epochs: meter_final.as_ref().map_or(0, |m| m.gap_epochs),
-        daemon_job_joules: meter_final.as_ref().and_then(|m| m.daemon_job_joules),
-        daemon_job_grams: meter_final.as_ref().and_then(|m| m.daemon_job_grams),
-        prune: pruner.as_ref().map(|p| PruneSummary {
-            method: p.method(),
-            keep_ratio: p.keep_ratio(),
-            samples_used: prune_totals.0,
-            samples_full: train_rows.len() * records.len(),
-            reference_seconds: prune_totals.1.as_secs_f64(),
-            reference_energy_j: (p.method() == PruneMethod::Molpeg && meter_final.is_some())
-                .then_some(prune_totals.2),
-        }),
-    };
-    run.write_summary(&summary)?;
-    resume::remove(&run.file(resume::STATE_FILE))?;
-    Ok(summary)
 }
 
 /// Feeds the epochs of an interrupted run back to a fresh `policy` (`--resume`), checking that
@@ -527,7 +760,7 @@ fn replay_policy(
     policy: &mut Policy,
     records: &[EpochRecord],
     metric: Metric,
-) -> Result<Option<&'static str>, TrainError> {
+) -> Result<Option<StopReason>, TrainError> {
     for r in records {
         let verdict = policy.observe(r.epoch, r.valid.get(metric), r.cumulative_co2_g);
         if verdict.new_best != r.best {
@@ -554,24 +787,6 @@ fn save_weights(vs: &VarStore, path: &Path) -> Result<(), TrainError> {
             hint: String::new(),
         })
     })
-}
-
-/// Validates the flags the loop depends on; returns the stopping policy.
-fn check_supported(args: &FinetuneArgs) -> Result<PolicySpec, TrainError> {
-    let spec = PolicySpec::from_args(&args.stop).map_err(TrainError::Options)?;
-    if matches!(spec, PolicySpec::Anges(_)) && args.meter.meter == MeterMode::Off {
-        return Err(TrainError::Options(
-            "--stop anges needs emissions: use --meter auto, daemon or local, not off".into(),
-        ));
-    }
-    setup::check_train_args(&args.train).map_err(TrainError::Options)?;
-    if !(0.0..1.0).contains(&args.model.dropout) {
-        return Err(TrainError::Options(format!(
-            "--dropout {} is not in [0, 1)",
-            args.model.dropout
-        )));
-    }
-    Ok(spec)
 }
 
 /// Keeps the first `max_rows` data rows of the file (if given); returns the row counts so far.
@@ -615,11 +830,11 @@ fn drop_unembeddable(ds: &mut Dataset, counts: &mut RowCounts) {
 /// (partial only with `--allow-partial`); nothing with `--random-init`; else the model cache
 /// folder's checkpoint, whose task head may be missing (it holds an encoder only: pretrain-gnns,
 /// `anges-train pretrain`).
-fn initial_weights(model: &ModelArgs, cache_dir: &Path) -> (Option<PathBuf>, bool) {
+fn initial_weights(model: &ModelConfig, cache_dir: &Path) -> (Option<PathBuf>, bool) {
     match &model.pretrained {
         Some(p) => (Some(p.clone()), model.allow_partial),
         None if model.random_init => (None, false),
-        None => (cached_checkpoint(model.model, cache_dir), true),
+        None => (cached_checkpoint(model.kind, cache_dir), true),
     }
 }
 
@@ -749,33 +964,21 @@ mod tests {
 
     #[test]
     fn random_init_ignores_the_cache_and_pretrained_wins() {
-        use clap::Parser;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("models")).unwrap();
         std::fs::write(dir.path().join("models/gin_attrmask.safetensors"), b"x").unwrap();
-        let parse = |flags: &[&str]| {
-            let argv = [&["anges-train", "--dataset", "bbbp"][..], flags].concat();
-            crate::cli::Cli::try_parse_from(argv)
-                .unwrap()
-                .finetune
-                .model
-        };
-        let (found, partial) = initial_weights(&parse(&[]), dir.path());
+        let (found, partial) = initial_weights(&ModelConfig::default(), dir.path());
         assert!(found.unwrap().ends_with("gin_attrmask.safetensors") && partial);
-        assert_eq!(
-            initial_weights(&parse(&["--random-init"]), dir.path()),
-            (None, false)
-        );
-        let (given, partial) = initial_weights(&parse(&["--pretrained", "x.pth"]), dir.path());
+        let random = ModelConfig {
+            random_init: true,
+            ..ModelConfig::default()
+        };
+        assert_eq!(initial_weights(&random, dir.path()), (None, false));
+        let given = ModelConfig {
+            pretrained: Some("x.pth".into()),
+            ..ModelConfig::default()
+        };
+        let (given, partial) = initial_weights(&given, dir.path());
         assert_eq!((given.unwrap(), partial), (PathBuf::from("x.pth"), false));
-        assert!(
-            crate::cli::Cli::try_parse_from([
-                "anges-train",
-                "--random-init",
-                "--pretrained",
-                "x.pth"
-            ])
-            .is_err()
-        );
     }
 }

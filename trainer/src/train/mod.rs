@@ -1,7 +1,11 @@
-//! Fine-tuning (GIN/GCN and the 1D SMILES Transformer): the training loop and what it writes.
+//! The one epoch loop, and fine-tuning (GIN/GCN and the 1D SMILES Transformer) with what it
+//! writes.
 //!
-//! - [`finetune`]: the loop ([`run_finetune`]): data, split, model and weights, optimiser,
-//!   meter, epochs, best-model selection, the stopping policy ([`crate::policy`]).
+//! - [`epochs`]: the epoch loop that fine-tuning and pre-training share ([`epochs::EpochTask`]):
+//!   per-epoch seeding, the meter reading, the resume state.
+//! - [`finetune`]: fine-tuning ([`run_finetune`]) as named steps: data, split, run directory,
+//!   model and weights, the task (optimiser, pruning, the stopping policy of
+//!   [`crate::policy`]), the loop, the summary.
 //! - `network` (private): the network being tuned (GIN/GCN or the SMILES Transformer), its
 //!   per-row inputs, how it is built, and MolPeg's reference twin.
 //! - `epoch` (private): one training pass (with MolPeg scoring) and the evaluation of a split.
@@ -18,6 +22,7 @@
 //!   pre-training).
 
 mod epoch;
+pub mod epochs;
 pub mod finetune;
 pub mod metrics;
 mod network;
@@ -83,6 +88,12 @@ pub enum TrainError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+impl From<crate::config::ConfigError> for TrainError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Self::Options(e.0)
+    }
 }
 
 impl TrainError {

@@ -33,7 +33,7 @@ pub(crate) enum Inputs<'a> {
     /// pretrain-gnns graph features.
     Graphs(Vec<&'a GraphFeatures>),
     /// Token ids (with the begin/end tokens) and the padding id.
-    Tokens(Vec<TokenIds>, i64),
+    Tokens(&'a [TokenIds], i64),
 }
 
 impl Network {

@@ -1,4 +1,4 @@
-//! Dynamic data pruning of the training set (`--prune molpeg|random --keep-ratio r`), SPEC §2.
+//! Dynamic data pruning of the training set (`--prune molpeg|random --keep-ratio r`), docs/spec.md §2.
 //!
 //! Each epoch keeps `⌈r·N⌉` of the `N` training samples (`r` is the KEPT fraction; the pruning
 //! ratio is `1 − r`), and the kept samples' loss is weighted by `1/r`.
@@ -8,7 +8,7 @@
 //!   model and follows it by EMA after every optimiser step.
 //! - `random`: a seeded uniformly random subset of the same size each epoch (the baseline).
 //!
-//! Choices where SPEC §2 is silent, written down here and in docs/training.md: the online loss of
+//! Choices where docs/spec.md §2 leaves room, written down here and in docs/green.md: the online loss of
 //! a sample is the one of the training forward pass (training mode, the one whose gradient is
 //! taken); the reference loss comes from a forward pass of `θ_ref` in evaluation mode without
 //! gradient; the EMA runs over every floating-point variable, BatchNorm running statistics
@@ -19,7 +19,7 @@ use tch::{Kind, Tensor};
 
 use super::TrainError;
 use super::seeded::splitmix;
-use crate::cli::PruneMethod;
+use crate::config::PruneMethod;
 
 /// Which training samples each epoch uses.
 #[derive(Debug, Clone)]

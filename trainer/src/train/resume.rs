@@ -40,6 +40,7 @@ use super::optim::{Moments, Optimizer};
 use super::prune::Pruner;
 use super::rundir::replace_atomically;
 use crate::checkpoint::{self, LoadOptions};
+use crate::config::{FinetuneConfig, legacy};
 use crate::emissions::LedgerTotals;
 
 /// The state file in a fine-tuning run directory.
@@ -312,21 +313,45 @@ impl Saved {
     }
 }
 
-/// Checks that `args` are the flags of the interrupted run, as logged under `"args"` in the JSON
-/// file `logged` (fine-tuning's `config.json`, pre-training's log), but those in [`MAY_CHANGE`];
-/// lists every difference. Warns when `--threads` differs. Returns the file's JSON, which the
-/// caller checks further (its data, its epochs) without reading it again.
+/// Checks that `args` are the flags of the interrupted pre-training, as logged under `"args"` in
+/// its log `logged`, but those in [`MAY_CHANGE`]; lists every difference. Returns the log's JSON,
+/// which the caller checks further (its corpus, its epochs) without reading it again.
 pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<Value, TrainError> {
-    let text = std::fs::read_to_string(logged).map_err(|e| TrainError::io(logged, e))?;
-    let config: Value = serde_json::from_str(&text)
-        .map_err(|e| TrainError::io(logged, std::io::Error::other(e)))?;
-    let then = config
+    let file = read_json(logged)?;
+    let then = file
         .get("args")
         .ok_or_else(|| TrainError::io(logged, std::io::Error::other("no \"args\"")))?;
     let now =
         serde_json::to_value(args).map_err(|e| TrainError::io(logged, std::io::Error::other(e)))?;
+    compare(logged, then, &now)?;
+    Ok(file)
+}
+
+/// Checks that `config` is the configuration of the interrupted fine-tuning whose `config.json`
+/// is `path` (that of a run written before [`FinetuneConfig`] is migrated: [`legacy`]), but the
+/// fields of [`MAY_CHANGE`]; lists every difference. Returns the file's JSON, whose data digest
+/// [`check_data`] checks next.
+pub fn check_config(path: &Path, config: &FinetuneConfig) -> Result<Value, TrainError> {
+    let file = read_json(path)?;
+    let recorded = legacy::recorded_config(&file)
+        .map_err(|e| TrainError::Options(format!("--resume: {}: {}", path.display(), e.0)))?;
+    let as_json = |c: &FinetuneConfig| {
+        serde_json::to_value(c).map_err(|e| TrainError::io(path, std::io::Error::other(e)))
+    };
+    compare(path, &as_json(&recorded)?, &as_json(config)?)?;
+    Ok(file)
+}
+
+fn read_json(path: &Path) -> Result<Value, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::io(path, std::io::Error::other(e)))
+}
+
+/// Refuses, listing every difference, a configuration `now` other than the recorded `then` (of
+/// the file `logged`) but in the fields of [`MAY_CHANGE`]; warns when `--threads` differs.
+fn compare(logged: &Path, then: &Value, now: &Value) -> Result<(), TrainError> {
     let mut differences = Vec::new();
-    differ("", then, &now, &mut differences);
+    differ("", then, now, &mut differences);
     if !differences.is_empty() {
         return Err(TrainError::Options(format!(
             "--resume: the flags differ from the run's ({}): {}; give the run's own flags",
@@ -335,14 +360,14 @@ pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<Value, TrainE
         )));
     }
     let earlier = find_key(then, "threads");
-    if earlier != find_key(&now, "threads") {
+    if earlier != find_key(now, "threads") {
         let earlier = earlier.map_or_else(|| "unknown".to_owned(), Value::to_string);
         tracing::warn!(
             "--resume with another --threads than the run's ({earlier} then): the figures will \
              not be bit-identical to an uninterrupted run"
         );
     }
-    Ok(config)
+    Ok(())
 }
 
 /// Refuses `--resume` over data other than the run's: `digest` (of the rows used now, from

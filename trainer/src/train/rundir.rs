@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use super::TrainError;
 use super::metrics::EvalMetrics;
-use crate::cli::{ModelKind, PruneMethod, StopPolicy};
+use crate::config::{ModelKind, PruneMethod, StopPolicy};
 use crate::data::{Metric, TaskType};
-use crate::policy::{AngesStep, PolicySpec};
+use crate::policy::{AngesStep, StopReason, StopSpec};
 use crate::split::Split;
 
 /// One epoch of a run: a line of `epochs.jsonl` and a row of `epochs.csv`.
@@ -114,8 +114,8 @@ pub struct Summary {
     pub metric: Metric,
     /// The stopping policy.
     pub stop: StopPolicy,
-    /// Why the run ended (`max-epochs` or `patience`).
-    pub stop_reason: String,
+    /// Why the run ended.
+    pub stop_reason: StopReason,
     /// Epochs trained.
     pub epochs_run: usize,
     /// Epoch of the best validation metric (1-based; the last epoch when no validation metric
@@ -154,7 +154,7 @@ pub struct Summary {
     pub tail_co2_g: Option<f64>,
     /// The stopping policy with its parameters.
     #[serde(default)]
-    pub policy: Option<PolicySpec>,
+    pub policy: Option<StopSpec>,
     /// The meter used (e.g. `daemon /run/anges/meterd.sock (measured: rapl-perf)`).
     #[serde(default)]
     pub meter: Option<String>,

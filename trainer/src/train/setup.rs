@@ -1,5 +1,5 @@
 //! What fine-tuning and pre-training share to run their epochs: the libtorch thread count and
-//! seed, the checks of the optimisation flags, the optimiser (Adam, or AdamW with weight decay)
+//! seed, the optimiser (Adam, or AdamW with weight decay)
 //! and the per-epoch progress bar (hidden when stderr is not a terminal).
 
 use std::io::IsTerminal;
@@ -9,7 +9,7 @@ use tch::nn::VarStore;
 
 use super::optim::{AdamConfig, Optimizer};
 
-use crate::cli::TrainArgs;
+use crate::config::OptimConfig;
 
 /// Sets libtorch's CPU thread count (`0` keeps libtorch's default).
 pub(crate) fn apply_threads(threads: usize) -> Result<(), String> {
@@ -36,22 +36,9 @@ pub(crate) fn seed_epoch(seed: u64, epoch: usize) {
     tch::manual_seed(stream.next_u64() as i64);
 }
 
-/// Checks `--epochs`, `--batch-size`, `--lr`, `--weight-decay` and `--clip-grad`.
-pub(crate) fn check_train_args(t: &TrainArgs) -> Result<(), String> {
-    if t.epochs == 0 || t.batch_size == 0 {
-        return Err("--epochs and --batch-size must be at least 1".into());
-    }
-    // Written positively so that NaN (which compares false) is rejected too.
-    let valid = t.lr > 0.0 && t.lr.is_finite() && t.weight_decay >= 0.0 && t.clip_grad >= 0.0;
-    if !valid {
-        return Err("--lr must be > 0, --weight-decay and --clip-grad ≥ 0".into());
-    }
-    Ok(())
-}
-
 /// Adam over every trainable variable of `vs`, or AdamW when `--weight-decay > 0` (fused on the
 /// CPU, [`super::optim`]).
-pub(crate) fn optimizer(vs: &VarStore, t: &TrainArgs) -> Result<Optimizer, tch::TchError> {
+pub(crate) fn optimizer(vs: &VarStore, t: &OptimConfig) -> Result<Optimizer, tch::TchError> {
     Optimizer::new(vs, AdamConfig::new(t.lr, t.weight_decay))
 }
 
@@ -70,44 +57,4 @@ pub(crate) fn epoch_bar(batches: usize, epoch: usize, epochs: usize) -> Progress
     }
     bar.set_prefix(format!("{epoch}/{epochs}"));
     bar
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn train_args() -> TrainArgs {
-        TrainArgs {
-            epochs: 1,
-            batch_size: 1,
-            lr: 1e-3,
-            weight_decay: 0.0,
-            clip_grad: 0.0,
-        }
-    }
-
-    #[test]
-    fn train_flags_are_checked() {
-        assert!(check_train_args(&train_args()).is_ok());
-        for broken in [
-            TrainArgs {
-                epochs: 0,
-                ..train_args()
-            },
-            TrainArgs {
-                batch_size: 0,
-                ..train_args()
-            },
-            TrainArgs {
-                lr: f64::NAN,
-                ..train_args()
-            },
-            TrainArgs {
-                clip_grad: -1.0,
-                ..train_args()
-            },
-        ] {
-            assert!(check_train_args(&broken).is_err(), "{broken:?}");
-        }
-    }
 }

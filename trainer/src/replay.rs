@@ -6,7 +6,7 @@
 //! cumulative reading at full precision), so replaying a live run with its own parameters stops
 //! at the epoch where it stopped.
 //!
-//! Trade-off (SPEC §1), for a green run G against the full run F of the same split and seed:
+//! Trade-off (docs/spec.md §1.9), for a green run G against the full run F of the same split and seed:
 //! `%ΔPerf = 100·(P_test(G) − P_test(F)) / |P_test(F)|` (sign flipped for lower-is-better) and
 //! `%ΔEmiss = 100·(E(G) − E(F)) / E(F)`. `P_test` is the test metric of the weights a run
 //! delivers: those of its best validation epoch up to its stop.
@@ -15,9 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{AngesParams, Policy, PolicySpec};
-use crate::cli::{ReplayArgs, StopPolicy};
 use crate::data::Metric;
+use crate::policy::{AngesOrder, AngesParams, Policy, StopPolicy, StopSpec};
 use crate::train::{EpochRecord, Summary};
 
 /// Why a run could not be replayed.
@@ -152,7 +151,7 @@ impl LoggedRun {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     /// The policy.
-    pub policy: PolicySpec,
+    pub policy: StopSpec,
     /// The last epoch trained (the log's last when the policy never fires).
     pub stop_epoch: usize,
     /// `true` when the policy fired (rather than running out of epochs).
@@ -198,7 +197,7 @@ pub fn tradeoff(
 }
 
 /// Runs `spec` over the logged trajectory; the trade-off is against the whole log.
-pub fn replay(run: &LoggedRun, spec: PolicySpec) -> Outcome {
+pub fn replay(run: &LoggedRun, spec: StopSpec) -> Outcome {
     let mut policy = Policy::new(spec, run.metric.higher_is_better());
     let mut stop = (run.epochs.len(), false);
     for rec in &run.epochs {
@@ -229,21 +228,62 @@ pub fn replay(run: &LoggedRun, spec: PolicySpec) -> Outcome {
     }
 }
 
+/// A replay's parameter grid: the policy and the values of its parameters to try (every
+/// combination of the listed values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayGrid {
+    /// The policy replayed.
+    pub stop: StopPolicy,
+    /// AN-GES α values.
+    pub alpha: Vec<f64>,
+    /// AN-GES β values.
+    pub beta: Vec<f64>,
+    /// AN-GES warm-up lengths.
+    pub warmup: Vec<usize>,
+    /// AN-GES initial EMA.
+    pub ema_init: f64,
+    /// AN-GES order of update and comparison.
+    pub order: AngesOrder,
+    /// AN-GES triggering epochs in a row.
+    pub consecutive: usize,
+    /// Patience values.
+    pub patience: Vec<usize>,
+    /// Patience's minimum improvement.
+    pub min_delta: f64,
+}
+
+impl Default for ReplayGrid {
+    /// The defaults of `anges-train replay`: AN-GES at α 0.9, β 0.2, W 5.
+    fn default() -> Self {
+        let p = AngesParams::default();
+        Self {
+            stop: StopPolicy::Anges,
+            alpha: vec![p.alpha],
+            beta: vec![p.beta],
+            warmup: vec![p.warmup],
+            ema_init: p.ema_init,
+            order: p.order,
+            consecutive: p.consecutive,
+            patience: vec![10],
+            min_delta: 0.0,
+        }
+    }
+}
+
 /// The policies of a replay's parameter grid (every combination of the listed values).
-pub fn grid(args: &ReplayArgs) -> Result<Vec<PolicySpec>, ReplayError> {
+pub fn grid(args: &ReplayGrid) -> Result<Vec<StopSpec>, ReplayError> {
     let bad = |m: String| ReplayError::Unusable(m);
     let mut specs = Vec::new();
     match args.stop {
-        StopPolicy::Full => specs.push(PolicySpec::Full),
+        StopPolicy::Full => specs.push(StopSpec::Full),
         StopPolicy::Patience => {
             for &patience in &args.patience {
-                if patience == 0 || args.min_delta.is_nan() || args.min_delta < 0.0 {
-                    return Err(bad("--patience must be ≥ 1 and --min-delta ≥ 0".into()));
-                }
-                specs.push(PolicySpec::Patience {
+                let spec = StopSpec::Patience {
                     patience,
                     min_delta: args.min_delta,
-                });
+                };
+                spec.validate().map_err(bad)?;
+                specs.push(spec);
             }
         }
         StopPolicy::Anges => {
@@ -254,12 +294,12 @@ pub fn grid(args: &ReplayArgs) -> Result<Vec<PolicySpec>, ReplayError> {
                             alpha,
                             beta,
                             warmup,
-                            ema_init: args.variant.ema_init,
-                            order: args.variant.anges_order,
-                            consecutive: args.variant.anges_consecutive,
+                            ema_init: args.ema_init,
+                            order: args.order,
+                            consecutive: args.consecutive,
                         };
                         p.validate().map_err(bad)?;
-                        specs.push(PolicySpec::Anges(p));
+                        specs.push(StopSpec::Anges(p));
                     }
                 }
             }
@@ -269,8 +309,11 @@ pub fn grid(args: &ReplayArgs) -> Result<Vec<PolicySpec>, ReplayError> {
 }
 
 /// `anges-train replay`: loads the run and replays every policy of the grid.
-pub fn run_replay(args: &ReplayArgs) -> Result<(LoggedRun, Vec<Outcome>), ReplayError> {
-    let run = LoggedRun::load(&args.run_dir)?;
+pub fn run_replay(
+    run_dir: &Path,
+    args: &ReplayGrid,
+) -> Result<(LoggedRun, Vec<Outcome>), ReplayError> {
+    let run = LoggedRun::load(run_dir)?;
     let specs = grid(args)?;
     if matches!(args.stop, StopPolicy::Anges) && !run.has_emissions() {
         return Err(ReplayError::Unusable(format!(
@@ -327,7 +370,7 @@ pub fn format_table(run: &LoggedRun, outcomes: &[Outcome]) -> String {
 /// Test metric of the best validation epoch among the first `epochs`, and the cumulative CO2
 /// after them: what a run that ran `epochs` epochs delivers.
 fn delivered(run: &LoggedRun, epochs: usize) -> (Option<f64>, Option<f64>) {
-    let mut policy = Policy::new(PolicySpec::Full, run.metric.higher_is_better());
+    let mut policy = Policy::new(StopSpec::Full, run.metric.higher_is_better());
     for rec in &run.epochs[..epochs] {
         policy.observe(rec.epoch, rec.valid.get(run.metric), None);
     }
@@ -404,7 +447,7 @@ mod tests {
         ]);
         let out = replay(
             &run,
-            PolicySpec::Patience {
+            StopSpec::Patience {
                 patience: 2,
                 min_delta: 0.0,
             },
@@ -417,7 +460,7 @@ mod tests {
         // Full run delivers epoch 5 (test 0.80, 5 g): %ΔPerf = −12.5, %ΔEmiss = −20.
         assert!((out.delta_perf_pct.unwrap() + 12.5).abs() < 1e-9);
         assert!((out.delta_emiss_pct.unwrap() + 20.0).abs() < 1e-9);
-        let full = replay(&run, PolicySpec::Full);
+        let full = replay(&run, StopSpec::Full);
         assert_eq!((full.stop_epoch, full.fired), (5, false));
         assert_eq!(full.delta_emiss_pct, Some(0.0));
     }
@@ -486,13 +529,81 @@ mod tests {
                 }
             }
             let run = logged(&traj);
-            let out = replay(&run, PolicySpec::Anges(params));
+            let out = replay(&run, StopSpec::Anges(params));
             prop_assert_eq!(out.fired, live_stop.is_some());
             prop_assert_eq!(out.stop_epoch, live_stop.unwrap_or(traj.len()));
             let own_log = logged(&traj[..out.stop_epoch]);
-            let again = replay(&own_log, PolicySpec::Anges(params));
+            let again = replay(&own_log, StopSpec::Anges(params));
             prop_assert_eq!(again.stop_epoch, out.stop_epoch);
             prop_assert_eq!(again.fired, out.fired);
+        }
+    }
+
+    /// The run folders committed under docs/results (written by earlier versions of the
+    /// trainer) still read, migrate and replay to the figures they were published with: their
+    /// `summarize` table is byte-for-byte the committed `runs.csv`, and replaying each run's own
+    /// policy stops where it stopped and delivers its summary's epoch, test metric and CO2.
+    #[test]
+    fn committed_runs_replay_to_their_published_figures() {
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/results");
+        let runs = results.join("runs");
+        let found = crate::report::runs::find_runs(std::slice::from_ref(&runs)).unwrap();
+        assert!(found.skipped.is_empty(), "{:?}", found.skipped);
+        assert!(found.summaries.len() >= 21, "{}", found.summaries.len());
+        let groups = crate::report::runs::group_runs(&found.summaries);
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("runs.csv");
+        crate::report::runs::write_csv(&groups, &csv).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&csv).unwrap(),
+            std::fs::read_to_string(results.join("runs.csv")).unwrap(),
+            "summarize no longer reproduces docs/results/runs.csv"
+        );
+
+        let mut folders: Vec<PathBuf> = std::fs::read_dir(&runs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        folders.extend(
+            std::fs::read_dir(results.join("partial"))
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        );
+        for folder in folders {
+            let run = LoggedRun::load(&folder).unwrap();
+            let config: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap())
+                    .unwrap();
+            let migrated = crate::config::legacy::recorded_config(&config)
+                .unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
+            let Some(summary) = &run.summary else {
+                // A run cut short (docs/results/partial): its log replays all the same.
+                let out = replay(&run, migrated.stop);
+                assert_eq!(out.stop_epoch, run.epochs.len(), "{}", folder.display());
+                continue;
+            };
+            assert_eq!(migrated.stop.kind(), summary.stop, "{}", folder.display());
+            let name = folder.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.ends_with(&format!("-s{}", migrated.data.seed)),
+                "{name}"
+            );
+            let own = summary.policy.unwrap_or(migrated.stop);
+            let out = replay(&run, own);
+            assert_eq!(out.stop_epoch, summary.epochs_run, "{}", folder.display());
+            assert_eq!(out.best_epoch, summary.best_epoch, "{}", folder.display());
+            assert_eq!(
+                out.test_metric,
+                summary.best_test.get(summary.metric),
+                "{}",
+                folder.display()
+            );
+            assert_eq!(
+                out.co2_g,
+                run.epochs.last().and_then(|e| e.cumulative_co2_g),
+                "{}",
+                folder.display()
+            );
         }
     }
 }

@@ -1,25 +1,23 @@
-//! The epoch loop both pre-training objectives share: per epoch, the molecules in a seeded
-//! shuffled order (the fine-tuning loop's [`shuffle`]), masks from a seeded [`Stream`] of the
-//! same seed and epoch, libtorch's generator reseeded for the epoch (dropout), Adam (or AdamW)
-//! over every variable with optional gradient clipping, a progress bar, then the checkpoint and
-//! the log rewritten, a meter reading, one log line, and the state `--resume` continues from
-//! ([`resume`], after the log: an epoch logged but not saved runs again). An [`Objective`] says
-//! how a batch becomes a loss and how its weights are saved.
-//!
-//! Everything an epoch draws is keyed by `(seed, epoch)`, so a run resumed from the state of
-//! epoch k with the same `--threads` is bit-identical to an uninterrupted one.
+//! Pre-training as a task of the one epoch loop ([`crate::train::epochs`]): per epoch, the
+//! molecules in a seeded shuffled order (fine-tuning's [`shuffle`]), masks from a seeded
+//! [`Stream`] of the same seed and epoch, Adam (or AdamW) over every variable with optional
+//! gradient clipping, a progress bar and the checkpoint rewritten; after the loop's meter
+//! reading, one log line and the log rewritten (before the loop's resume state: an epoch logged
+//! but not saved runs again). An [`Objective`] says how a batch becomes a loss and how its
+//! weights are saved.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
 use super::PretrainError;
 use super::output::{Output, PretrainEpoch, PretrainLog};
-use crate::cli::PretrainArgs;
-use crate::emissions::EpochMeter;
-use crate::train::resume::{self, Saved, Snapshot};
+use crate::config::PretrainConfig;
+use crate::emissions::EpochEnergy;
+use crate::policy::StopReason;
+use crate::train::epochs::{EpochTask, energy_text};
+use crate::train::optim::Optimizer;
 use crate::train::seeded::{Stream, shuffle};
 use crate::train::setup;
 
@@ -62,7 +60,7 @@ pub trait Objective {
 
 /// What one epoch's training pass measured.
 #[derive(Debug, Default)]
-struct PassStats {
+pub struct PassStats {
     loss_sum: f64,
     predictions: usize,
     correct: i64,
@@ -85,50 +83,36 @@ impl PassStats {
     }
 }
 
-/// The run's wall clock: this process's start and the seconds of the processes before it.
-#[derive(Debug, Clone, Copy)]
-pub struct RunClock {
-    /// When this process started the run.
-    pub started: Instant,
-    /// Seconds the interrupted processes spent (0 for a fresh run).
-    pub earlier: f64,
+/// Pre-training as the loop sees it: the objective's epochs, recorded into the run's log.
+pub struct PretrainTask<'a> {
+    /// The objective trained.
+    pub objective: &'a mut dyn Objective,
+    /// The run's configuration.
+    pub config: &'a PretrainConfig,
+    /// The log, one record appended per epoch.
+    pub log: &'a mut PretrainLog,
+    /// Where the checkpoint and the log are written.
+    pub out: &'a Output,
+    /// The optimiser of the objective's variables.
+    pub optimizer: Optimizer,
 }
 
-impl RunClock {
-    /// Seconds of the run so far, over all its processes.
-    pub fn seconds(&self) -> f64 {
-        self.earlier + self.started.elapsed().as_secs_f64()
-    }
-}
+impl EpochTask for PretrainTask<'_> {
+    type Error = PretrainError;
+    type Pass = PassStats;
 
-/// Runs the epochs of `objective` after those already in `log` (with `--resume`, from the state
-/// `resumed` of the last of them), appending to `log` and rewriting the checkpoint, the log and
-/// the resume state into `out` after each; removes the state at the end.
-pub fn run_epochs(
-    objective: &mut dyn Objective,
-    args: &PretrainArgs,
-    mut meter: Option<&mut EpochMeter>,
-    log: &mut PretrainLog,
-    out: &Output,
-    resumed: Option<Saved>,
-    clock: RunClock,
-) -> Result<(), PretrainError> {
-    let (train, seed) = (&args.train, args.seed);
-    let mut opt = setup::optimizer(objective.var_store(), train)?;
-    if let Some(saved) = resumed {
-        saved.restore(objective.var_store(), &mut opt, None, None)?;
+    fn model(&self) -> &VarStore {
+        self.objective.var_store()
     }
-    let saves_state = resume::supported(&opt);
-    if !saves_state {
-        tracing::warn!(
-            "no resume state will be saved: libtorch's optimiser (parameters of mixed kinds or \
-             devices) keeps moments that cannot be read"
-        );
+
+    fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
     }
-    let n = objective.molecules();
-    for epoch in log.epochs.len() + 1..=train.epochs {
-        let t0 = Instant::now();
-        setup::seed_epoch(seed, epoch);
+
+    fn run_epoch(&mut self, epoch: usize) -> Result<PassStats, PretrainError> {
+        let opt = &mut self.optimizer;
+        let (train, seed) = (&self.config.train, self.config.seed);
+        let n = self.objective.molecules();
         let mut order: Vec<usize> = (0..n).collect();
         shuffle(&mut order, seed, epoch as u64);
         let mut masks = Stream::new(seed, epoch as u64, MASK_SALT);
@@ -136,7 +120,7 @@ pub fn run_epochs(
         let mut stats = PassStats::default();
         for chunk in order.chunks(train.batch_size) {
             bar.inc(1);
-            let Some(batch) = objective.forward(chunk, &mut masks)? else {
+            let Some(batch) = self.objective.forward(chunk, &mut masks)? else {
                 tracing::debug!("epoch {epoch}: skipped a batch that cannot be trained on");
                 continue;
             };
@@ -176,8 +160,18 @@ pub fn run_epochs(
                 "no batch could be trained on (molecules of one atom with --batch-size 1?)".into(),
             ));
         }
-        objective.save()?;
-        let energy = meter.as_mut().map(|m| m.read_epoch());
+        // Within the epoch's energy: the checkpoint is part of every epoch's work.
+        self.objective.save()?;
+        Ok(stats)
+    }
+
+    fn end_epoch(
+        &mut self,
+        epoch: usize,
+        stats: PassStats,
+        energy: Option<&EpochEnergy>,
+        seconds: f64,
+    ) -> Result<Option<StopReason>, PretrainError> {
         let record = PretrainEpoch {
             epoch,
             loss: stats.loss(),
@@ -185,49 +179,29 @@ pub fn run_epochs(
             majority_baseline: stats.majority_baseline(),
             predictions: stats.predictions,
             molecules: stats.molecules,
-            seconds: t0.elapsed().as_secs_f64(),
-            energy_j: energy.as_ref().map(|e| e.energy_j),
-            co2_g: energy.as_ref().map(|e| e.co2_g),
-            meter_source: energy.as_ref().map(|e| e.source.to_string()),
+            seconds,
+            energy_j: energy.map(|e| e.energy_j),
+            co2_g: energy.map(|e| e.co2_g),
+            meter_source: energy.map(|e| e.source.to_string()),
         };
         tracing::info!(
             "epoch {epoch}/{}: loss {:.4}, masked accuracy {:.4} (majority {:.4}, {} predictions), \
              {:.1} s{}",
-            train.epochs,
+            self.config.train.epochs,
             record.loss,
             record.accuracy,
             record.majority_baseline,
             record.predictions,
             record.seconds,
-            energy.as_ref().map_or_else(String::new, |e| format!(
-                ", {:.2} J, {:.3e} g CO2-eq, {}",
-                e.energy_j, e.co2_g, e.source
-            )),
+            energy_text(energy),
         );
-        if let Some(fault) = energy.as_ref().and_then(|e| e.fault.as_ref()) {
+        if let Some(fault) = energy.and_then(|e| e.fault.as_ref()) {
             tracing::warn!("epoch {epoch}: meter: {fault}");
         }
-        log.epochs.push(record);
-        out.write_log(log)?;
-        // Not after the last epoch: the run ends next (an interruption there reruns it).
-        if saves_state && epoch < train.epochs {
-            resume::save(
-                &out.state(),
-                &Snapshot {
-                    epochs: epoch,
-                    seconds: clock.seconds(),
-                    best_epoch: None,
-                    meter: meter.as_deref().map(EpochMeter::totals),
-                    model: objective.var_store(),
-                    optimizer: &opt,
-                    reference: None,
-                    pruner: None,
-                },
-            )?;
-        }
+        self.log.epochs.push(record);
+        self.out.write_log(self.log)?;
+        Ok(None)
     }
-    resume::remove(&out.state())?;
-    Ok(())
 }
 
 #[cfg(test)]
