@@ -13,7 +13,7 @@
 //! (and at once when a job is added), which is the expensive part.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -158,6 +158,15 @@ pub struct CpuSample {
     pub capacity_seconds: f64,
     /// Per-job use.
     pub jobs: Vec<JobCpu>,
+}
+
+/// A cgroup path as given (absolute) or relative to `/sys/fs/cgroup`, under the root.
+pub fn resolve_cgroup(root: &SysRoot, cg: &Path) -> PathBuf {
+    if cg.is_absolute() {
+        root.path(cg)
+    } else {
+        root.path("/sys/fs/cgroup").join(cg)
+    }
 }
 
 /// Reads the start time of `pid` (to register it), or `None` when there is no such process.

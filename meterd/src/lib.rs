@@ -20,6 +20,7 @@ mod sampler;
 pub mod sensors;
 pub mod server;
 pub mod signals;
+mod state;
 
 pub use engine::{Engine, EngineConfig, EngineError, SamplerHealth};
 pub use jobs::{DomainTotals, JobId, JobSpec, JobTotals, MachineTotals};
