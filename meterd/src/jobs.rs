@@ -24,16 +24,9 @@ use crate::procfs::{
 use crate::root::{ReadableFile, SysRoot};
 use crate::sensors::{DomainKind, Provenance};
 
-/// Stable job identifier; persisted, never reused by one state directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JobId(pub u64);
-
-impl std::fmt::Display for JobId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+/// Stable job identifier; persisted, never reused by one state directory. The protocol's own
+/// type, so the engine's ids go on the wire as they are.
+pub use anges_common::protocol::JobId;
 
 /// What a client registers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -367,7 +367,7 @@ fn two_concurrent_runs_each_get_their_own_share() {
             .jobs()
             .unwrap()
             .into_iter()
-            .map(|j| (j.job.id, j.reading.totals.joules()))
+            .map(|j| (j.job.id.0, j.reading.totals.joules()))
             .collect();
         let machine = client.machine(false).unwrap().totals.joules();
         seen |= !jobs.is_empty();

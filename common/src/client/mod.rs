@@ -311,7 +311,10 @@ impl Session {
         match resp {
             Response::Error(e) if e.kind == ErrorKind::NoSuchJob => {
                 if let Request::Reattach { job } = *req {
-                    tracing::warn!(job, "the daemon no longer knows this job; forgetting it");
+                    tracing::warn!(
+                        job = job.0,
+                        "the daemon no longer knows this job; forgetting it"
+                    );
                     self.forget(job);
                 }
                 Ok(())
@@ -360,17 +363,17 @@ mod tests {
     #[test]
     fn session_restores_jobs_and_subscription_and_bounds_updates() {
         let mut s = Session::default();
-        s.remember(3);
-        s.remember(3);
-        s.remember(5);
-        s.forget(3);
-        s.subscription = Some((Some(5), 200));
+        s.remember(JobId(3));
+        s.remember(JobId(3));
+        s.remember(JobId(5));
+        s.forget(JobId(3));
+        s.subscription = Some((Some(JobId(5)), 200));
         assert_eq!(
             s.restore_requests(),
             vec![
-                Request::Reattach { job: 5 },
+                Request::Reattach { job: JobId(5) },
                 Request::Subscribe {
-                    job: Some(5),
+                    job: Some(JobId(5)),
                     period_ms: 200
                 }
             ]

@@ -315,7 +315,7 @@ impl EpochMeter {
     /// The job's id with the daemon (`None` for the in-process meter).
     pub fn daemon_job(&self) -> Option<u64> {
         match &self.backend {
-            Backend::Daemon { link, .. } => Some(link.job()),
+            Backend::Daemon { link, .. } => Some(link.job().0),
             Backend::Local(_) => None,
         }
     }
