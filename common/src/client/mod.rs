@@ -39,6 +39,18 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// The usual discovery: `--socket` (`flag`), then `ANGES_METER_SOCKET`, then the system
     /// socket, then the user-mode socket under `$XDG_RUNTIME_DIR`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    ///
+    /// use anges_common::client::ClientConfig;
+    ///
+    /// // A `--socket` flag comes first; the other candidates follow it.
+    /// let cfg = ClientConfig::discover(Some("/tmp/my-meter.sock".into()));
+    /// assert_eq!(cfg.candidates[0].path, Path::new("/tmp/my-meter.sock"));
+    /// ```
     pub fn discover(flag: Option<PathBuf>) -> Self {
         let env = std::env::var_os(paths::SOCKET_ENV)
             .filter(|v| !v.is_empty())
