@@ -129,7 +129,7 @@ struct CpuTicks {
 
 impl CpuTicks {
     fn now(jobs: &[u32], meter: u32) -> CpuTicks {
-        use anges_meterd::procfs::{parse_pid_stat, parse_proc_stat};
+        use anges_meter_engine::procfs::{parse_pid_stat, parse_proc_stat};
         // A child's entry stays (as a zombie) until it is reaped, which the test does after the
         // polls, so an unreadable one is a failure, not a zero.
         let process = |pid: u32| {

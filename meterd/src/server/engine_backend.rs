@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anges_common::protocol::{self, DomainEnergy, JobMeta, JobTarget, Totals};
 
+use anges_meter_engine::engine::{Engine, EngineError};
+use anges_meter_engine::jobs::{self, DomainTotals};
+use anges_meter_engine::sensors::Provenance;
+
 use super::backend::{BackendError, JobSpec, JobTotals, MeterBackend};
-use crate::engine::{Engine, EngineError};
-use crate::jobs::{self, DomainTotals};
-use crate::sensors::Provenance;
 
 /// Protocol totals from the engine's per-domain map.
 fn totals(

@@ -6,11 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use anges_meterd::carbon::IntensitySource;
-use anges_meterd::engine::Engine;
-use anges_meterd::root::SysRoot;
-use anges_meterd::sensors::powercap::PowercapSensor;
-use anges_meterd::sensors::{DomainKind, Provenance, Sensor, SensorChoice};
+use anges_meter_engine::carbon::IntensitySource;
+use anges_meter_engine::engine::Engine;
+use anges_meter_engine::root::SysRoot;
+use anges_meter_engine::sensors::powercap::PowercapSensor;
+use anges_meter_engine::sensors::{DomainKind, Provenance, Sensor, SensorChoice};
 use common::{powercap_zone, test_config, write};
 
 const MAX: u64 = 262_143_328_850;

@@ -3,13 +3,13 @@
 
 mod common;
 
-use anges_meterd::engine::{Engine, EngineConfig, EngineError};
-use anges_meterd::root::SysRoot;
-use anges_meterd::sensors::SensorChoice;
-use anges_meterd::sensors::detect::{GpuSelection, SensorConfig, SourceOutcome, detect};
-use anges_meterd::sensors::estimate::EstimateModel;
-use anges_meterd::sensors::nvml::{DEFAULT_LIBRARY, NvmlSensor};
-use anges_meterd::sensors::perf::PerfSensor;
+use anges_meter_engine::engine::{Engine, EngineConfig, EngineError};
+use anges_meter_engine::root::SysRoot;
+use anges_meter_engine::sensors::SensorChoice;
+use anges_meter_engine::sensors::detect::{GpuSelection, SensorConfig, SourceOutcome, detect};
+use anges_meter_engine::sensors::estimate::EstimateModel;
+use anges_meter_engine::sensors::nvml::{DEFAULT_LIBRARY, NvmlSensor};
+use anges_meter_engine::sensors::perf::PerfSensor;
 use common::write;
 
 fn has_power_pmu() -> bool {

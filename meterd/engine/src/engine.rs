@@ -46,7 +46,8 @@ use crate::sensors::{DomainInfo, Provenance, SensorChoice};
 pub use crate::state::unix_now;
 use crate::state::{Accounts, Shared};
 
-/// Everything the engine needs; built by [`crate::config`] from the file and flags.
+/// Everything the engine needs; built by the daemon's configuration (file and flags) or by the
+/// trainer's `--meter` flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     /// CPU source.
