@@ -2,8 +2,6 @@
 //! 10 % of their actual CPU-time shares; Σ jobs + unattributed = machine total per domain; a
 //! finished job keeps its totals; descendants count.
 
-mod common;
-
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -11,7 +9,8 @@ use anges_meter_engine::attribution::IdlePolicy;
 use anges_meter_engine::engine::Engine;
 use anges_meter_engine::jobs::JobSpec;
 use anges_meter_engine::sensors::SensorChoice;
-use common::test_config;
+
+use crate::common::test_config;
 
 /// Own CPU ticks (utime + stime) of `pid`, read independently of the meter's tracker.
 fn own_ticks(pid: u32) -> u64 {
