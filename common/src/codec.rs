@@ -148,13 +148,13 @@ pub async fn write_frame_async<W: AsyncWrite + Unpin, T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Request;
+    use crate::protocol::{JobId, Request};
     use proptest::prelude::*;
 
     #[test]
     fn roundtrip_blocking() {
         let msg = Request::QueryJob {
-            job: 42,
+            job: JobId(42),
             fresh: true,
         };
         let frame = encode(&msg).unwrap();

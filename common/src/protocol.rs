@@ -12,8 +12,45 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Identifier of a registered job; stable across daemon restarts (the daemon persists it).
-pub type JobId = u64;
+/// Identifier of a registered job; stable across daemon restarts (the daemon persists it and
+/// never reuses one state directory's ids).
+///
+/// One type for the wire and for the meter's engine. It is `#[serde(transparent)]`, so every
+/// format encodes it exactly as the bare `u64` it wraps: the protocol's postcard bytes, the
+/// daemon's `state.json` (job ids as map keys) and the D-Bus `t` values are those of a `u64`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct JobId(pub u64);
+
+impl std::fmt::Display for JobId {
+    /// The number, honouring width and alignment (`{:>6}` pads like a `u64`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<u64> for JobId {
+    fn from(id: u64) -> Self {
+        JobId(id)
+    }
+}
+
+impl From<JobId> for u64 {
+    fn from(id: JobId) -> Self {
+        id.0
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = std::num::ParseIntError;
+
+    /// Parses the decimal number (as printed by `Display`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(JobId)
+    }
+}
 
 /// Longest accepted job name, in bytes.
 pub const MAX_JOB_NAME: usize = 256;
@@ -289,6 +326,51 @@ mod tests {
         })
         .unwrap();
         assert_eq!(&resp[..2], &[0, 7]);
+    }
+
+    #[test]
+    fn job_id_encodes_as_a_bare_u64() {
+        for id in [0, 1, 127, 128, 300, u64::from(u32::MAX) + 1, u64::MAX] {
+            assert_eq!(
+                postcard::to_stdvec(&JobId(id)).unwrap(),
+                postcard::to_stdvec(&id).unwrap(),
+                "{id}"
+            );
+            let back: JobId = postcard::from_bytes(&postcard::to_stdvec(&id).unwrap()).unwrap();
+            assert_eq!(back, JobId(id));
+        }
+        // Inside messages too: the bytes of the former `type JobId = u64` encoding.
+        assert_eq!(
+            postcard::to_stdvec(&Request::QueryJob {
+                job: JobId(300),
+                fresh: true
+            })
+            .unwrap(),
+            [4, 0xac, 0x02, 1]
+        );
+        assert_eq!(
+            postcard::to_stdvec(&Response::Update {
+                job: Some(JobId(5)),
+                reading: Reading {
+                    totals: Totals::default(),
+                    tick: 2,
+                    health: SamplerHealth::default(),
+                },
+            })
+            .unwrap()[..3],
+            [6, 1, 5]
+        );
+    }
+
+    #[test]
+    fn job_id_prints_and_parses_like_a_u64() {
+        assert_eq!(
+            format!("{}|{:>4}|{:<4}|", JobId(7), JobId(7), JobId(7)),
+            "7|   7|7   |"
+        );
+        assert_eq!("42".parse::<JobId>().unwrap(), JobId(42));
+        assert!("x".parse::<JobId>().is_err());
+        assert_eq!(u64::from(JobId(9)), 9);
     }
 
     #[test]

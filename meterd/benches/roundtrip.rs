@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo bench -p anges-meterd --bench roundtrip` (optionally `-- SECONDS`).
 
-#[path = "../tests/server_common/mod.rs"]
+#[path = "../tests/integration/server_common.rs"]
 mod server_common;
 
 use std::sync::atomic::{AtomicU64, Ordering};

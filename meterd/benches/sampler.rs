@@ -22,10 +22,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anges_meterd::engine::{Engine, EngineConfig};
-use anges_meterd::jobs::JobSpec;
-use anges_meterd::sensors::SensorChoice;
-use anges_meterd::sensors::detect::GpuSelection;
+use anges_meter_engine::engine::{Engine, EngineConfig};
+use anges_meter_engine::jobs::JobSpec;
+use anges_meter_engine::sensors::SensorChoice;
+use anges_meter_engine::sensors::detect::GpuSelection;
 
 /// A powercap tree with one package zone (a static counter) and the real `/proc` beside it.
 fn powercap_fixture() -> tempfile::TempDir {

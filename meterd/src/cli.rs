@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-pub use crate::attribution::IdlePolicy;
-pub use crate::sensors::SensorChoice;
+pub use anges_meter_engine::attribution::IdlePolicy;
+pub use anges_meter_engine::sensors::SensorChoice;
 
 /// ANGES energy and CO2 meter.
 ///

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::attribution::IdlePolicy;
-use crate::carbon::IntensitySource;
+use anges_meter_engine::attribution::IdlePolicy;
+use anges_meter_engine::carbon::IntensitySource;
+use anges_meter_engine::engine::EngineConfig;
+use anges_meter_engine::sensors::SensorChoice;
+use anges_meter_engine::sensors::detect::GpuSelection;
+use anges_meter_engine::sensors::estimate::EstimateModel;
+
 use crate::cli::Cli;
-use crate::engine::EngineConfig;
-use crate::sensors::SensorChoice;
-use crate::sensors::detect::GpuSelection;
-use crate::sensors::estimate::EstimateModel;
 use crate::server::{Bus, ServerConfig};
 
 /// System configuration file.

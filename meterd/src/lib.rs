@@ -1,25 +1,15 @@
-//! `anges-meterd` as a library: the measuring engine and the daemon's configuration.
+//! `anges-meterd` as a library: the daemon around the meter engine.
 //!
-//! Pipeline: [`sensors`] (perf RAPL → powercap RAPL → estimate for CPU; NVML for GPUs) →
-//! [`sampler`] (dedicated thread, drift-free schedule) → [`attribution`] over [`jobs`] →
-//! [`carbon`] → totals published by [`engine::Engine`] and saved by [`persist`]. [`config`] merges
-//! `/etc/anges/meterd.toml` with the flags of [`cli`]. The binary (`src/main.rs`) only parses
-//! arguments, sets up logging and signals and calls into this crate, so that the trainer's
-//! in-process meter (`--meter local`) reuses exactly the same code.
+//! The measuring itself (sensors, sampler, jobs, attribution, carbon, persistence) is the
+//! [`anges_meter_engine`] crate, which the trainer's in-process meter (`--meter local`) links on
+//! its own, so both measure with exactly the same code. This crate adds what only the daemon
+//! needs: [`config`] merges `/etc/anges/meterd.toml` with the flags of [`cli`], [`server`]
+//! publishes the engine's totals (local socket, D-Bus, Prometheus, sd-notify, socket activation)
+//! and [`signals`] receives SIGTERM/SIGINT. The binaries (`src/main.rs`, the daemon, and
+//! `src/bin/anges-meter.rs`, the CLI) only parse arguments, set up logging and signals and call
+//! into this crate and the engine.
 
-pub mod attribution;
-pub mod carbon;
 pub mod cli;
 pub mod config;
-pub mod engine;
-pub mod jobs;
-pub mod persist;
-pub mod procfs;
-pub mod root;
-mod sampler;
-pub mod sensors;
 pub mod server;
 pub mod signals;
-
-pub use engine::{Engine, EngineConfig, EngineError, SamplerHealth};
-pub use jobs::{DomainTotals, JobId, JobSpec, JobTotals, MachineTotals};

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use anges_meter_engine::Engine;
 use anges_meterd::cli::Cli;
 use anges_meterd::config::DaemonConfig;
-use anges_meterd::engine::Engine;
 use anges_meterd::server::{self, Server, ServerError};
 use anges_meterd::signals::TerminationSignals;
 use anyhow::Context;

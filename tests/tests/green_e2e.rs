@@ -129,7 +129,7 @@ struct CpuTicks {
 
 impl CpuTicks {
     fn now(jobs: &[u32], meter: u32) -> CpuTicks {
-        use anges_meterd::procfs::{parse_pid_stat, parse_proc_stat};
+        use anges_meter_engine::procfs::{parse_pid_stat, parse_proc_stat};
         // A child's entry stays (as a zombie) until it is reaped, which the test does after the
         // polls, so an unreadable one is a failure, not a zero.
         let process = |pid: u32| {
@@ -367,7 +367,7 @@ fn two_concurrent_runs_each_get_their_own_share() {
             .jobs()
             .unwrap()
             .into_iter()
-            .map(|j| (j.job.id, j.reading.totals.joules()))
+            .map(|j| (j.job.id.0, j.reading.totals.joules()))
             .collect();
         let machine = client.machine(false).unwrap().totals.joules();
         seen |= !jobs.is_empty();

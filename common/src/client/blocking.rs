@@ -12,6 +12,66 @@ use crate::codec::{self, CodecError, MAX_FRAME};
 use crate::protocol::{JobId, JobReading, JobTarget, Reading, Request, Response};
 
 /// A blocking connection to the meter daemon that survives daemon restarts.
+///
+/// # Examples
+///
+/// Meter this process as a job and read its totals (here against a stand-in daemon on a socket
+/// in a temporary folder; a real client would use [`ClientConfig::discover`]):
+///
+/// ```
+/// # fn fake_daemon(listener: std::os::unix::net::UnixListener) {
+/// #     use anges_common::codec::{MAX_FRAME, decode, read_frame, write_frame};
+/// #     use anges_common::protocol::*;
+/// #     let (mut stream, _) = listener.accept().unwrap();
+/// #     let reading = |joules: f64| Reading {
+/// #         totals: Totals {
+/// #             domains: vec![DomainEnergy { name: "package-0".into(), joules, measured: true }],
+/// #             grams_co2: joules * 1e-4,
+/// #             ..Totals::default()
+/// #         },
+/// #         tick: 1,
+/// #         health: SamplerHealth::default(),
+/// #     };
+/// #     let job = |target: JobTarget, joules| JobReading {
+/// #         job: JobMeta { id: JobId(1), name: "train".into(), owner_uid: 1000, target },
+/// #         reading: reading(joules),
+/// #     };
+/// #     let pid = JobTarget::Pid(std::process::id());
+/// #     let mut buf = Vec::new();
+/// #     while read_frame(&mut stream, &mut buf, MAX_FRAME).unwrap() {
+/// #         let answer = match decode(&buf).unwrap() {
+/// #             Request::Hello { protocol_version } => Response::Hello {
+/// #                 protocol_version,
+/// #                 daemon_version: "doc".into(),
+/// #                 publish_interval_ms: 100,
+/// #                 peer_uid: 1000,
+/// #             },
+/// #             Request::RegisterJob { target, .. } => Response::Job(job(target, 0.0)),
+/// #             Request::QueryJob { .. } => Response::Job(job(pid.clone(), 2.5)),
+/// #             Request::QueryMachine { .. } => Response::Machine(reading(10.0)),
+/// #             Request::UnregisterJob { .. } => Response::Unregistered(job(pid.clone(), 2.5)),
+/// #             _ => Response::Error(ProtoError::new(ErrorKind::InvalidRequest, "not here")),
+/// #         };
+/// #         write_frame(&mut stream, &answer).unwrap();
+/// #     }
+/// # }
+/// # let dir = tempfile::tempdir()?;
+/// # let socket = dir.path().join("meter.sock");
+/// # let listener = std::os::unix::net::UnixListener::bind(&socket)?;
+/// # std::thread::spawn(move || fake_daemon(listener));
+/// use anges_common::client::{Client, ClientConfig};
+/// use anges_common::protocol::JobTarget;
+///
+/// let mut client = Client::connect(ClientConfig::socket(&socket))?;
+/// let job = client.register_job("train", JobTarget::Pid(std::process::id()))?;
+/// // `fresh`: wait for the next publication, so the work done so far is included.
+/// let now = client.job(job.job.id, true)?;
+/// assert_eq!(now.reading.totals.joules(), 2.5);
+/// assert!(client.machine(false)?.totals.joules() >= now.reading.totals.joules());
+/// let last = client.unregister_job(job.job.id)?;
+/// println!("job {}: {:.4} g CO2-eq", last.job.id, last.reading.totals.grams_co2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Client {
     cfg: ClientConfig,

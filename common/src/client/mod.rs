@@ -39,6 +39,18 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// The usual discovery: `--socket` (`flag`), then `ANGES_METER_SOCKET`, then the system
     /// socket, then the user-mode socket under `$XDG_RUNTIME_DIR`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    ///
+    /// use anges_common::client::ClientConfig;
+    ///
+    /// // A `--socket` flag comes first; the other candidates follow it.
+    /// let cfg = ClientConfig::discover(Some("/tmp/my-meter.sock".into()));
+    /// assert_eq!(cfg.candidates[0].path, Path::new("/tmp/my-meter.sock"));
+    /// ```
     pub fn discover(flag: Option<PathBuf>) -> Self {
         let env = std::env::var_os(paths::SOCKET_ENV)
             .filter(|v| !v.is_empty())
@@ -311,7 +323,10 @@ impl Session {
         match resp {
             Response::Error(e) if e.kind == ErrorKind::NoSuchJob => {
                 if let Request::Reattach { job } = *req {
-                    tracing::warn!(job, "the daemon no longer knows this job; forgetting it");
+                    tracing::warn!(
+                        job = job.0,
+                        "the daemon no longer knows this job; forgetting it"
+                    );
                     self.forget(job);
                 }
                 Ok(())
@@ -360,17 +375,17 @@ mod tests {
     #[test]
     fn session_restores_jobs_and_subscription_and_bounds_updates() {
         let mut s = Session::default();
-        s.remember(3);
-        s.remember(3);
-        s.remember(5);
-        s.forget(3);
-        s.subscription = Some((Some(5), 200));
+        s.remember(JobId(3));
+        s.remember(JobId(3));
+        s.remember(JobId(5));
+        s.forget(JobId(3));
+        s.subscription = Some((Some(JobId(5)), 200));
         assert_eq!(
             s.restore_requests(),
             vec![
-                Request::Reattach { job: 5 },
+                Request::Reattach { job: JobId(5) },
                 Request::Subscribe {
-                    job: Some(5),
+                    job: Some(JobId(5)),
                     period_ms: 200
                 }
             ]

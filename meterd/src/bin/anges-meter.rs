@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anges_common::client::{Client, ClientConfig};
-use anges_common::protocol::{JobReading, JobTarget, Reading};
+use anges_common::protocol::{JobId, JobReading, JobTarget, Reading};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
@@ -235,7 +235,7 @@ fn real_main(cli: &Cli) -> Result<ExitCode> {
             println!("{}", j.job.id);
         }
         Cmd::Detach { job } => {
-            let j = client.unregister_job(*job)?;
+            let j = client.unregister_job(JobId(*job))?;
             println!(
                 "job {} ({}): {}",
                 j.job.id,

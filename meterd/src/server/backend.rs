@@ -11,7 +11,7 @@ use anges_common::protocol::{JobId, JobMeta, SamplerHealth, Totals};
 
 /// What a client asks to meter: the engine's own job description, shared so that the two
 /// sides cannot drift apart.
-pub use crate::jobs::JobSpec;
+pub use anges_meter_engine::jobs::JobSpec;
 
 /// A job and its cumulative totals.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@
 //! interval and do not emit `PropertiesChanged` (clients poll, or use the socket's
 //! subscriptions), which the introspection data says.
 
-use anges_common::protocol::{ErrorKind, JobReading, JobTarget, ProtoError};
+use anges_common::protocol::{ErrorKind, JobId, JobReading, JobTarget, ProtoError};
 use zbus::message::Header;
 use zbus::{Connection, fdo, interface};
 
@@ -56,7 +56,7 @@ fn to_fdo(e: ProtoError) -> fdo::Error {
 fn job_row(j: &JobReading) -> JobRow {
     let t = &j.reading.totals;
     (
-        j.job.id,
+        j.job.id.0,
         j.job.name.clone(),
         j.job.owner_uid,
         t.joules(),
@@ -159,7 +159,7 @@ impl Meter1 {
             .register(&peer, name, JobTarget::Pid(pid))
             .await
             .map_err(to_fdo)?;
-        Ok(job.job.id)
+        Ok(job.job.id.0)
     }
 
     /// Registers a cgroup (relative to the cgroup root, owned by the caller) as a job; its id.
@@ -176,7 +176,7 @@ impl Meter1 {
             .register(&peer, name, JobTarget::Cgroup(cgroup))
             .await
             .map_err(to_fdo)?;
-        Ok(job.job.id)
+        Ok(job.job.id.0)
     }
 
     /// A job's totals: (id, name, owner uid, joules, grams CO2-eq, domains).
@@ -188,7 +188,11 @@ impl Meter1 {
         fresh: bool,
     ) -> fdo::Result<JobRow> {
         let peer = caller(conn, &header).await?;
-        let job = self.service.job(&peer, id, fresh).await.map_err(to_fdo)?;
+        let job = self
+            .service
+            .job(&peer, JobId(id), fresh)
+            .await
+            .map_err(to_fdo)?;
         Ok(job_row(&job))
     }
 
@@ -210,7 +214,11 @@ impl Meter1 {
         id: u64,
     ) -> fdo::Result<JobRow> {
         let peer = caller(conn, &header).await?;
-        let job = self.service.unregister(&peer, id).await.map_err(to_fdo)?;
+        let job = self
+            .service
+            .unregister(&peer, JobId(id))
+            .await
+            .map_err(to_fdo)?;
         Ok(job_row(&job))
     }
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anges_common::protocol::{self, DomainEnergy, JobMeta, JobTarget, Totals};
 
+use anges_meter_engine::engine::{Engine, EngineError};
+use anges_meter_engine::jobs::{self, DomainTotals};
+use anges_meter_engine::sensors::Provenance;
+
 use super::backend::{BackendError, JobSpec, JobTotals, MeterBackend};
-use crate::engine::{Engine, EngineError};
-use crate::jobs::{self, DomainTotals, JobId};
-use crate::sensors::Provenance;
 
 /// Protocol totals from the engine's per-domain map.
 fn totals(
@@ -41,7 +42,7 @@ fn job_meta(j: &jobs::JobTotals) -> JobMeta {
         (None, None) => JobTarget::Pid(0),
     };
     JobMeta {
-        id: j.id.0,
+        id: j.id,
         name: j.spec.name.clone(),
         owner_uid: j.spec.owner_uid,
         target,
@@ -57,7 +58,7 @@ fn job_totals(j: &jobs::JobTotals) -> JobTotals {
 
 fn backend_error(e: EngineError) -> BackendError {
     match e {
-        EngineError::UnknownJob(id) => BackendError::NoSuchJob(id.0),
+        EngineError::UnknownJob(id) => BackendError::NoSuchJob(id),
         EngineError::NoSuchTarget(what) => BackendError::NoSuchTarget(what),
         EngineError::Job(why) => BackendError::Rejected(why),
         other => BackendError::Internal(other.to_string()),
@@ -66,19 +67,17 @@ fn backend_error(e: EngineError) -> BackendError {
 
 impl MeterBackend for Engine {
     fn register_job(&self, spec: JobSpec) -> Result<protocol::JobId, BackendError> {
-        Engine::register_job(self, spec)
-            .map(|id| id.0)
-            .map_err(backend_error)
+        Engine::register_job(self, spec).map_err(backend_error)
     }
 
     fn unregister_job(&self, id: protocol::JobId) -> Result<JobTotals, BackendError> {
-        Engine::unregister_job(self, JobId(id))
+        Engine::unregister_job(self, id)
             .map(|j| job_totals(&j))
             .map_err(backend_error)
     }
 
     fn job(&self, id: protocol::JobId) -> Option<JobTotals> {
-        Engine::job(self, JobId(id)).map(|j| job_totals(&j))
+        Engine::job(self, id).map(|j| job_totals(&j))
     }
 
     fn jobs(&self) -> Vec<JobTotals> {

@@ -262,7 +262,7 @@ async fn scrape(mut stream: TcpStream, rx: watch::Receiver<Arc<Snapshot>>) {
 mod tests {
     use super::*;
     use crate::server::backend::JobTotals;
-    use anges_common::protocol::{DomainEnergy, JobMeta, JobTarget};
+    use anges_common::protocol::{DomainEnergy, JobId, JobMeta, JobTarget};
 
     fn snapshot() -> Snapshot {
         let mut s = Snapshot::empty();
@@ -277,10 +277,10 @@ mod tests {
             timestamp_ms: 1,
         };
         s.jobs.insert(
-            7,
+            JobId(7),
             JobTotals {
                 meta: JobMeta {
-                    id: 7,
+                    id: JobId(7),
                     name: "train".into(),
                     owner_uid: 1000,
                     target: JobTarget::Pid(42),

@@ -13,7 +13,7 @@
 //! | [`activation`] | socket activation (`LISTEN_FDS`) |
 //!
 //! [`Server::start`] starts the servers inside a Tokio runtime (the daemon's `main`, tests,
-//! benchmarks); `engine_backend` puts the real [`crate::Engine`] behind [`MeterBackend`].
+//! benchmarks); `engine_backend` puts the real [`anges_meter_engine::Engine`] behind [`MeterBackend`].
 
 pub mod access;
 pub mod activation;

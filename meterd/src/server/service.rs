@@ -241,7 +241,7 @@ impl Service {
             .await
             .map_err(|e| ProtoError::new(ErrorKind::Internal, e.to_string()))?
             .map_err(backend_error)?;
-        tracing::info!(job = id, uid = peer.uid, ?target, "job registered");
+        tracing::info!(job = id.0, uid = peer.uid, ?target, "job registered");
         self.job(peer, id, false).await
     }
 
@@ -283,7 +283,7 @@ impl Service {
             .await
             .map_err(|e| ProtoError::new(ErrorKind::Internal, e.to_string()))?
             .map_err(backend_error)?;
-        tracing::info!(job = id, uid = peer.uid, "job unregistered");
+        tracing::info!(job = id.0, uid = peer.uid, "job unregistered");
         let snap = self.latest();
         {
             // Hide the job until a publication without it; forget ids no longer published.
@@ -328,7 +328,7 @@ mod tests {
     #[test]
     fn backend_errors_keep_their_kind() {
         assert_eq!(
-            backend_error(BackendError::NoSuchJob(3)).kind,
+            backend_error(BackendError::NoSuchJob(JobId(3))).kind,
             ErrorKind::NoSuchJob
         );
         assert_eq!(

@@ -8,9 +8,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use anges_meterd::jobs::JobTotals;
-use anges_meterd::sensors::Provenance;
-use anges_meterd::{Engine, EngineConfig, EngineError, JobId, JobSpec};
+use anges_meter_engine::jobs::JobTotals;
+use anges_meter_engine::sensors::Provenance;
+use anges_meter_engine::{Engine, EngineConfig, EngineError, JobId, JobSpec};
 
 use super::ledger::Sample;
 

@@ -7,7 +7,7 @@
 //! - `daemon`: the run is registered as a job with `anges-meterd` (blocking client, short
 //!   timeouts) and each epoch asks for the next publication of its totals. An in-process engine
 //!   runs beside it at a low rate as the standby gap filler.
-//! - `local`: the daemon's own [`anges_meterd::Engine`] runs in this process (same sensors and
+//! - `local`: the daemon's own [`anges_meter_engine::Engine`] runs in this process (same sensors and
 //!   accounting; no second implementation); each epoch waits for its next accounting tick.
 //! - `auto`: the daemon when one answers, else local; the start-up log says which, and whether
 //!   the figures are measured or estimated.
@@ -26,10 +26,10 @@ mod local;
 use std::time::Duration;
 
 use anges_common::client::{ClientConfig, ClientError};
-use anges_meterd::carbon::IntensitySource;
-use anges_meterd::sensors::SensorChoice;
-use anges_meterd::sensors::detect::GpuSelection;
-use anges_meterd::{EngineConfig, EngineError};
+use anges_meter_engine::carbon::IntensitySource;
+use anges_meter_engine::sensors::SensorChoice;
+use anges_meter_engine::sensors::detect::GpuSelection;
+use anges_meter_engine::{EngineConfig, EngineError};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{MeterConfig, MeterMode};
@@ -315,7 +315,7 @@ impl EpochMeter {
     /// The job's id with the daemon (`None` for the in-process meter).
     pub fn daemon_job(&self) -> Option<u64> {
         match &self.backend {
-            Backend::Daemon { link, .. } => Some(link.job()),
+            Backend::Daemon { link, .. } => Some(link.job().0),
             Backend::Local(_) => None,
         }
     }

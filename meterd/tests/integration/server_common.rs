@@ -60,7 +60,7 @@ impl TestBackend {
     pub fn start(period: Duration) -> Arc<Self> {
         let b = Arc::new(TestBackend {
             state: Mutex::new(State {
-                next_id: 1,
+                next_id: JobId(1),
                 ..State::default()
             }),
             ticked: Condvar::new(),
@@ -107,7 +107,7 @@ impl MeterBackend for TestBackend {
         };
         let mut s = self.state.lock().unwrap();
         let id = s.next_id;
-        s.next_id += 1;
+        s.next_id.0 += 1;
         let meta = JobMeta {
             id,
             name: spec.name,

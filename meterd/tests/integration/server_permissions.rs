@@ -2,8 +2,6 @@
 //! since the test machine runs as root) may meter its own processes but not someone else's, and
 //! does not see or remove other users' jobs.
 
-mod server_common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -11,7 +9,8 @@ use std::time::Duration;
 use anges_common::client::{Client, ClientConfig};
 use anges_common::protocol::JobTarget;
 use anges_meterd::server::Server;
-use server_common::{TestBackend, test_config};
+
+use crate::server_common::{TestBackend, test_config};
 
 const NOBODY: &str = "65534";
 

@@ -2,16 +2,15 @@
 //! 10 % of their actual CPU-time shares; Σ jobs + unattributed = machine total per domain; a
 //! finished job keeps its totals; descendants count.
 
-mod common;
-
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use anges_meterd::attribution::IdlePolicy;
-use anges_meterd::engine::Engine;
-use anges_meterd::jobs::JobSpec;
-use anges_meterd::sensors::SensorChoice;
-use common::test_config;
+use anges_meter_engine::attribution::IdlePolicy;
+use anges_meter_engine::engine::Engine;
+use anges_meter_engine::jobs::JobSpec;
+use anges_meter_engine::sensors::SensorChoice;
+
+use crate::common::test_config;
 
 /// Own CPU ticks (utime + stime) of `pid`, read independently of the meter's tracker.
 fn own_ticks(pid: u32) -> u64 {
@@ -100,7 +99,7 @@ fn two_busy_jobs_get_their_cpu_time_shares() {
             "{what} share b {sb} vs actual {actual_b}"
         );
     }
-    let ticks_per_s = anges_meterd::procfs::clock_ticks_per_second();
+    let ticks_per_s = anges_meter_engine::procfs::clock_ticks_per_second();
     let measured_a = (a1 - a0) as f64 / ticks_per_s;
     assert!(
         (ta.cpu_seconds - measured_a).abs() <= 0.1 * measured_a + 0.1,

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use anges_meterd::persist::{STATE_FILE, State};
+use anges_meter_engine::persist::{STATE_FILE, State};
 
 struct Daemon {
     child: Child,

@@ -2,14 +2,13 @@
 //! only once the meter's socket accepts connections, `WATCHDOG=1` pings follow while the sampler
 //! advances and stop while it is stalled, and `STOPPING=1` comes at shutdown.
 
-mod server_common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use anges_common::client::{Client, ClientConfig};
 use anges_meterd::server::Server;
-use server_common::{TestBackend, test_config};
+
+use crate::server_common::{TestBackend, test_config};
 
 /// Datagrams received within `window`.
 fn collect(sock: &UnixDatagram, window: Duration) -> Vec<String> {

@@ -2,14 +2,13 @@
 //! `busctl`: introspection lists the properties and methods, properties carry the published
 //! totals, and the job methods work for the caller.
 
-mod server_common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anges_meterd::server::{Bus, Server};
-use server_common::{TestBackend, test_config};
+
+use crate::server_common::{TestBackend, test_config};
 
 /// A private bus, killed on drop.
 struct PrivateBus {

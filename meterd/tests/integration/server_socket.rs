@@ -2,8 +2,6 @@
 //! backend: queries, fresh readings, publication rate, re-attachment after a restart, bounds and
 //! slow clients.
 
-mod server_common;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -13,7 +11,8 @@ use anges_common::client::{AsyncClient, Client, ClientConfig, ClientError};
 use anges_common::codec;
 use anges_common::protocol::{ErrorKind, JobTarget, Request, Response};
 use anges_meterd::server::{MeterBackend, Server, ServerConfig};
-use server_common::{TestBackend, test_config};
+
+use crate::server_common::{TestBackend, test_config};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -52,7 +51,8 @@ fn register_query_list_unregister() {
     let m = c.machine(true).unwrap();
     assert!(m.totals.joules() > 0.0);
     assert!(
-        (m.totals.grams_co2 - m.totals.joules() / 3.6e6 * server_common::INTENSITY).abs() < 1e-9
+        (m.totals.grams_co2 - m.totals.joules() / 3.6e6 * crate::server_common::INTENSITY).abs()
+            < 1e-9
     );
 
     let jobs = c.jobs().unwrap();

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anges_meterd::engine::EngineConfig;
-use anges_meterd::sensors::detect::GpuSelection;
+use anges_meter_engine::engine::EngineConfig;
+use anges_meter_engine::sensors::detect::GpuSelection;
 
 /// Writes `content` to `root/rel`, creating parents.
 pub fn write(root: &Path, rel: &str, content: &str) -> PathBuf {

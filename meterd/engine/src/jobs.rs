@@ -13,7 +13,7 @@
 //! (and at once when a job is added), which is the expensive part.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -24,16 +24,9 @@ use crate::procfs::{
 use crate::root::{ReadableFile, SysRoot};
 use crate::sensors::{DomainKind, Provenance};
 
-/// Stable job identifier; persisted, never reused by one state directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JobId(pub u64);
-
-impl std::fmt::Display for JobId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+/// Stable job identifier; persisted, never reused by one state directory. The protocol's own
+/// type, so the engine's ids go on the wire as they are.
+pub use anges_common::protocol::JobId;
 
 /// What a client registers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +151,15 @@ pub struct CpuSample {
     pub capacity_seconds: f64,
     /// Per-job use.
     pub jobs: Vec<JobCpu>,
+}
+
+/// A cgroup path as given (absolute) or relative to `/sys/fs/cgroup`, under the root.
+pub fn resolve_cgroup(root: &SysRoot, cg: &Path) -> PathBuf {
+    if cg.is_absolute() {
+        root.path(cg)
+    } else {
+        root.path("/sys/fs/cgroup").join(cg)
+    }
 }
 
 /// Reads the start time of `pid` (to register it), or `None` when there is no such process.

@@ -17,10 +17,25 @@ use std::time::{Duration, Instant};
 
 use crate::attribution::{IdlePolicy, cpu_denominator, split};
 use crate::carbon::Carbon;
-use crate::engine::{EngineConfig, Shared, resolve_cgroup, unix_now};
-use crate::jobs::{DomainTotals, JobId, JobSource, Tracker};
+use crate::jobs::{DomainTotals, JobId, JobSource, Tracker, resolve_cgroup};
 use crate::root::SysRoot;
 use crate::sensors::{DomainInfo, DomainKind, Sensor};
+use crate::state::{Shared, unix_now};
+
+/// What the sampler takes of the engine's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct SamplerConfig {
+    /// Energy sampling rate, Hz.
+    pub(crate) rate_hz: u32,
+    /// Accounting rate, Hz.
+    pub(crate) attribution_hz: f64,
+    /// Period of persistence while running.
+    pub(crate) persist_interval: Duration,
+    /// Idle-power policy.
+    pub(crate) idle_policy: IdlePolicy,
+    /// Root of procfs/sysfs.
+    pub(crate) root: SysRoot,
+}
 
 /// Owns everything the thread touches.
 pub(crate) struct Sampler {
@@ -48,7 +63,7 @@ pub(crate) struct Sampler {
 
 impl Sampler {
     pub(crate) fn new(
-        config: &EngineConfig,
+        config: SamplerConfig,
         sensors: Vec<Box<dyn Sensor>>,
         carbon: Carbon,
         tracker: Tracker,
@@ -85,7 +100,7 @@ impl Sampler {
             errors,
             carbon,
             tracker,
-            root: SysRoot::new(&config.sysfs_root),
+            root: config.root,
             policy: config.idle_policy,
             period,
             account_period,

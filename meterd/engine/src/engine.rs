@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,18 +32,22 @@ use crate::attribution::IdlePolicy;
 use crate::carbon::{Carbon, CarbonError, IntensitySource};
 use crate::jobs::{
     DomainTotals, JobId, JobSpec, JobTotals, MachineTotals, Tracker, process_start_ticks,
+    resolve_cgroup,
 };
 use crate::persist::{self, PersistError, SavedJob, State};
 use crate::root::SysRoot;
-use crate::sampler::Sampler;
+use crate::sampler::{Sampler, SamplerConfig};
 use crate::sensors::detect::{
     DetectError, GpuSelection, SensorConfig, SourceOutcome, SourceReport, detect,
 };
 use crate::sensors::estimate::EstimateModel;
 use crate::sensors::nvml::DEFAULT_LIBRARY;
 use crate::sensors::{DomainInfo, Provenance, SensorChoice};
+pub use crate::state::unix_now;
+use crate::state::{Accounts, Shared};
 
-/// Everything the engine needs; built by [`crate::config`] from the file and flags.
+/// Everything the engine needs; built by the daemon's configuration (file and flags) or by the
+/// trainer's `--meter` flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     /// CPU source.
@@ -162,30 +166,11 @@ pub struct SamplerHealth {
     pub carbon: String,
 }
 
-/// Mutable state behind the engine's lock.
+/// What a running engine knows from its start on (the shared, mutable part is in
+/// [`crate::state::Shared`]).
 #[derive(Debug)]
-pub(crate) struct Ledger {
-    pub(crate) state: State,
-    pub(crate) root_starts: BTreeMap<JobId, Option<u64>>,
-    pub(crate) generation: u64,
-    pub(crate) last_tick: Option<Instant>,
-    pub(crate) running: bool,
-    pub(crate) intensity: f64,
-    pub(crate) timestamp: f64,
-}
-
-pub(crate) struct Shared {
-    pub(crate) ledger: Mutex<Ledger>,
-    pub(crate) cond: Condvar,
-    pub(crate) stop: AtomicBool,
-    /// Energy samples taken (atomic: the sampler does not take the lock per sample).
-    pub(crate) samples: AtomicU64,
-    /// Sensor read errors.
-    pub(crate) read_errors: AtomicU64,
-    /// Missed sampling slots.
-    pub(crate) overruns: AtomicU64,
+struct Fixed {
     thread: Mutex<Option<JoinHandle<()>>>,
-    pub(crate) state_dir: Option<PathBuf>,
     root: SysRoot,
     sources: Vec<SourceHealth>,
     carbon_label: String,
@@ -194,34 +179,11 @@ pub(crate) struct Shared {
     attribution_hz: f64,
 }
 
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Ledger> {
-        // A panic while holding the lock cannot corrupt plain numbers; keep serving.
-        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Saves the current state (called by the sampler and at shutdown).
-    pub(crate) fn persist(&self) -> Result<(), PersistError> {
-        let Some(dir) = &self.state_dir else {
-            return Ok(());
-        };
-        let mut state = self.lock().state.clone();
-        state.saved_at = unix_now();
-        persist::save(dir, &state)
-    }
-}
-
-/// Unix time now, seconds.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Handle on a running meter. Cheap to clone; all methods take `&self`.
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<Shared>,
+    fixed: Arc<Fixed>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -324,15 +286,6 @@ fn restore(
     Ok((state, starts))
 }
 
-/// A cgroup path as given (absolute) or relative to `/sys/fs/cgroup`, under the root.
-pub fn resolve_cgroup(root: &SysRoot, cg: &std::path::Path) -> PathBuf {
-    if cg.is_absolute() {
-        root.path(cg)
-    } else {
-        root.path("/sys/fs/cgroup").join(cg)
-    }
-}
-
 fn sum(domains: &BTreeMap<String, DomainTotals>) -> (f64, f64) {
     domains
         .values()
@@ -397,7 +350,7 @@ impl Engine {
         let (state, root_starts) = restore(config.state_dir.as_ref(), &root)?;
         let now_wall = unix_now();
         let shared = Arc::new(Shared {
-            ledger: Mutex::new(Ledger {
+            accounts: Mutex::new(Accounts {
                 intensity: carbon.intensity_at(now_wall),
                 timestamp: now_wall,
                 state,
@@ -411,8 +364,10 @@ impl Engine {
             samples: AtomicU64::new(0),
             read_errors: AtomicU64::new(0),
             overruns: AtomicU64::new(0),
-            thread: Mutex::new(None),
             state_dir: config.state_dir.clone(),
+        });
+        let fixed = Arc::new(Fixed {
+            thread: Mutex::new(None),
             sources: source_health(&detection.report, &domains),
             carbon_label: carbon.label().to_owned(),
             pue: config.pue,
@@ -420,9 +375,15 @@ impl Engine {
             attribution_hz: config.attribution_hz,
             root: root.clone(),
         });
-        let tracker = Tracker::new(root, config.scan_interval);
+        let tracker = Tracker::new(root.clone(), config.scan_interval);
         let sampler = Sampler::new(
-            &config,
+            SamplerConfig {
+                rate_hz: config.rate_hz,
+                attribution_hz: config.attribution_hz,
+                persist_interval: config.persist_interval,
+                idle_policy: config.idle_policy,
+                root,
+            },
             detection.sensors,
             carbon,
             tracker,
@@ -432,20 +393,20 @@ impl Engine {
             .name("anges-sampler".into())
             .spawn(move || sampler.run())
             .map_err(|e| EngineError::Thread(e.to_string()))?;
-        *shared.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        *fixed.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         tracing::info!(
             "sampler running at {} Hz, accounting at {} Hz, idle policy {:?}",
             config.rate_hz,
             config.attribution_hz,
             config.idle_policy
         );
-        Ok(Engine { shared })
+        Ok(Engine { shared, fixed })
     }
 
     /// Registers a job. A root PID must exist now (its start time pins it against PID reuse); a
     /// cgroup must have a `cpu.stat`. CPU time and energy count from the next accounting tick.
     pub fn register_job(&self, spec: JobSpec) -> Result<JobId, EngineError> {
-        let root = &self.shared.root;
+        let root = &self.fixed.root;
         let mut start = None;
         match (&spec.cgroup, spec.root_pid) {
             (None, None) => return Err(EngineError::Job("give a root PID or a cgroup".into())),
@@ -537,7 +498,7 @@ impl Engine {
             joules,
             grams,
             intensity_g_per_kwh: l.intensity,
-            pue: self.shared.pue,
+            pue: self.fixed.pue,
             timestamp: l.timestamp,
             tick: l.state.tick,
         }
@@ -553,10 +514,10 @@ impl Engine {
             last_tick_age_s: l.last_tick.map(|t| t.elapsed().as_secs_f64()),
             read_errors: self.shared.read_errors.load(Ordering::Relaxed),
             overruns: self.shared.overruns.load(Ordering::Relaxed),
-            rate_hz: self.shared.rate_hz,
-            attribution_hz: self.shared.attribution_hz,
-            sources: self.shared.sources.clone(),
-            carbon: self.shared.carbon_label.clone(),
+            rate_hz: self.fixed.rate_hz,
+            attribution_hz: self.fixed.attribution_hz,
+            sources: self.fixed.sources.clone(),
+            carbon: self.fixed.carbon_label.clone(),
         }
     }
 
@@ -590,7 +551,7 @@ impl Engine {
     pub fn shutdown(&self) -> Result<(), EngineError> {
         self.shared.stop.store(true, Ordering::SeqCst);
         let handle = self
-            .shared
+            .fixed
             .thread
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anges_meterd::root::SysRoot;
-use anges_meterd::sensors::estimate::{EstimateModel, EstimateSensor};
-use anges_meterd::sensors::{Provenance, Sensor};
+use anges_meter_engine::root::SysRoot;
+use anges_meter_engine::sensors::estimate::{EstimateModel, EstimateSensor};
+use anges_meter_engine::sensors::{Provenance, Sensor};
 
 #[test]
 fn estimate_under_real_load_is_plausible_monotone_and_labelled() {
@@ -83,9 +83,9 @@ fn estimate_under_real_load_is_plausible_monotone_and_labelled() {
 /// times a second, while a counter (the powercap fixture) is read at `rate_hz`.
 #[test]
 fn an_estimate_only_engine_wakes_at_the_accounting_rate() {
-    use anges_meterd::engine::{Engine, EngineConfig};
-    use anges_meterd::sensors::SensorChoice;
-    use anges_meterd::sensors::detect::GpuSelection;
+    use anges_meter_engine::engine::{Engine, EngineConfig};
+    use anges_meter_engine::sensors::SensorChoice;
+    use anges_meter_engine::sensors::detect::GpuSelection;
 
     let fixture = tempfile::tempdir().unwrap();
     let zone = fixture.path().join("sys/class/powercap/intel-rapl:0");

@@ -2,16 +2,15 @@
 //! injected energies, through the sensor and through the whole engine; nested/duplicate zones are
 //! not double counted.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use anges_meterd::carbon::IntensitySource;
-use anges_meterd::engine::Engine;
-use anges_meterd::root::SysRoot;
-use anges_meterd::sensors::powercap::PowercapSensor;
-use anges_meterd::sensors::{DomainKind, Provenance, Sensor, SensorChoice};
-use common::{powercap_zone, test_config, write};
+use anges_meter_engine::carbon::IntensitySource;
+use anges_meter_engine::engine::Engine;
+use anges_meter_engine::root::SysRoot;
+use anges_meter_engine::sensors::powercap::PowercapSensor;
+use anges_meter_engine::sensors::{DomainKind, Provenance, Sensor, SensorChoice};
+
+use crate::common::{powercap_zone, test_config, write};
 
 const MAX: u64 = 262_143_328_850;
 

@@ -1,16 +1,15 @@
 //! Acceptance: the perf_event and NVML paths degrade with the right reason on this machine, and
 //! auto-detection falls to the estimate and says why; forced sensors fail start-up with a reason.
 
-mod common;
+use anges_meter_engine::engine::{Engine, EngineConfig, EngineError};
+use anges_meter_engine::root::SysRoot;
+use anges_meter_engine::sensors::SensorChoice;
+use anges_meter_engine::sensors::detect::{GpuSelection, SensorConfig, SourceOutcome, detect};
+use anges_meter_engine::sensors::estimate::EstimateModel;
+use anges_meter_engine::sensors::nvml::{DEFAULT_LIBRARY, NvmlSensor};
+use anges_meter_engine::sensors::perf::PerfSensor;
 
-use anges_meterd::engine::{Engine, EngineConfig, EngineError};
-use anges_meterd::root::SysRoot;
-use anges_meterd::sensors::SensorChoice;
-use anges_meterd::sensors::detect::{GpuSelection, SensorConfig, SourceOutcome, detect};
-use anges_meterd::sensors::estimate::EstimateModel;
-use anges_meterd::sensors::nvml::{DEFAULT_LIBRARY, NvmlSensor};
-use anges_meterd::sensors::perf::PerfSensor;
-use common::write;
+use crate::common::write;
 
 fn has_power_pmu() -> bool {
     std::path::Path::new("/sys/bus/event_source/devices/power/type").exists()

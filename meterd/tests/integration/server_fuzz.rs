@@ -3,8 +3,6 @@
 //! error or close that connection, never panic, and keep serving a well-behaved client that is
 //! connected the whole time.
 
-mod server_common;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -16,7 +14,8 @@ use anges_common::protocol::{ErrorKind, Request, Response};
 use anges_meterd::server::Server;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use server_common::{TestBackend, test_config};
+
+use crate::server_common::{TestBackend, test_config};
 
 /// One hostile input.
 #[derive(Debug, Clone)]

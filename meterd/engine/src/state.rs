@@ -1,0 +1,78 @@
+//! The state the engine's handle ([`crate::engine::Engine`]) and the sampler thread
+//! (`crate::sampler`) share: the [`Accounts`] behind one lock, the condition variable that
+//! announces accounting ticks, the stop flag and the lock-free counters.
+//!
+//! Both sides depend on this module and it depends on neither, so the module graph is one-way:
+//! `engine → sampler → state` and `engine → state`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::jobs::JobId;
+use crate::persist::{self, PersistError, State};
+
+/// Mutable state behind the engine's lock: the persisted totals and what goes with them.
+#[derive(Debug)]
+pub(crate) struct Accounts {
+    /// Cumulative totals (what is persisted).
+    pub(crate) state: State,
+    /// Start time of each job's root process when registered (pins the PID).
+    pub(crate) root_starts: BTreeMap<JobId, Option<u64>>,
+    /// Bumped on every job registration or removal; the sampler resyncs its tracker on change.
+    pub(crate) generation: u64,
+    /// When the latest accounting tick was published.
+    pub(crate) last_tick: Option<Instant>,
+    /// Whether the sampler thread is running.
+    pub(crate) running: bool,
+    /// Grid intensity of the latest interval, g/kWh.
+    pub(crate) intensity: f64,
+    /// Unix time of the latest accounting tick.
+    pub(crate) timestamp: f64,
+}
+
+/// What the engine's handle and the sampler thread share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The accounts, under the engine's one lock.
+    pub(crate) accounts: Mutex<Accounts>,
+    /// Notified at every accounting tick and when the sampler stops.
+    pub(crate) cond: Condvar,
+    /// Set to stop the sampler.
+    pub(crate) stop: AtomicBool,
+    /// Energy samples taken (atomic: the sampler does not take the lock per sample).
+    pub(crate) samples: AtomicU64,
+    /// Sensor read errors.
+    pub(crate) read_errors: AtomicU64,
+    /// Missed sampling slots.
+    pub(crate) overruns: AtomicU64,
+    /// Where totals are persisted (`None`: not persisted).
+    pub(crate) state_dir: Option<PathBuf>,
+}
+
+impl Shared {
+    /// Locks the accounts.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Accounts> {
+        // A panic while holding the lock cannot corrupt plain numbers; keep serving.
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Saves the current state (called by the sampler and at shutdown).
+    pub(crate) fn persist(&self) -> Result<(), PersistError> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(());
+        };
+        let mut state = self.lock().state.clone();
+        state.saved_at = unix_now();
+        persist::save(dir, &state)
+    }
+}
+
+/// Unix time now, seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
