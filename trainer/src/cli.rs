@@ -809,7 +809,7 @@ mod tests {
             &["--stop", "anges", "--alpha", "0"],
             &["--stop", "anges", "--meter", "off"],
             &["--epochs", "0"],
-            &["--lr", "-1"],
+            &["--lr=-1"],
             &["--dropout", "1"],
             &["--max-rows", "0"],
             &["--prune", "molpeg", "--keep-ratio", "0"],

@@ -112,10 +112,20 @@ fn summary(dir: &Path) -> Value {
 
 /// An interrupted and resumed run against an uninterrupted one with `flags`.
 fn resumed_equals_uninterrupted(flags: &[&str]) -> (tempfile::TempDir, tempfile::TempDir) {
+    resumed_after(flags, |_| {})
+}
+
+/// [`resumed_equals_uninterrupted`], calling `meanwhile` on the interrupted run's folder before
+/// it resumes (what an upgrade of anges-train between the two processes would change).
+fn resumed_after(
+    flags: &[&str],
+    meanwhile: impl Fn(&Path),
+) -> (tempfile::TempDir, tempfile::TempDir) {
     let straight = tempfile::tempdir().unwrap();
     let broken = tempfile::tempdir().unwrap();
     succeed(flags, straight.path());
     start_and_kill(flags, broken.path());
+    meanwhile(broken.path());
     // When the saved epoch is the best so far, a crash between the state's write and the best
     // weights' may leave best.safetensors an epoch behind: simulate it, the resumed run must
     // write them again.
@@ -197,9 +207,60 @@ fn a_killed_run_resumes_bit_identically_and_its_meter_goes_on() {
     assert!(err.contains("has finished"), "{err}");
 }
 
+/// Also a run interrupted under an earlier anges-train, whose `config.json` recorded the flags
+/// as given (`"args"`, nested by flag group) rather than the resolved configuration: the resumed
+/// run migrates it, accepts the same flags and refuses others.
 #[test]
-fn a_killed_molpeg_run_resumes_bit_identically() {
-    resumed_equals_uninterrupted(&["--meter", "off", "--prune", "molpeg", "--keep-ratio", "0.5"]);
+fn a_killed_molpeg_run_resumes_bit_identically_even_from_the_older_config_layout() {
+    let flags = ["--meter", "off", "--prune", "molpeg", "--keep-ratio", "0.5"];
+    let (_straight, broken) = resumed_after(&flags, |dir| {
+        let path = dir.join("config.json");
+        let new: Value = serde_json::from_slice(&bytes(&path)).unwrap();
+        let old = first_layout(&new);
+        std::fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+        // What the migration reads must still tell other flags apart.
+        let other = [
+            "--meter",
+            "off",
+            "--prune",
+            "molpeg",
+            "--keep-ratio",
+            "0.3",
+            "--resume",
+        ];
+        let err = fail(&other, dir);
+        assert!(err.contains("prune.keep_ratio: 0.5 then, 0.3 now"), "{err}");
+    });
+    let config: Value = serde_json::from_slice(&bytes(&broken.path().join("config.json"))).unwrap();
+    assert!(
+        config.get("args").is_some(),
+        "the run's own file is left as it was"
+    );
+}
+
+/// `config.json` as anges-train wrote it before the configuration types: the flags under
+/// `"args"` (for a run with the default `--stop full`).
+fn first_layout(new: &Value) -> Value {
+    let c = &new["config"];
+    let mut model = c["model"].clone();
+    model["threads"] = c["compute"]["threads"].clone();
+    serde_json::json!({
+        "args": {
+            "data": c["data"],
+            "model": model,
+            "train": c["train"],
+            "stop": {
+                "stop": "full", "alpha": 0.9, "beta": 0.2, "warmup": 5,
+                "variant": {"ema_init": 0.001, "anges_order": "update-then-compare",
+                            "anges_consecutive": 1},
+                "patience": 10, "min_delta": 0.0
+            },
+            "prune": c["prune"],
+            "meter": c["meter"],
+            "out": c["out"],
+        },
+        "resolved": new["resolved"],
+    })
 }
 
 #[test]
