@@ -256,6 +256,23 @@ impl PruneConfig {
 }
 
 /// Everything a fine-tuning run computes (what `config.json` records under `"config"`).
+///
+/// # Examples
+///
+/// What `anges-train --dataset bbbp --stop anges --beta 0.3` describes, built without flags
+/// ([`crate::train::run_finetune`] takes it as it is):
+///
+/// ```
+/// use anges_trainer::config::{AngesParams, FinetuneConfig, MeterMode, StopSpec};
+///
+/// let mut config = FinetuneConfig::new("bbbp");
+/// config.stop = StopSpec::Anges(AngesParams { beta: 0.3, ..AngesParams::default() });
+/// assert!(config.validate().is_ok());
+///
+/// config.meter.mode = MeterMode::Off; // AN-GES reads emissions: refused, naming the flags
+/// let err = config.validate().unwrap_err().to_string();
+/// assert!(err.starts_with("invalid options: --stop anges needs emissions"), "{err}");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneConfig {
     /// The data and its split.

@@ -156,6 +156,32 @@ impl AngesStep {
 }
 
 /// The rule's state.
+///
+/// # Examples
+///
+/// A run whose validation ROC-AUC gains shrink while each epoch emits one more gram: with a
+/// warm-up of 3, epoch 2's AER starts the EMA and the rule compares from epoch 3 on; it stops at
+/// epoch 5, where the accuracy bought per % of CO2 has collapsed below β × its EMA.
+///
+/// ```
+/// use anges_trainer::policy::{Anges, AngesParams, Decision};
+///
+/// let params = AngesParams { warmup: 3, ..AngesParams::default() };
+/// let mut rule = Anges::new(params, true); // ROC-AUC: higher is better
+/// // (validation ROC-AUC, cumulative grams of CO2-eq) after epochs 1, 2, …
+/// let trajectory = [(0.60, 1.0), (0.70, 2.0), (0.75, 3.0), (0.76, 4.0), (0.7601, 5.0)];
+/// let decisions: Vec<Decision> = (1..)
+///     .zip(trajectory)
+///     .map(|(epoch, (p, e))| rule.observe(epoch, Some(p), Some(e)).decision)
+///     .collect();
+/// use Decision::*;
+/// assert_eq!(decisions, [Reference, WarmUp, Continue, Continue, Stop]);
+///
+/// // A reading without fresh energy is a fault: no decision, the state is untouched.
+/// let mut rule = Anges::new(params, true);
+/// rule.observe(1, Some(0.6), Some(1.0));
+/// assert_eq!(rule.observe(2, Some(0.7), Some(1.0)).decision, MeterFault);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Anges {
     params: AngesParams,

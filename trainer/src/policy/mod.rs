@@ -142,6 +142,34 @@ pub struct EpochVerdict {
 }
 
 /// A running policy: best-epoch tracking plus the stopping rule.
+///
+/// # Examples
+///
+/// The live loop and `anges-train replay` feed it the same `(P_i, E_i)` pairs, so both stop at
+/// the same epoch:
+///
+/// ```
+/// use anges_trainer::policy::{Policy, StopPolicy, StopReason, StopSpec, AngesParams};
+///
+/// let spec = StopSpec::from_parts(StopPolicy::Patience, AngesParams::default(), 2, 0.0)?;
+/// let mut policy = Policy::new(spec, true);
+/// let valid = [0.70, 0.72, 0.71, 0.715];
+/// let mut stopped = None;
+/// for (epoch, p) in (1..).zip(valid) {
+///     let verdict = policy.observe(epoch, Some(p), Some(epoch as f64));
+///     if let Some(reason) = verdict.stop {
+///         stopped = Some((epoch, reason));
+///         break;
+///     }
+/// }
+/// assert_eq!(stopped, Some((4, StopReason::Patience)));
+/// assert_eq!(policy.best_epoch(), Some(2)); // the weights the run delivers
+///
+/// // Invalid parameters are refused with a message naming the flag.
+/// let err = StopSpec::from_parts(StopPolicy::Patience, AngesParams::default(), 0, 0.0);
+/// assert!(err.unwrap_err().contains("--patience"));
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Policy {
     spec: StopSpec,

@@ -6,6 +6,20 @@
 //! single class) neither improves nor resets anything; it counts against the patience.
 
 /// Best-epoch tracking plus the patience counter.
+///
+/// # Examples
+///
+/// ```
+/// use anges_trainer::policy::Patience;
+///
+/// // Patience 2 on an RMSE (lower is better), improvements must exceed 0.01.
+/// let mut p = Patience::new(2, 0.01, false);
+/// assert!(p.update(1, Some(1.00)).new_best);
+/// let u = p.update(2, Some(0.995)); // best so far, but not by more than min_delta
+/// assert!(u.new_best && !u.exhausted && u.stale_epochs == 1);
+/// assert!(p.update(3, None).exhausted); // no metric: counts against the patience
+/// assert_eq!((p.best_epoch(), p.best()), (Some(2), Some(0.995)));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Patience {
     patience: usize,
