@@ -45,3 +45,101 @@ pub(crate) mod test_support {
         TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// The module layering `docs/architecture.md` describes, checked on the sources: the flags stay
+/// in `cli` (read by `main.rs` only), and the top-level modules' uses of one another (outside
+/// comments and doc text) form no cycle.
+#[cfg(test)]
+mod layering_tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file under `dir`.
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Top-level module of each source file, and the `crate::<module>` paths its code uses.
+    fn uses() -> BTreeMap<String, BTreeSet<String>> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for file in files {
+            let rel = file.strip_prefix(&src).unwrap();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            let module = first.trim_end_matches(".rs").to_owned();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+            let deps = graph.entry(module.clone()).or_default();
+            for line in code {
+                for (i, _) in line.match_indices("crate::") {
+                    let name: String = line[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    if name != module && name != "test_support" && !name.is_empty() {
+                        deps.insert(name);
+                    }
+                }
+            }
+        }
+        graph
+    }
+
+    #[test]
+    fn only_the_binary_reads_the_flags() {
+        let graph = uses();
+        let readers: Vec<&String> = graph
+            .iter()
+            .filter(|(_, deps)| deps.contains("cli"))
+            .map(|(m, _)| m)
+            .collect();
+        assert!(
+            readers.is_empty(),
+            "library modules that read cli: {readers:?}"
+        );
+    }
+
+    #[test]
+    fn modules_use_each_other_without_cycles() {
+        let graph = uses();
+        // Depth-first search for a back edge.
+        fn visit<'g>(
+            m: &'g str,
+            graph: &'g BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<&'g str>,
+            done: &mut BTreeSet<&'g str>,
+        ) {
+            if done.contains(m) {
+                return;
+            }
+            if let Some(at) = path.iter().position(|p| *p == m) {
+                panic!("module cycle: {} -> {m}", path[at..].join(" -> "));
+            }
+            path.push(m);
+            for dep in graph.get(m).into_iter().flatten() {
+                visit(dep, graph, path, done);
+            }
+            path.pop();
+            done.insert(m);
+        }
+        let mut done = BTreeSet::new();
+        for m in graph.keys() {
+            visit(m, &graph, &mut Vec::new(), &mut done);
+        }
+        assert!(graph["config"].contains("policy") && graph["train"].contains("config"));
+    }
+}

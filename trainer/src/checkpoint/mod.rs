@@ -252,6 +252,3 @@ pub fn save_safetensors_where(
     Tensor::write_safetensors(&cpu, path)?;
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;

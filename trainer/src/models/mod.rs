@@ -6,6 +6,8 @@
 //! Checkpoints are read by [`crate::checkpoint`].
 
 pub mod batch;
+#[cfg(test)]
+mod checkpoint_tests;
 pub mod dropout;
 pub mod gnn;
 pub mod lm_head;

@@ -1,12 +1,14 @@
-//! Loader tests on the shipped pretrain-gnns checkpoint: exact loading, every kind of key
-//! mismatch reported at once, and truncated or corrupted files giving errors, never panics.
+//! Loading the shipped pretrain-gnns checkpoints into the 2D models ([`crate::checkpoint`]
+//! into [`super::gnn`]; here, so that `checkpoint` does not depend on `models`): exact loading,
+//! every kind of key mismatch reported at once, and truncated or corrupted files giving errors,
+//! never panics.
 
 use std::path::PathBuf;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::*;
+use crate::checkpoint::*;
 use crate::models::{Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
 
 fn shipped(name: &str) -> PathBuf {
