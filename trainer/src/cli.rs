@@ -327,9 +327,10 @@ pub struct FinetuneArgs {
     pub out: Option<PathBuf>,
 
     /// Continue the interrupted run in --out DIR after its last saved epoch (a state is saved
-    /// after every epoch on the CPU). Give the run's own flags: they are checked against
-    /// DIR/config.json (--threads, --device, --meter, --socket, --data-dir may change). With the
-    /// same --threads the result is bit-identical to an uninterrupted run.
+    /// after every epoch on the CPU). Give the run's own flags: the configuration they give is
+    /// checked against the one DIR/config.json records (--threads, --device, --meter, --socket,
+    /// --data-dir may change). With the same --threads the result is bit-identical to an
+    /// uninterrupted run.
     #[arg(long, requires = "out")]
     pub resume: bool,
 }

@@ -3,7 +3,9 @@
 //! Default `runs/<UTC time>-<dataset>-<model>/` (relative to the working directory), or `--out
 //! DIR`. It holds:
 //!
-//! - `config.json`: the flags and what they resolved to (dataset file, tasks, device, weights);
+//! - `config.json`: the run's configuration (`"config"`, a [`crate::config::FinetuneConfig`]) and
+//!   what it resolved to (`"resolved"`: dataset file, tasks, metric, device, weights, data
+//!   digest); older runs hold their flags under `"args"` ([`crate::config::legacy`]);
 //! - `split.json`: the train/valid/test rows ([`crate::split::Split::write`]);
 //! - `epochs.jsonl` and `epochs.csv`: one [`EpochRecord`] per epoch, appended and flushed as
 //!   each epoch ends (so a run that dies keeps its log);
