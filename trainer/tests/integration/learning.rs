@@ -6,18 +6,15 @@
 //!   not transfer to BACE, see the test);
 //! - two runs with the same seed and thread count give bit-identical metrics.
 //!
-//! libtorch's random generator is process-global, so the runs of this file take turns (`TORCH`).
+//! libtorch's random generator is process-global, so the runs take turns (`common::torch_rng`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use anges_trainer::cli::Cli;
 use anges_trainer::train::{Summary, run_finetune};
 use clap::Parser;
-
-static TORCH: Mutex<()> = Mutex::new(());
 
 /// Fine-tunes with `anges-train`'s flags plus the shared datasets, the CPU and `out`.
 fn finetune(flags: &[&str], out: &Path) -> Summary {
@@ -39,7 +36,7 @@ fn finetune(flags: &[&str], out: &Path) -> Summary {
     argv.push(out.display().to_string());
     argv.extend(flags.iter().map(|s| s.to_string()));
     let cli = Cli::try_parse_from(&argv).expect("valid flags");
-    let _turn = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::torch_rng();
     run_finetune(&cli.finetune).expect("fine-tuning runs")
 }
 
