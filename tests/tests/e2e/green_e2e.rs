@@ -10,18 +10,25 @@
 //!   total over the same period, less the part of its busy CPU time (as the kernel counts it) that
 //!   was not theirs.
 //!
-//! The tests share the machine's two cores, so they take turns, and no other test of the binary
-//! runs meanwhile (`crate::machine`).
+//! The tests share the machine's two cores, so they take turns (a process-wide lock), and no
+//! test of another module runs meanwhile (`crate::turn`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anges_common::client::{Client, ClientConfig};
 use anges_e2e::{MeterDaemon, PowerFeed, PowercapFixture};
 use serde_json::Value;
+
+static MACHINE: Mutex<()> = Mutex::new(());
+
+fn machine() -> (crate::Turn, MutexGuard<'static, ()>) {
+    let turn = crate::turn(module_path!());
+    (turn, MACHINE.lock().unwrap_or_else(|e| e.into_inner()))
+}
 
 /// A test folder with a metered machine: fixture tree, feeder and daemon.
 struct Rig {
@@ -162,7 +169,7 @@ fn wait_ok(mut child: Child, what: &str) -> String {
 
 #[test]
 fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
-    let _turn = crate::machine();
+    let _turn = machine();
     let rig = Rig::start();
     let out = rig.dir.path().join("study");
     let child = rig
@@ -274,7 +281,7 @@ fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
 
 #[test]
 fn killing_the_meter_mid_run_leaves_no_hole_and_no_double_count() {
-    let _turn = crate::machine();
+    let _turn = machine();
     let mut rig = Rig::start();
     let out = rig.dir.path().join("run");
     let mut child = rig
@@ -338,7 +345,7 @@ fn killing_the_meter_mid_run_leaves_no_hole_and_no_double_count() {
 
 #[test]
 fn two_concurrent_runs_each_get_their_own_share() {
-    let _turn = crate::machine();
+    let _turn = machine();
     let rig = Rig::start();
     let mut client = Client::connect(ClientConfig::socket(rig.socket())).unwrap();
     let spawn = |name: &str| {

@@ -1,11 +1,11 @@
 //! The end-to-end tests, one module per area, linked into one test binary: the binary links
 //! anges-trainer and so libtorch, which is slow, so one link instead of five.
 //!
-//! The modules share one process, and the tests of `green_e2e` measure the machine (its CPU time
-//! as the kernel counts it, the meter's shares of its energy): they hold [`machine`], and every
-//! other test, which loads the machine too (daemons, trainers, CPU burners), holds
-//! [`shared_machine`]. The others thus run beside each other, as they did in their own
-//! binaries, and never beside a measuring test, as when each file was its own binary.
+//! The modules share one process, but each area's tests load the machine (daemons, trainers, CPU
+//! burners) and some measure it (a job's share of the machine's busy CPU time and energy), as
+//! when each file was its own binary, which Cargo ran one after the other. So every test takes
+//! its module's [`turn`]: the tests of one module run beside each other, as they did in their own
+//! binary, and never beside another module's.
 
 mod cli;
 mod green_e2e;
@@ -13,17 +13,35 @@ mod meter_daemon;
 mod systemd_units;
 mod trainer_meter;
 
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Condvar, Mutex};
 
-static MACHINE: RwLock<()> = RwLock::new(());
+/// The module whose tests hold the machine, and how many of them do.
+static HOLDER: Mutex<(Option<&'static str>, usize)> = Mutex::new((None, 0));
+static RELEASED: Condvar = Condvar::new();
 
-/// The whole machine, for a test that measures it: no other test of this binary runs meanwhile.
-pub fn machine() -> RwLockWriteGuard<'static, ()> {
-    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+/// A test's turn on the machine; the next module's tests may start once every test of this one
+/// has dropped its turn.
+pub struct Turn;
+
+/// Waits until no test of another module holds the machine, then holds it beside the other
+/// tests of `module` (pass `module_path!()`).
+pub fn turn(module: &'static str) -> Turn {
+    let mut holder = HOLDER.lock().unwrap_or_else(|e| e.into_inner());
+    while holder.0.is_some_and(|m| m != module) {
+        holder = RELEASED.wait(holder).unwrap_or_else(|e| e.into_inner());
+    }
+    holder.0 = Some(module);
+    holder.1 += 1;
+    Turn
 }
 
-/// A share of the machine, for a test that does not measure it: it runs beside the other such
-/// tests, never beside one that holds [`machine`].
-pub fn shared_machine() -> RwLockReadGuard<'static, ()> {
-    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut holder = HOLDER.lock().unwrap_or_else(|e| e.into_inner());
+        holder.1 -= 1;
+        if holder.1 == 0 {
+            holder.0 = None;
+            RELEASED.notify_all();
+        }
+    }
 }
