@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference implementation of SPEC §4 (pretrain-gnns GIN/GCN) in plain PyTorch, used as the
-oracle of the Rust 2D models (trainer/tests/gnn_parity.rs, trainer/benches/gnn_epoch.rs).
+oracle of the Rust 2D models (trainer/tests/integration/gnn_parity.rs, trainer/benches/gnn_epoch.rs).
 
 No torch_geometric: message passing is written with index_add_. Featurisation follows
 pretrain-gnns' `mol_to_graph_data_obj_simple` with the venv's RDKit.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference for the masked-LM folders that `anges-train pretrain --model transformer` writes,
-used by trainer/tests/pretrain.rs.
+used by trainer/tests/integration/pretrain.rs.
 
 Usage: mlm_reference.py FOLDER INPUTS OUT
 

@@ -146,8 +146,10 @@ def main():
         "rows": rows,
         "scaffold_split": scaffold_split(kept),
     }
+    # json.dumps, not json.dump: dump streams through the pure-Python encoder, a third of this
+    # script's time on HIV; dumps encodes in C. The bytes written are the same.
     with open(args.output, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, separators=(",", ":"))
+        fh.write(json.dumps(result, separators=(",", ":")))
     print(
         f"{args.input}: {len(rows)} rows, {len(kept)} featurised, "
         f"{sum(r['status'] == 'parse_error' for r in rows)} RDKit parse errors",

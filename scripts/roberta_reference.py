@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference for the Rust SMILES Transformer (trainer/src/models/transformer.rs), used by
-trainer/tests/transformer_parity.rs.
+trainer/tests/integration/transformer_parity.rs.
 
 Usage: roberta_reference.py OUT_DIR
 

@@ -158,7 +158,7 @@ fn assert_same_json(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
 /// `write_all` into a fresh nested folder; checks every file is there, non-empty, and that the
 /// PNGs have the plot size. Returns the folder (kept alive) and the paths.
 fn write_checked(report: &StudyReport, name: &str) -> (tempfile::TempDir, ReportFiles) {
-    // To look at the output: ANGES_REPORT_TEST_OUT=/some/folder cargo test --test report.
+    // To look at the output: ANGES_REPORT_TEST_OUT=/some/folder cargo test --test integration report::.
     if let Some(out) = std::env::var_os("ANGES_REPORT_TEST_OUT") {
         write_all(report, &Path::new(&out).join(name)).unwrap();
     }

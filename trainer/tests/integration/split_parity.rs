@@ -3,7 +3,7 @@
 //! procedure of Hu et al. run by the oracle script; and `split.json` round-trips through
 //! `--split-file` reuse.
 
-mod common;
+use crate::common;
 
 use anges_trainer::config::SplitKind;
 use anges_trainer::data::{DataOptions, DatasetRequest, load_dataset};

@@ -6,7 +6,7 @@
 //! model and scores are part of the saved state). Misuse gets clear errors: a finished run,
 //! other flags, a damaged or missing state, no `--out`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

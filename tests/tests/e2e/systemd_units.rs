@@ -50,6 +50,7 @@ fn run(cmd: &mut Command) -> (bool, String) {
 
 #[test]
 fn units_pass_systemd_analyze_verify() {
+    let _turn = crate::turn(module_path!());
     let meterd = binary("anges-meterd", "anges-meterd").unwrap();
     let scratch = Scratch::new("verify");
     let mut units = Vec::new();
@@ -83,6 +84,7 @@ fn units_pass_systemd_analyze_verify() {
 
 #[test]
 fn verify_would_catch_a_broken_unit() {
+    let _turn = crate::turn(module_path!());
     // Guards the test above: the same check fails on a unit with an unknown key.
     let scratch = Scratch::new("broken");
     let text = std::fs::read_to_string(systemd_dir().join("anges-meterd.service")).unwrap();
@@ -110,6 +112,7 @@ fn group_id(root: &Path, name: &str) -> u32 {
 
 #[test]
 fn sysusers_and_tmpfiles_apply_to_a_scratch_root() {
+    let _turn = crate::turn(module_path!());
     let scratch = Scratch::new("root");
     let root = &scratch.0;
     std::fs::create_dir_all(root.join("etc")).unwrap();
@@ -138,6 +141,7 @@ fn sysusers_and_tmpfiles_apply_to_a_scratch_root() {
 
 #[test]
 fn dbus_daemon_loads_the_policy() {
+    let _turn = crate::turn(module_path!());
     let scratch = Scratch::new("dbus");
     let policy = systemd_dir().join("org.anges.Meter1.conf");
     let config = scratch.0.join("bus.conf");

@@ -21,6 +21,7 @@ fn help_of(package: &str, bin: &str) -> String {
 
 #[test]
 fn meterd_help_lists_its_options() {
+    let _turn = crate::turn(module_path!());
     let help = help_of("anges-meterd", "anges-meterd");
     for flag in [
         "--user",
@@ -40,6 +41,7 @@ fn meterd_help_lists_its_options() {
 
 #[test]
 fn train_help_lists_its_options_and_subcommands() {
+    let _turn = crate::turn(module_path!());
     let help = help_of("anges-trainer", "anges-train");
     for word in [
         "--dataset",
@@ -63,6 +65,7 @@ fn train_help_lists_its_options_and_subcommands() {
 
 #[test]
 fn anges_train_resolves_libtorch_through_its_rpath() {
+    let _turn = crate::turn(module_path!());
     let path = binary("anges-trainer", "anges-train").expect("binary");
     let out = Command::new("ldd")
         .arg(&path)
@@ -84,6 +87,7 @@ fn anges_train_resolves_libtorch_through_its_rpath() {
 
 #[test]
 fn summarize_reads_real_runs_and_rejects_a_missing_folder() {
+    let _turn = crate::turn(module_path!());
     let train = binary("anges-trainer", "anges-train").expect("binary");
     let runs = tempfile::tempdir().unwrap();
     let data = shared_dir().join("datasets/moleculenet");

@@ -2,7 +2,7 @@
 //! one is downloaded from the (here: local) MoleculeNet server into the cache folder and used,
 //! while a download that is not the expected table is rejected and not kept.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -1,15 +1,26 @@
 //! Shared test helpers: where the repository and the shared datasets are, the reference scripts
 //! of `scripts/` run with the project venv's Python, and the RDKit oracle
 //! (`scripts/rdkit_oracle.py`), cached under the target folder keyed by the input file and the
-//! script.
+//! script; and the lock on libtorch's random generator that the tests of this binary share.
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Deserialize;
+
+/// Holds libtorch's process-global random generator for the calling test. The tests of this
+/// binary run on parallel threads of one process: a test that seeds the generator, or draws from
+/// it (random weight initialisation, dropout, a fine-tuning run), holds this for as long as it
+/// does, so that a seeded test sees only its own draws and stays deterministic.
+pub fn torch_rng() -> MutexGuard<'static, ()> {
+    static TORCH_RNG: Mutex<()> = Mutex::new(());
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -94,10 +105,23 @@ pub fn oracle(input: &Path) -> Oracle {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rdkit-oracle");
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("{}.json", hasher.finalize().to_hex()));
-    if !out.is_file() {
-        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-        run_venv_script("rdkit_oracle.py", [input, tmp.as_path()]);
-        std::fs::rename(&tmp, &out).unwrap();
+    // Several tests of this process ask for the same file (the parity and the split tests): the
+    // first computes it while the others wait for it, rather than writing the same temporary.
+    static COMPUTING: Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
+    let slot = Arc::clone(
+        COMPUTING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(out.clone())
+            .or_default(),
+    );
+    {
+        let _computing = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if !out.is_file() {
+            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+            run_venv_script("rdkit_oracle.py", [input, tmp.as_path()]);
+            std::fs::rename(&tmp, &out).unwrap();
+        }
     }
     serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("parse the oracle's output")
 }

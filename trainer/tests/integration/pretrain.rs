@@ -12,7 +12,7 @@
 //!   per-epoch figures and a byte-identical checkpoint as uninterrupted runs; misuse is refused;
 //! - broken corpora: counted skips, clear errors, never a panic.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -311,6 +311,7 @@ fn transformer_mlm_learns_and_fine_tunes_from_its_folder() {
 /// Hugging Face loads the folder as a complete `BertForMaskedLM` (no missing or unexpected
 /// weight) and its eval-mode logits equal those of the Rust encoder and head to 1e-4.
 fn hugging_face_gives_the_same_logits(folder: &Path) {
+    let _rng = common::torch_rng();
     let cfg = TransformerConfig::from_json_file(&folder.join("config.json")).unwrap();
     let vs = VarStore::new(Device::Cpu);
     let encoder = SmilesEncoder::new(&(vs.root() / cfg.model_type.prefix()), cfg.clone()).unwrap();

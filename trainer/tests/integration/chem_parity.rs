@@ -4,7 +4,7 @@
 //! parser errs; or both find a feature outside the pretrain-gnns vocabularies) counts as a match:
 //! the molecule is skipped consistently on both sides.
 
-mod common;
+use crate::common;
 
 use anges_trainer::data::registry;
 use anges_trainer::data::table::read_table;

@@ -10,7 +10,8 @@
 //!   total over the same period, less the part of its busy CPU time (as the kernel counts it) that
 //!   was not theirs.
 //!
-//! The tests share the machine's two cores, so they take turns (a process-wide lock).
+//! The tests share the machine's two cores, so they take turns (a process-wide lock), and no
+//! test of another module runs meanwhile (`crate::turn`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,8 +25,9 @@ use serde_json::Value;
 
 static MACHINE: Mutex<()> = Mutex::new(());
 
-fn machine() -> MutexGuard<'static, ()> {
-    MACHINE.lock().unwrap_or_else(|e| e.into_inner())
+fn machine() -> (crate::Turn, MutexGuard<'static, ()>) {
+    let turn = crate::turn(module_path!());
+    (turn, MACHINE.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// A test folder with a metered machine: fixture tree, feeder and daemon.

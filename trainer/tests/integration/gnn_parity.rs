@@ -6,7 +6,7 @@
 //! zip `.pt`, a legacy `.pth` and a `.safetensors`), and writes the graphs it used; the Rust
 //! models must reproduce both embedding sets to 1e-4.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -135,6 +135,7 @@ fn max_abs_error(rust: &Tensor, npy: &str) -> f64 {
 
 #[test]
 fn gcn_contextpred_embeddings_match_pytorch() {
+    let _rng = common::torch_rng();
     let ckpt = common::repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
     let graphs = graphs();
     // pretrain-gnns' GCNConv (the default), then SPEC §4's literal layer with the row L2
@@ -172,6 +173,7 @@ fn gcn_contextpred_embeddings_match_pytorch() {
 
 #[test]
 fn random_gin_embeddings_match_pytorch_from_every_format() {
+    let _rng = common::torch_rng();
     let dir = reference();
     let graphs = graphs();
     let (vs, gnn) = model(GnnKind::Gin, &dir.join("gin_random.pt"));
@@ -206,6 +208,7 @@ fn random_gin_embeddings_match_pytorch_from_every_format() {
 
 #[test]
 fn training_mode_differs_and_backpropagates() {
+    let _rng = common::torch_rng();
     let ckpt = common::repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
     let (vs, gnn) = model(GnnKind::Gcn, &ckpt);
     let graphs = graphs();

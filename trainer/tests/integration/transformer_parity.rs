@@ -8,7 +8,7 @@
 //! the same ids from the same `tokenizer.json`, and the Rust encoders the same hidden states on
 //! non-pad positions to 1e-4.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -98,6 +98,7 @@ fn rust_batch(dir: &Path, smiles: &[String]) -> (Tensor, Tensor) {
 }
 
 fn check_hidden(folder: &str, reference_key: &str, arch: Architecture) {
+    let _rng = common::torch_rng();
     let r = Reference::load();
     let dir = reference().join(folder);
     let (vs, model) = SequenceModel::from_hf_dir(&dir, 3, Pooling::Cls, Device::Cpu).unwrap();
@@ -143,6 +144,7 @@ fn bert_checkpoint_matches_transformers() {
 
 #[test]
 fn pooling_and_head_shapes() {
+    let _rng = common::torch_rng();
     let r = Reference::load();
     let dir = reference().join("mlm");
     let (ids, mask) = rust_batch(&dir, &r.smiles);
@@ -172,6 +174,7 @@ fn pooling_and_head_shapes() {
 
 #[test]
 fn missing_key_is_named() {
+    let _rng = common::torch_rng();
     let src = reference().join("mlm");
     let dir = tempfile::tempdir().unwrap();
     let dropped = "roberta.encoder.layer.1.intermediate.dense.weight";
@@ -217,6 +220,7 @@ fn missing_key_is_named() {
 fn finetuning_starts_from_the_hugging_face_folder() {
     use anges_trainer::cli::Cli;
     use clap::Parser;
+    let _rng = common::torch_rng();
     let out = tempfile::tempdir().unwrap();
     let dir = reference().join("mlm");
     let argv = [

@@ -102,6 +102,7 @@ use EnergySource::{Daemon as D, LocalGap as G};
 
 #[test]
 fn daemon_killed_and_restarted_mid_run_loses_and_double_counts_nothing() {
+    let _turn = crate::turn(module_path!());
     let home = tempfile::tempdir().unwrap();
     // Frequent saves, so that a killed daemon restarts with the job and its totals.
     let config = home.path().join("config/anges");
@@ -193,6 +194,7 @@ fn daemon_killed_and_restarted_mid_run_loses_and_double_counts_nothing() {
 
 #[test]
 fn work_after_the_last_reading_is_the_runs_tail_and_the_run_total_is_the_jobs() {
+    let _turn = crate::turn(module_path!());
     let home = tempfile::tempdir().unwrap();
     let fixture = Arc::new(PowercapFixture::new(&home.path().join("sysfs")).unwrap());
     let pump = PowerFeed::start(fixture.clone(), 5.0);
@@ -236,6 +238,7 @@ fn work_after_the_last_reading_is_the_runs_tail_and_the_run_total_is_the_jobs() 
 
 #[test]
 fn a_daemon_that_forgot_the_job_gets_it_registered_again() {
+    let _turn = crate::turn(module_path!());
     let home = tempfile::tempdir().unwrap();
     let fixture = Arc::new(PowercapFixture::new(&home.path().join("sysfs")).unwrap());
     let pump = PowerFeed::start(fixture.clone(), 5.0);
@@ -272,6 +275,7 @@ fn a_daemon_that_forgot_the_job_gets_it_registered_again() {
 
 #[test]
 fn a_hung_daemon_never_stalls_an_epoch_for_long() {
+    let _turn = crate::turn(module_path!());
     let home = tempfile::tempdir().unwrap();
     let fixture = Arc::new(PowercapFixture::new(&home.path().join("sysfs")).unwrap());
     let pump = PowerFeed::start(fixture.clone(), 5.0);
@@ -313,6 +317,7 @@ fn a_hung_daemon_never_stalls_an_epoch_for_long() {
 
 #[test]
 fn daemon_mode_without_a_daemon_is_a_clear_error_and_auto_meters_locally() {
+    let _turn = crate::turn(module_path!());
     let home = tempfile::tempdir().unwrap();
     let socket = home.path().join("no-daemon.sock");
     let err = EpochMeter::start_with(

@@ -78,6 +78,7 @@ fn await_machine_joules(client: &mut Client, want: f64) -> f64 {
 
 #[test]
 fn three_clients_meter_their_jobs_across_a_daemon_restart() {
+    let _turn = crate::turn(module_path!());
     let home = tempfile::tempdir().unwrap();
     let fixture = PowercapFixture::new(&home.path().join("sysfs")).expect("fixture tree");
     let (daemon, socket) = start_daemon(home.path(), fixture.root());

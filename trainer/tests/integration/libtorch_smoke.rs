@@ -18,6 +18,8 @@ fn gradient_of_a_linear_map_matches_the_analytic_value() {
 
 #[test]
 fn tiny_model_learns_a_line() {
+    // libtorch's generator is process-global: seeded draws need the other tests to wait.
+    let _rng = crate::common::torch_rng();
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = nn::seq()

@@ -2,7 +2,7 @@
 //! equals the first; a corrupt or stale entry is rebuilt, not trusted; a file found by name in
 //! --data-dir is used with the registry's columns.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 
