@@ -447,12 +447,7 @@ impl<'a> FinetuneTask<'a> {
     ) -> Result<Self, TrainError> {
         let optimizer = setup::optimizer(&model.vs, &config.train)?;
         let train_rows = &data.parts.train;
-        let pruner = Pruner::new(
-            config.prune.method,
-            config.prune.keep_ratio,
-            train_rows.len(),
-            config.data.seed,
-        )?;
+        let pruner = Pruner::new(&config.prune, train_rows.len(), config.data.seed)?;
         let reference = if config.prune.method == PruneMethod::Molpeg {
             let vs = VarStore::new(model.device);
             let net = network::twin(&model.net, &vs.root())?;

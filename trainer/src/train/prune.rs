@@ -19,7 +19,7 @@ use tch::{Kind, Tensor};
 
 use super::TrainError;
 use super::seeded::splitmix;
-use crate::config::PruneMethod;
+use crate::config::{PruneConfig, PruneMethod};
 
 /// Which training samples each epoch uses.
 #[derive(Debug, Clone)]
@@ -32,24 +32,16 @@ pub struct Pruner {
 }
 
 impl Pruner {
-    /// A pruner over `n` training samples; `None` for `--prune none`.
-    pub fn new(
-        method: PruneMethod,
-        keep_ratio: f64,
-        n: usize,
-        seed: u64,
-    ) -> Result<Option<Self>, TrainError> {
-        if method == PruneMethod::None {
+    /// A pruner over `n` training samples as `config` says (checked by
+    /// [`PruneConfig::validate`]); `None` for `--prune none`.
+    pub fn new(config: &PruneConfig, n: usize, seed: u64) -> Result<Option<Self>, TrainError> {
+        config.validate()?;
+        if config.method == PruneMethod::None {
             return Ok(None);
         }
-        if !(keep_ratio > 0.0 && keep_ratio <= 1.0) {
-            return Err(TrainError::Options(format!(
-                "--keep-ratio {keep_ratio} is not in (0, 1] (it is the fraction KEPT each epoch)"
-            )));
-        }
         Ok(Some(Self {
-            method,
-            keep_ratio,
+            method: config.method,
+            keep_ratio: config.keep_ratio,
             seed,
             scores: vec![None; n],
         }))
@@ -204,8 +196,16 @@ impl ReferenceModel {
 mod tests {
     use super::*;
 
+    fn config(method: PruneMethod, keep_ratio: f64) -> PruneConfig {
+        PruneConfig {
+            method,
+            keep_ratio,
+            ..PruneConfig::default()
+        }
+    }
+
     fn pruner(method: PruneMethod, r: f64, n: usize) -> Pruner {
-        Pruner::new(method, r, n, 42).unwrap().unwrap()
+        Pruner::new(&config(method, r), n, 42).unwrap().unwrap()
     }
 
     #[test]
@@ -216,13 +216,13 @@ mod tests {
         assert_eq!(pruner(PruneMethod::Random, 0.01, 10).kept(), 1);
         assert_eq!(pruner(PruneMethod::Random, 1.0, 10).kept(), 10);
         assert!(
-            Pruner::new(PruneMethod::None, 0.5, 10, 0)
+            Pruner::new(&config(PruneMethod::None, 0.5), 10, 0)
                 .unwrap()
                 .is_none()
         );
         for bad in [0.0, -0.1, 1.5, f64::NAN] {
             assert!(
-                Pruner::new(PruneMethod::Molpeg, bad, 10, 0).is_err(),
+                Pruner::new(&config(PruneMethod::Molpeg, bad), 10, 0).is_err(),
                 "{bad}"
             );
         }
@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(a, p.select(1));
         assert_ne!(a, b);
         assert!(a.windows(2).all(|w| w[0] < w[1]));
-        let other_seed = Pruner::new(PruneMethod::Random, 0.5, 100, 7)
+        let other_seed = Pruner::new(&config(PruneMethod::Random, 0.5), 100, 7)
             .unwrap()
             .unwrap();
         assert_ne!(a, other_seed.select(1));
