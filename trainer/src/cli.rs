@@ -8,13 +8,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{
+use anges_trainer::config::{
     AngesOrder, AngesParams, ComputeConfig, ConfigError, DataConfig, DeviceChoice, EncoderSize,
     FinetuneConfig, MeterConfig, MeterMode, ModelConfig, ModelKind, OptimConfig, PretrainConfig,
     PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec,
 };
-use crate::replay::ReplayGrid;
-use crate::study::StudyConfig;
+use anges_trainer::replay::ReplayGrid;
+use anges_trainer::study::StudyConfig;
 
 /// The environment section of `--help`.
 const ENVIRONMENT_HELP: &str = "\
@@ -532,7 +532,7 @@ pub struct StudyArgs {
 }
 
 // From flags to the library's validated configuration: the one place that maps the one onto the
-// other. The checks themselves are the configuration types' (`crate::config`).
+// other. The checks themselves are the configuration types' (`anges_trainer::config`).
 
 impl ComputeArgs {
     fn to_config(&self) -> ComputeConfig {

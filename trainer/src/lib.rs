@@ -2,8 +2,9 @@
 //!
 //! The trainer's pipeline is `chem → data → models → training loop → green policies → reports`
 //! (see `docs/architecture.md`). Runs are described by the validated types of [`config`]
-//! (`FinetuneConfig`, `PretrainConfig`, `StopSpec`, …), which the command line ([`cli`], the
-//! only module that knows the flags) builds in one place; nothing else depends on the flags.
+//! (`FinetuneConfig`, `PretrainConfig`, `StopSpec`, …), which the `anges-train` binary's command
+//! line (`src/cli.rs`, the only code that knows the flags) builds in one place; the library does
+//! not depend on the flags.
 //!
 //! The modules: the libtorch runtime probe ([`runtime`]), chemistry ([`chem`]), datasets
 //! ([`data`]), featurisation ([`featurize`]), splits ([`split`]), the models and their
@@ -15,7 +16,6 @@
 
 pub mod checkpoint;
 pub mod chem;
-pub mod cli;
 pub mod config;
 pub mod data;
 pub mod emissions;

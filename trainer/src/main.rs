@@ -1,7 +1,10 @@
-//! `anges-train` binary: parse flags, set up logging, dispatch to the library.
+//! `anges-train` binary: parse flags ([`cli`], into the library's configuration types), set up
+//! logging, dispatch to the library.
 
-use anges_trainer::cli::{Cli, Command};
+mod cli;
+
 use clap::Parser;
+use cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {

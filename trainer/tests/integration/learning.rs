@@ -14,32 +14,40 @@ use crate::common;
 
 use std::path::Path;
 
-use anges_trainer::cli::Cli;
+use anges_trainer::config::{FinetuneConfig, ModelKind};
+use anges_trainer::runtime::DeviceChoice;
 use anges_trainer::train::{Summary, run_finetune};
-use clap::Parser;
 
-/// Fine-tunes with `anges-train`'s flags plus the shared datasets, the CPU and `out`.
-fn finetune(flags: &[&str], out: &Path) -> Summary {
-    let data_dir = common::moleculenet_dir();
+/// Fine-tunes `config` on the shared datasets, the CPU with two threads, into `out`.
+fn finetune(mut config: FinetuneConfig, out: &Path) -> Summary {
+    config.data.data_dir = Some(common::moleculenet_dir());
     // Two threads, as on CI: the thread count is part of what makes a run reproducible.
-    let mut argv: Vec<String> = [
-        "anges-train",
-        "--device",
-        "cpu",
-        "--threads",
-        "2",
-        "--data-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    argv.push(data_dir.display().to_string());
-    argv.push("--out".into());
-    argv.push(out.display().to_string());
-    argv.extend(flags.iter().map(|s| s.to_string()));
-    let cli = Cli::try_parse_from(&argv).expect("valid flags");
+    config.compute.device = DeviceChoice::Cpu;
+    config.compute.threads = 2;
+    config.out = Some(out.to_owned());
     let _turn = common::torch_rng();
-    run_finetune(&cli.finetune.to_config().expect("valid flags")).expect("fine-tuning runs")
+    run_finetune(&config).expect("fine-tuning runs")
+}
+
+/// `anges-train --dataset DATASET --model MODEL --epochs EPOCHS`, and random init or the
+/// encoder of `checkpoint` (its task head starting fresh: `--pretrained C --allow-partial`).
+fn config(
+    dataset: &str,
+    model: ModelKind,
+    epochs: usize,
+    checkpoint: Option<&Path>,
+) -> FinetuneConfig {
+    let mut c = FinetuneConfig::new(dataset);
+    c.model.kind = model;
+    c.train.epochs = epochs;
+    match checkpoint {
+        Some(path) => {
+            c.model.pretrained = Some(path.to_owned());
+            c.model.allow_partial = true;
+        }
+        None => c.model.random_init = true,
+    }
+    c
 }
 
 fn test_roc_auc(s: &Summary) -> f64 {
@@ -56,18 +64,7 @@ fn test_roc_auc(s: &Summary) -> f64 {
 #[test]
 fn gin_from_random_init_learns_bbbp_in_16_epochs() {
     let dir = tempfile::tempdir().unwrap();
-    let s = finetune(
-        &[
-            "--dataset",
-            "bbbp",
-            "--model",
-            "gin",
-            "--epochs",
-            "16",
-            "--random-init",
-        ],
-        dir.path(),
-    );
+    let s = finetune(config("bbbp", ModelKind::Gin, 16, None), dir.path());
     assert!(
         s.pretrained.is_none(),
         "this run must start from random init"
@@ -106,15 +103,12 @@ fn pretrained_gcn_beats_random_init_on_bace() {
     let checkpoint =
         common::repo_root().join("../shared/models/pretrain-gnns/gcn_supervised_contextpred.pth");
     assert!(checkpoint.is_file(), "missing {}", checkpoint.display());
-    let base = ["--dataset", "bace", "--model", "gcn", "--epochs", "5"];
     let random_dir = tempfile::tempdir().unwrap();
-    let random = finetune(&[&base[..], &["--random-init"]].concat(), random_dir.path());
+    let random = finetune(config("bace", ModelKind::Gcn, 5, None), random_dir.path());
     let pretrained_dir = tempfile::tempdir().unwrap();
-    let mut flags = base.to_vec();
-    let checkpoint_arg = checkpoint.display().to_string();
     // pretrain-gnns checkpoints hold the encoder only: the task head starts from random init.
-    flags.extend(["--pretrained", &checkpoint_arg, "--allow-partial"]);
-    let pretrained = finetune(&flags, pretrained_dir.path());
+    let with_checkpoint = config("bace", ModelKind::Gcn, 5, Some(&checkpoint));
+    let pretrained = finetune(with_checkpoint, pretrained_dir.path());
     assert!(random.pretrained.is_none());
     assert!(pretrained.pretrained.is_some());
     let (r, p) = (test_roc_auc(&random), test_roc_auc(&pretrained));
@@ -140,14 +134,11 @@ fn gcn_contextpred_beats_random_init_on_bace_in_100_epochs() {
     // ROC-AUC, ahead on every seed.
     let checkpoint = common::repo_root().join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
     assert!(checkpoint.is_file(), "missing {}", checkpoint.display());
-    let base = ["--dataset", "bace", "--model", "gcn", "--epochs", "100"];
     let random_dir = tempfile::tempdir().unwrap();
-    let random = finetune(&[&base[..], &["--random-init"]].concat(), random_dir.path());
+    let random = finetune(config("bace", ModelKind::Gcn, 100, None), random_dir.path());
     let pretrained_dir = tempfile::tempdir().unwrap();
-    let checkpoint_arg = checkpoint.display().to_string();
-    let mut flags = base.to_vec();
-    flags.extend(["--pretrained", &checkpoint_arg, "--allow-partial"]);
-    let pretrained = finetune(&flags, pretrained_dir.path());
+    let with_checkpoint = config("bace", ModelKind::Gcn, 100, Some(&checkpoint));
+    let pretrained = finetune(with_checkpoint, pretrained_dir.path());
     assert!(random.pretrained.is_none() && pretrained.pretrained.is_some());
     assert_eq!((random.epochs_run, pretrained.epochs_run), (100, 100));
     let (r, p) = (test_roc_auc(&random), test_roc_auc(&pretrained));
@@ -161,19 +152,15 @@ fn gcn_contextpred_beats_random_init_on_bace_in_100_epochs() {
 
 #[test]
 fn same_seed_and_thread_count_give_bit_identical_metrics() {
-    let flags = [
-        "--dataset",
-        "bbbp",
-        "--max-rows",
-        "400",
-        "--epochs",
-        "2",
-        "--seed",
-        "3",
-    ];
+    // `--dataset bbbp --max-rows 400 --epochs 2 --seed 3` (from the model cache folder's
+    // weights, if any, else random init: the same for both runs).
+    let mut c = FinetuneConfig::new("bbbp");
+    c.data.max_rows = Some(400);
+    c.data.seed = 3;
+    c.train.epochs = 2;
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = finetune(&flags, a_dir.path());
-    let b = finetune(&flags, b_dir.path());
+    let a = finetune(c.clone(), a_dir.path());
+    let b = finetune(c, b_dir.path());
     assert_eq!(a.final_train_loss.to_bits(), b.final_train_loss.to_bits());
     assert_eq!(a.best_valid, b.best_valid);
     assert_eq!(a.final_test, b.final_test);

@@ -218,47 +218,27 @@ fn missing_key_is_named() {
 /// `tokenizer.json` included), with MolPeg's reference twin, and learns: the training loss falls.
 #[test]
 fn finetuning_starts_from_the_hugging_face_folder() {
-    use anges_trainer::cli::Cli;
-    use clap::Parser;
+    use anges_trainer::config::{FinetuneConfig, MeterMode, ModelKind, PruneMethod};
     let _rng = common::torch_rng();
     let out = tempfile::tempdir().unwrap();
     let dir = reference().join("mlm");
-    let argv = [
-        "anges-train",
-        "--dataset",
-        "bbbp",
-        "--model",
-        "transformer",
-        "--max-rows",
-        "160",
-        "--epochs",
-        "6",
-        "--lr",
-        "3e-4",
-        "--threads",
-        "2",
-        "--meter",
-        "off",
-        "--prune",
-        "molpeg",
-        "--keep-ratio",
-        "0.75",
-        // Batches of similar length: the same rows each epoch, grouped differently.
-        "--group-by-length",
-    ]
-    .map(str::to_owned)
-    .into_iter()
-    .chain([
-        "--pretrained".into(),
-        dir.display().to_string(),
-        "--data-dir".into(),
-        common::moleculenet_dir().display().to_string(),
-        "--out".into(),
-        out.path().display().to_string(),
-    ]);
-    let cli = Cli::try_parse_from(argv).unwrap();
-    let s = anges_trainer::train::run_finetune(&cli.finetune.to_config().unwrap())
-        .expect("1D fine-tuning runs");
+    // `--dataset bbbp --model transformer --pretrained DIR --max-rows 160 --epochs 6 --lr 3e-4
+    //  --threads 2 --meter off --prune molpeg --keep-ratio 0.75 --group-by-length`
+    let mut config = FinetuneConfig::new("bbbp");
+    config.model.kind = ModelKind::Transformer;
+    config.model.pretrained = Some(dir.clone());
+    config.data.max_rows = Some(160);
+    config.data.data_dir = Some(common::moleculenet_dir());
+    config.train.epochs = 6;
+    config.train.lr = 3e-4;
+    config.compute.threads = 2;
+    config.meter.mode = MeterMode::Off;
+    config.prune.method = PruneMethod::Molpeg;
+    config.prune.keep_ratio = 0.75;
+    // Batches of similar length: the same rows each epoch, grouped differently.
+    config.model.group_by_length = true;
+    config.out = Some(out.path().to_owned());
+    let s = anges_trainer::train::run_finetune(&config).expect("1D fine-tuning runs");
     assert_eq!(s.epochs_run, 6);
     assert_eq!(s.pretrained.as_deref(), Some(dir.as_path()));
     let prune = s.prune.as_ref().expect("MolPeg summary");
