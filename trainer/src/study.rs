@@ -43,6 +43,12 @@ pub enum StudyError {
     Report(#[from] ReportError),
 }
 
+impl From<ConfigError> for StudyError {
+    fn from(e: ConfigError) -> Self {
+        Self::Options(e.0)
+    }
+}
+
 /// What a study produced.
 #[derive(Debug)]
 pub struct StudyOutcome {
@@ -153,7 +159,7 @@ fn plan(study: &StudyConfig, seed: u64, dir: &Path) -> Vec<(String, FinetuneConf
 
 /// Runs the study `study` describes; `command` is the command line recorded in the report.
 pub fn run_study(study: &StudyConfig, command: String) -> Result<StudyOutcome, StudyError> {
-    study.validate().map_err(|e| StudyError::Options(e.0))?;
+    study.validate()?;
     let dataset = study.base.data.dataset.clone();
     let model = study.base.model_name().to_owned();
     let dir = match &study.base.out {

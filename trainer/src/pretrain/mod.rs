@@ -28,7 +28,7 @@ use output::{CorpusCounts, LoggedRun, Output};
 pub use output::{PretrainEpoch, PretrainLog};
 
 use crate::checkpoint::CheckpointError;
-use crate::config::{ModelKind, PretrainConfig};
+use crate::config::PretrainConfig;
 use crate::data::DataError;
 use crate::emissions::{EpochMeter, MeterError};
 use crate::featurize::TokenizeError;
@@ -100,6 +100,12 @@ pub enum PretrainError {
     },
 }
 
+impl From<crate::config::ConfigError> for PretrainError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Self::Options(e.0)
+    }
+}
+
 impl PretrainError {
     /// An I/O error on `path`.
     pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
@@ -114,13 +120,13 @@ impl PretrainError {
 /// checkpoint).
 pub fn run_pretrain(args: &PretrainConfig) -> Result<PretrainLog, PretrainError> {
     let started = Instant::now();
-    args.validate().map_err(|e| PretrainError::Options(e.0))?;
+    args.validate()?;
     let out = Output::resolve(args)?;
     // `--resume`: the flags must be the run's, and its state readable, before any work.
     let resumed = args.resume.then(|| resume_point(args, &out)).transpose()?;
     setup::apply_threads(args.compute.threads).map_err(PretrainError::Options)?;
     let device = args.compute.device.resolve()?;
-    let is_graph = args.model != ModelKind::Transformer;
+    let is_graph = args.model.is_graph();
     let corpus = corpus::read_corpus(
         &args.corpus,
         args.smiles_column.as_deref(),

@@ -333,11 +333,7 @@ impl PretrainLog {
 
     /// `gin`, `gcn` or `transformer`.
     pub fn model_name(&self) -> &'static str {
-        match self.args.model {
-            ModelKind::Gin => "gin",
-            ModelKind::Gcn => "gcn",
-            ModelKind::Transformer => "transformer",
-        }
+        self.args.model.name()
     }
 
     /// One line for the terminal: epochs, loss and accuracy from first to last, the output.

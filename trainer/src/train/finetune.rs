@@ -838,11 +838,7 @@ fn initial_weights(model: &ModelConfig, cache_dir: &Path) -> (Option<PathBuf>, b
 /// what `anges-train pretrain` writes there: `gin_attrmask.safetensors`), or for the 1D model a
 /// folder `transformer_*` holding `config.json` (`transformer_mlm/`).
 fn cached_checkpoint(model: ModelKind, cache_dir: &Path) -> Option<PathBuf> {
-    let (prefix, folder) = match model {
-        ModelKind::Gin => ("gin_", false),
-        ModelKind::Gcn => ("gcn_", false),
-        ModelKind::Transformer => ("transformer_", true),
-    };
+    let (prefix, folder) = (format!("{}_", model.name()), !model.is_graph());
     let weights = |name: &str| {
         [".pth", ".pt", ".safetensors"]
             .iter()
@@ -857,7 +853,7 @@ fn cached_checkpoint(model: ModelKind, cache_dir: &Path) -> Option<PathBuf> {
             let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
                 return false;
             };
-            name.starts_with(prefix)
+            name.starts_with(&prefix)
                 && if folder {
                     p.join("config.json").is_file()
                 } else {

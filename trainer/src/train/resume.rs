@@ -321,9 +321,7 @@ pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<Value, TrainE
     let then = file
         .get("args")
         .ok_or_else(|| TrainError::io(logged, std::io::Error::other("no \"args\"")))?;
-    let now =
-        serde_json::to_value(args).map_err(|e| TrainError::io(logged, std::io::Error::other(e)))?;
-    compare(logged, then, &now)?;
+    compare(logged, then, &to_json(logged, args)?)?;
     Ok(file)
 }
 
@@ -335,11 +333,13 @@ pub fn check_config(path: &Path, config: &FinetuneConfig) -> Result<Value, Train
     let file = read_json(path)?;
     let recorded = legacy::recorded_config(&file)
         .map_err(|e| TrainError::Options(format!("--resume: {}: {}", path.display(), e.0)))?;
-    let as_json = |c: &FinetuneConfig| {
-        serde_json::to_value(c).map_err(|e| TrainError::io(path, std::io::Error::other(e)))
-    };
-    compare(path, &as_json(&recorded)?, &as_json(config)?)?;
+    compare(path, &to_json(path, &recorded)?, &to_json(path, config)?)?;
     Ok(file)
+}
+
+/// `value` as JSON, for the comparison with what the file `path` recorded.
+fn to_json(path: &Path, value: &impl Serialize) -> Result<Value, TrainError> {
+    serde_json::to_value(value).map_err(|e| TrainError::io(path, std::io::Error::other(e)))
 }
 
 fn read_json(path: &Path) -> Result<Value, TrainError> {
