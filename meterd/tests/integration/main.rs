@@ -4,6 +4,7 @@
 //! some run the binaries it owns (`CARGO_BIN_EXE_anges-meterd`, `CARGO_BIN_EXE_anges-meter`); the
 //! engine's own tests are in `meterd/engine/tests/meter_engine/`.
 
+mod abuse;
 mod restart;
 mod server_common;
 mod server_dbus;

@@ -1,0 +1,303 @@
+//! The adversarial suite (issue 27): the real `anges-meterd` binary in system mode, attacked by
+//! clients that run under other uids through `setpriv`, as two users of a shared machine would.
+//!
+//! The test process runs as root (as CI does). [`SystemDaemon::start`] runs the daemon in system
+//! mode with its socket, state and configuration in a temporary folder, then opens the socket to
+//! every uid (`0666`, standing in for membership of the group `anges`). [`as_uid`] runs a program
+//! under [`ALICE`] or [`BOB`], two uids without a passwd entry and without supplementary groups.
+//!
+//! One module per attack; each test fails on a daemon without the matching defence.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anges_common::client::{Client, ClientConfig};
+
+/// The honest user.
+pub const ALICE: u32 = 61001;
+/// The attacker.
+pub const BOB: u32 = 61002;
+
+/// `program args…` under `uid` (same gid, no supplementary groups).
+pub fn as_uid(uid: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid",
+        &uid.to_string(),
+        "--regid",
+        &uid.to_string(),
+        "--clear-groups",
+        "--",
+    ])
+    .arg(program);
+    cmd
+}
+
+/// The real `anges-meter` CLI under `uid`, talking to `socket`.
+pub fn meter_cli(uid: u32, socket: &Path) -> Command {
+    let mut cmd = as_uid(uid, env!("CARGO_BIN_EXE_anges-meter"));
+    cmd.arg("--socket").arg(socket);
+    cmd
+}
+
+/// A real `anges-meterd` in system mode, with its files in a temporary folder.
+pub struct SystemDaemon {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl SystemDaemon {
+    /// Starts the daemon (estimated sensor, no GPU, no D-Bus) with `config_toml` as its
+    /// configuration file and `extra_args` after the standard flags; waits until the socket
+    /// answers.
+    pub fn start(config_toml: &str, extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the temporary folder");
+        std::fs::write(dir.path().join("meterd.toml"), config_toml)
+            .expect("write the configuration");
+        let socket = dir.path().join("meter.sock");
+        let (_, lines) = mpsc::channel();
+        let mut daemon = SystemDaemon {
+            child: None,
+            dir,
+            socket,
+            lines,
+            log: Vec::new(),
+        };
+        daemon.spawn(extra_args);
+        daemon
+    }
+
+    /// Starts the daemon again on the same folder, state and configuration (after
+    /// [`SystemDaemon::kill9`] or a crash); the log continues.
+    pub fn restart(&mut self, extra_args: &[&str]) {
+        assert!(self.child.is_none(), "stop the daemon first");
+        self.spawn(extra_args);
+    }
+
+    fn spawn(&mut self, extra_args: &[&str]) {
+        let dir = self.dir.path();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_anges-meterd"))
+            .arg("--config")
+            .arg(dir.join("meterd.toml"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(["--sensor", "estimate", "--gpus", "none", "--no-dbus"])
+            .args(extra_args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("ANGES_METER_SOCKET")
+            .env("ANGES_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn anges-meterd");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.child = Some(child);
+        self.lines = lines;
+        self.wait_for_socket();
+        std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o666))
+            .expect("open the socket to the test uids");
+    }
+
+    fn wait_for_socket(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            self.drain_log();
+            if let Some(status) = self.child_mut().try_wait().expect("wait on the daemon") {
+                panic!(
+                    "anges-meterd exited at start ({status}); log:\n{}",
+                    self.log.join("\n")
+                );
+            }
+            if Client::connect(ClientConfig::socket(&self.socket)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("anges-meterd never answered; log:\n{}", self.log.join("\n"));
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("the daemon is running")
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The temporary folder (configuration, socket, `state/`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The daemon's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon is running").id()
+    }
+
+    /// A client as root (the test process itself).
+    pub fn root_client(&self) -> Client {
+        Client::connect(ClientConfig::socket(&self.socket)).expect("connect as root")
+    }
+
+    /// Moves the daemon's log lines received so far into [`SystemDaemon::log`].
+    pub fn drain_log(&mut self) {
+        while let Ok(l) = self.lines.try_recv() {
+            self.log.push(l);
+        }
+    }
+
+    /// Every log line received so far.
+    pub fn log(&mut self) -> &[String] {
+        self.drain_log();
+        &self.log
+    }
+
+    /// Waits up to `timeout` for a log line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
+        self.drain_log();
+        if self.log.iter().any(|l| l.contains(needle)) {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    self.log.push(l);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Resident memory of the daemon, KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the daemon's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// CPU time the daemon has used (user + system, all threads), seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read the daemon's stat");
+        let after = &stat[stat.rfind(')').expect("comm in stat") + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        ticks as f64 / hz
+    }
+
+    /// `kill -9`, then waits for the process; the folder stays for a restart.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("the daemon is running");
+        child.kill().expect("SIGKILL the daemon");
+        let _ = child.wait();
+        self.drain_log();
+    }
+
+    /// SIGTERM, then waits; panics unless the daemon exits cleanly. Returns the whole log.
+    pub fn terminate(mut self) -> Vec<String> {
+        let mut child = self.child.take().expect("the daemon is running");
+        // SAFETY: plain kill(2) on our own child's PID.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let status = child.wait().expect("wait on the daemon");
+        self.drain_log();
+        assert!(
+            status.success(),
+            "daemon exit {status:?}; log:\n{}",
+            self.log.join("\n")
+        );
+        std::mem::take(&mut self.log)
+    }
+}
+
+impl Drop for SystemDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A process of `uid` that sleeps until killed (killed on drop).
+pub struct UserProcess(pub Child);
+
+impl UserProcess {
+    /// Runs `sh -c script` under `uid`.
+    pub fn shell(uid: u32, script: &str) -> Self {
+        let child = as_uid(uid, "sh")
+            .args(["-c", script])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("setpriv (util-linux) must be installed");
+        UserProcess(child)
+    }
+
+    /// Its PID (`setpriv` execs, so this is the shell's).
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for UserProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The harness itself: a second uid reaches the system daemon and registers its own process,
+/// and root sees that uid's job.
+#[test]
+fn a_second_uid_registers_its_own_process_with_the_system_daemon() {
+    let daemon = SystemDaemon::start("", &[]);
+    let sleeper = UserProcess::shell(ALICE, "exec sleep 30");
+    let out = meter_cli(ALICE, daemon.socket())
+        .args(["attach", "--name", "alice-sleep", "--pid"])
+        .arg(sleeper.pid().to_string())
+        .output()
+        .expect("setpriv (util-linux) must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jobs = daemon.root_client().jobs().expect("root lists every job");
+    assert!(
+        jobs.iter()
+            .any(|j| j.job.name == "alice-sleep" && j.job.owner_uid == ALICE),
+        "{jobs:?}"
+    );
+}
