@@ -58,8 +58,9 @@ pub struct Cli {
     #[arg(long, value_enum)]
     pub idle_policy: Option<IdlePolicy>,
 
-    /// Minimum interval between readings published to unprivileged clients, in milliseconds
-    /// (bounded below to blunt the RAPL power side channel, CVE-2020-8694) [default: 100].
+    /// Minimum interval between readings published to unprivileged clients, in milliseconds:
+    /// at least 100 in system mode, to blunt the RAPL power side channel (CVE-2020-8694); a
+    /// --user daemon accepts down to 1, with a warning [default: 100].
     #[arg(long, value_name = "MS")]
     pub publish_interval_ms: Option<u64>,
 
