@@ -3,7 +3,11 @@
 //! A client tries, in order: an explicit path (`--socket` or `ANGES_METER_SOCKET`), the system
 //! daemon's socket, then the user-mode daemon's socket under `$XDG_RUNTIME_DIR`. Each candidate
 //! carries the reason it was chosen so that clients can say which one they used.
+//!
+//! The daemon and the clients read `ANGES_METER_SOCKET` through the same function,
+//! [`socket_from_env`]: an empty value counts as unset for both.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// Socket of the system daemon (`systemctl start anges-meterd`).
@@ -55,6 +59,18 @@ pub fn user_socket_from_env() -> Option<PathBuf> {
     let dir = std::env::var_os("XDG_RUNTIME_DIR")?;
     let dir = PathBuf::from(dir);
     dir.is_absolute().then(|| user_socket(&dir))
+}
+
+/// The socket named by a value of `ANGES_METER_SOCKET`: `None` when unset or empty (an empty
+/// assignment, `ANGES_METER_SOCKET= cmd`, is how a shell unsets a variable for one command).
+pub fn socket_from_env_value(value: Option<OsString>) -> Option<PathBuf> {
+    value.filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The socket named by `ANGES_METER_SOCKET` in the process environment (see
+/// [`socket_from_env_value`]); used by the daemon and by every client.
+pub fn socket_from_env() -> Option<PathBuf> {
+    socket_from_env_value(std::env::var_os(SOCKET_ENV))
 }
 
 /// The candidates in the order clients try them.
@@ -116,6 +132,16 @@ mod tests {
                 path: "/tmp/b.sock".into(),
                 origin: SocketOrigin::Env
             }]
+        );
+    }
+
+    #[test]
+    fn an_empty_env_value_is_unset() {
+        assert_eq!(socket_from_env_value(None), None);
+        assert_eq!(socket_from_env_value(Some(OsString::new())), None);
+        assert_eq!(
+            socket_from_env_value(Some("/tmp/b.sock".into())),
+            Some(PathBuf::from("/tmp/b.sock"))
         );
     }
 

@@ -9,6 +9,11 @@
 //!
 //! Requests are answered in order, one response each. A subscribed connection additionally
 //! receives [`Response::Update`] frames, interleaved with the responses.
+//!
+//! Compatibility within one [`crate::PROTOCOL_VERSION`]: new variants go at the end of their
+//! enum, so that every older message keeps its encoding. A daemon that predates a variant answers
+//! it with [`ErrorKind::Malformed`]; the clients fall back where an older request exists
+//! ([`Request::ListJobsPage`] falls back to [`Request::ListJobs`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +62,14 @@ pub const MAX_JOB_NAME: usize = 256;
 
 /// Longest accepted cgroup path, in bytes.
 pub const MAX_CGROUP_PATH: usize = 4096;
+
+/// Most jobs in one [`Response::JobsPage`]; a larger `limit` is lowered to it.
+pub const MAX_JOBS_PAGE: u32 = 256;
+
+/// Most bytes the jobs of one [`Response::JobsPage`] may take once encoded: a page stops before
+/// the job that would cross it, so that the answer always fits in one frame
+/// ([`crate::codec::MAX_FRAME`], less room for the variant, the list length and the cursor).
+pub const MAX_JOBS_PAGE_BYTES: usize = crate::codec::MAX_FRAME - 1024;
 
 /// What a job is made of: a process tree or a cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +212,17 @@ pub enum Request {
         /// Period in milliseconds; raised to the daemon's publication interval if below it.
         period_ms: u64,
     },
+    /// One page of the jobs visible to the caller, by increasing id; answered with
+    /// [`Response::JobsPage`]. Unlike [`Request::ListJobs`], whose single answer must fit in one
+    /// frame (about 600 jobs), any number of jobs can be listed page by page.
+    ListJobsPage {
+        /// Only jobs with a larger id (the previous page's `next`); `None` for the first page.
+        after: Option<JobId>,
+        /// Most jobs wanted, 1..=[`MAX_JOBS_PAGE`] (0 and larger values are clamped).
+        limit: u32,
+    },
+    /// The daemon's aggregate counters; answered with [`Response::Status`].
+    Status,
 }
 
 /// Kinds of error the daemon reports.
@@ -305,6 +329,60 @@ pub enum Response {
     },
     /// The request failed.
     Error(ProtoError),
+    /// One page of jobs (answer to [`Request::ListJobsPage`]).
+    JobsPage(JobsPage),
+    /// The daemon's aggregate counters (answer to [`Request::Status`]).
+    Status(ServerStats),
+}
+
+/// One page of a job listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobsPage {
+    /// The jobs, by increasing id.
+    pub jobs: Vec<JobReading>,
+    /// The cursor of the next page (`after` of the next [`Request::ListJobsPage`]), `None` when
+    /// this page is the last.
+    pub next: Option<JobId>,
+}
+
+/// Daemon-wide counters since the daemon started, summed over every client.
+///
+/// Every client may read them: they are aggregates, like the `STATUS=` line that
+/// `systemctl status` shows to any local user, and say nothing about who is connected or what
+/// another uid does. Per-uid breakdowns are deliberately not served (they would tell a user who
+/// else uses the meter and how).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// Socket connections open now.
+    pub open_connections: u64,
+    /// Socket connections accepted since start.
+    pub accepted: u64,
+    /// Connections refused by a bound (too many in all or for one uid).
+    pub refused: u64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Frames that could not be decoded, or were too large.
+    pub bad_frames: u64,
+    /// Requests refused by the per-connection rate limit.
+    pub rate_limited: u64,
+    /// Subscription updates dropped because a client did not read.
+    pub dropped_updates: u64,
+}
+
+impl ServerStats {
+    /// The counters as `(name, value)` pairs, names in `snake_case` as the fields: one list for
+    /// every front end (CLI, D-Bus) so that they name them alike.
+    pub fn counters(&self) -> [(&'static str, u64); 7] {
+        [
+            ("open_connections", self.open_connections),
+            ("accepted", self.accepted),
+            ("refused", self.refused),
+            ("requests", self.requests),
+            ("bad_frames", self.bad_frames),
+            ("rate_limited", self.rate_limited),
+            ("dropped_updates", self.dropped_updates),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -360,6 +438,34 @@ mod tests {
             .unwrap()[..3],
             [6, 1, 5]
         );
+    }
+
+    #[test]
+    fn new_variants_come_last_and_old_encodings_stay() {
+        // ListJobs keeps its index (6); the additions follow Subscribe (7).
+        assert_eq!(postcard::to_stdvec(&Request::ListJobs).unwrap(), [6]);
+        assert_eq!(
+            postcard::to_stdvec(&Request::ListJobsPage {
+                after: Some(JobId(3)),
+                limit: 10
+            })
+            .unwrap(),
+            [8, 1, 3, 10]
+        );
+        assert_eq!(postcard::to_stdvec(&Request::Status).unwrap(), [9]);
+        let page = Response::JobsPage(JobsPage {
+            jobs: vec![],
+            next: None,
+        });
+        assert_eq!(postcard::to_stdvec(&page).unwrap(), [8, 0, 0]);
+        let status = postcard::to_stdvec(&Response::Status(ServerStats::default())).unwrap();
+        assert_eq!(status[0], 9);
+        let names: Vec<_> = ServerStats::default()
+            .counters()
+            .iter()
+            .map(|c| c.0)
+            .collect();
+        assert!(names.contains(&"bad_frames") && names.contains(&"dropped_updates"));
     }
 
     #[test]

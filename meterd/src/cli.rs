@@ -30,9 +30,11 @@ pub struct Cli {
     #[arg(long)]
     pub user: bool,
 
-    /// Socket path (default /run/anges/meterd.sock, or $XDG_RUNTIME_DIR/anges/meterd.sock with
-    /// --user).
-    #[arg(long, value_name = "PATH", env = "ANGES_METER_SOCKET")]
+    /// Socket path (default: $ANGES_METER_SOCKET when set and not empty, else
+    /// /run/anges/meterd.sock, or $XDG_RUNTIME_DIR/anges/meterd.sock with --user).
+    // Not `env = "ANGES_METER_SOCKET"`: clap would take an empty value as a (refused) path, while
+    // the clients take it as unset. `Cli::socket_path` reads it like the clients do.
+    #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
     /// CPU energy source [default: auto].
@@ -56,8 +58,9 @@ pub struct Cli {
     #[arg(long, value_enum)]
     pub idle_policy: Option<IdlePolicy>,
 
-    /// Minimum interval between readings published to unprivileged clients, in milliseconds
-    /// (bounded below to blunt the RAPL power side channel, CVE-2020-8694) [default: 100].
+    /// Minimum interval between readings published to unprivileged clients, in milliseconds:
+    /// at least 100 in system mode, to blunt the RAPL power side channel (CVE-2020-8694); a
+    /// --user daemon accepts down to 1, with a warning [default: 100].
     #[arg(long, value_name = "MS")]
     pub publish_interval_ms: Option<u64>,
 
@@ -99,6 +102,16 @@ pub struct Cli {
     pub log: String,
 }
 
+impl Cli {
+    /// The socket asked for: `--socket`, else `ANGES_METER_SOCKET` read as the clients read it
+    /// ([`anges_common::paths::socket_from_env`]: empty means unset).
+    pub fn socket_path(&self) -> Option<PathBuf> {
+        self.socket
+            .clone()
+            .or_else(anges_common::paths::socket_from_env)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +127,20 @@ mod tests {
         assert!(Cli::try_parse_from(["anges-meterd", "--rate-hz", "1000"]).is_ok());
         assert!(Cli::try_parse_from(["anges-meterd", "--rate-hz", "1001"]).is_err());
         assert!(Cli::try_parse_from(["anges-meterd", "--rate-hz", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_socket_variable_is_not_read_by_clap() {
+        // clap would turn `ANGES_METER_SOCKET=` into an error (or a path ""); the variable is
+        // read by `Cli::socket_path` through the clients' function instead.
+        let cmd = Cli::command();
+        let socket = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "socket")
+            .expect("--socket");
+        assert_eq!(socket.get_env(), None);
+        let cli = Cli::try_parse_from(["anges-meterd", "--socket", "/tmp/x.sock"]).unwrap();
+        assert_eq!(cli.socket_path(), Some(PathBuf::from("/tmp/x.sock")));
     }
 
     #[test]

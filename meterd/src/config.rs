@@ -25,6 +25,40 @@ pub const SYSTEM_CONFIG: &str = "/etc/anges/meterd.toml";
 /// System state directory (the unit's `StateDirectory=anges`, writable under `ProtectSystem=strict`).
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/anges";
 
+/// Default minimum interval between publications, ms.
+pub const DEFAULT_PUBLISH_INTERVAL_MS: u64 = 100;
+
+/// Shortest publication interval the system daemon accepts, ms. Faster readings would hand the
+/// RAPL power side channel (CVE-2020-8694, "Platypus") back to every user of the socket; a
+/// `--user` daemon, which serves only its own user, accepts shorter ones with a warning.
+pub const MIN_SYSTEM_PUBLISH_INTERVAL_MS: u64 = 100;
+
+/// Checks a publication interval for the mode: at least 1 ms always, at least
+/// [`MIN_SYSTEM_PUBLISH_INTERVAL_MS`] in system mode; below that in `--user` mode, a warning.
+pub fn check_publish_interval(ms: u64, user: bool) -> Result<(), ConfigError> {
+    if ms == 0 {
+        return Err(ConfigError::Invalid(
+            "publish_interval_ms must be at least 1".into(),
+        ));
+    }
+    if ms < MIN_SYSTEM_PUBLISH_INTERVAL_MS {
+        if !user {
+            return Err(ConfigError::Invalid(format!(
+                "publish_interval_ms = {ms} is below {MIN_SYSTEM_PUBLISH_INTERVAL_MS} ms, which \
+                 the system daemon refuses: faster readings reopen the RAPL power side channel \
+                 (CVE-2020-8694) to every user of the socket; raise it, or meter privately with \
+                 a --user daemon"
+            )));
+        }
+        tracing::warn!(
+            "publish_interval_ms = {ms} is below {MIN_SYSTEM_PUBLISH_INTERVAL_MS} ms: readings \
+             this fast expose the RAPL power side channel (CVE-2020-8694); accepted only because \
+             this is a --user daemon"
+        );
+    }
+    Ok(())
+}
+
 /// `[carbon]` section.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,7 +212,8 @@ impl DaemonConfig {
         Self::merge(cli, file.unwrap_or_default(), config_file)
     }
 
-    /// Merges `file` and the flags (flags win).
+    /// Merges `file` and the flags (flags win; `ANGES_METER_SOCKET` counts as a flag) and checks
+    /// the result (the publication interval for the mode: [`check_publish_interval`]).
     pub fn merge(
         cli: &Cli,
         file: FileConfig,
@@ -255,13 +290,15 @@ impl DaemonConfig {
             state_dir: Some(state_dir),
             persist_interval: Duration::from_secs_f64(persist_s),
         };
+        let publish_interval_ms = cli
+            .publish_interval_ms
+            .or(file.publish_interval_ms)
+            .unwrap_or(DEFAULT_PUBLISH_INTERVAL_MS);
+        check_publish_interval(publish_interval_ms, cli.user)?;
         Ok(DaemonConfig {
             engine,
-            socket: cli.socket.clone().or(file.socket),
-            publish_interval_ms: cli
-                .publish_interval_ms
-                .or(file.publish_interval_ms)
-                .unwrap_or(100),
+            socket: cli.socket_path().or(file.socket),
+            publish_interval_ms,
             metrics_listen: cli.metrics_listen.or(file.metrics_listen),
             dbus: !cli.no_dbus && file.dbus.unwrap_or(true),
             config_file,
@@ -365,6 +402,39 @@ mod tests {
         let c = DaemonConfig::merge(&cli, file, None).unwrap();
         assert_eq!(c.engine.intensity, IntensitySource::Constant(12.0));
         assert_eq!(c.engine.sensor, SensorChoice::Estimate);
+    }
+
+    #[test]
+    fn system_mode_refuses_fast_publication_user_mode_accepts_it() {
+        let file = |ms: u64| FileConfig {
+            publish_interval_ms: Some(ms),
+            ..FileConfig::default()
+        };
+        let system = Cli::try_parse_from(["anges-meterd"]).unwrap();
+        let err = DaemonConfig::merge(&system, file(1), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("publish_interval_ms") && err.contains("CVE-2020-8694"),
+            "{err}"
+        );
+        assert!(DaemonConfig::merge(&system, file(99), None).is_err());
+        assert_eq!(
+            DaemonConfig::merge(&system, file(100), None)
+                .unwrap()
+                .publish_interval_ms,
+            100
+        );
+        let flag = Cli::try_parse_from(["anges-meterd", "--publish-interval-ms", "5"]).unwrap();
+        assert!(DaemonConfig::merge(&flag, file(100), None).is_err());
+        let user = Cli::try_parse_from(["anges-meterd", "--user"]).unwrap();
+        assert_eq!(
+            DaemonConfig::merge(&user, file(1), None)
+                .unwrap()
+                .publish_interval_ms,
+            1
+        );
+        assert!(DaemonConfig::merge(&user, file(0), None).is_err());
     }
 
     #[test]

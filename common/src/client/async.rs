@@ -6,11 +6,12 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 
 use super::{
-    ClientConfig, ClientError, DaemonInfo, Session, Update, after_failure, check_hello, expect_job,
-    expect_jobs, expect_machine, expect_subscribed, expect_unregistered, hello,
+    ClientConfig, ClientError, DaemonInfo, JobsListing, Session, Update, after_failure,
+    check_hello, expect_job, expect_jobs, expect_jobs_page, expect_machine, expect_status,
+    expect_subscribed, expect_unregistered, hello,
 };
 use crate::codec::{self, MAX_FRAME};
-use crate::protocol::{JobId, JobReading, JobTarget, Reading, Request, Response};
+use crate::protocol::{JobId, JobReading, JobTarget, Reading, Request, Response, ServerStats};
 
 /// An async connection to the meter daemon that survives daemon restarts.
 ///
@@ -289,9 +290,29 @@ impl AsyncClient {
             .await
     }
 
-    /// The jobs visible to the caller.
+    /// Every job visible to the caller, by id, fetched page by page (any number of jobs; a
+    /// daemon that predates paging is asked for the whole list at once).
     pub async fn jobs(&mut self) -> Result<Vec<JobReading>, ClientError> {
-        self.call(Request::ListJobs, expect_jobs).await
+        let mut listing = JobsListing::default();
+        loop {
+            match self.call(listing.request(), expect_jobs_page).await {
+                Ok(page) => {
+                    if listing.add(page)? {
+                        return Ok(listing.into_jobs());
+                    }
+                }
+                Err(e) if listing.predates_paging(&e) => {
+                    return self.call(Request::ListJobs, expect_jobs).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The daemon's aggregate counters (connections, requests, bad frames, rate-limited
+    /// requests, refused connections, dropped updates).
+    pub async fn status(&mut self) -> Result<ServerStats, ClientError> {
+        self.call(Request::Status, expect_status).await
     }
 
     /// Subscribes to periodic readings of `job` (or the machine); returns the effective period.

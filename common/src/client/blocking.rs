@@ -5,11 +5,12 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::{
-    ClientConfig, ClientError, DaemonInfo, Session, Update, after_failure, check_hello, expect_job,
-    expect_jobs, expect_machine, expect_subscribed, expect_unregistered, hello,
+    ClientConfig, ClientError, DaemonInfo, JobsListing, Session, Update, after_failure,
+    check_hello, expect_job, expect_jobs, expect_jobs_page, expect_machine, expect_status,
+    expect_subscribed, expect_unregistered, hello,
 };
 use crate::codec::{self, CodecError, MAX_FRAME};
-use crate::protocol::{JobId, JobReading, JobTarget, Reading, Request, Response};
+use crate::protocol::{JobId, JobReading, JobTarget, Reading, Request, Response, ServerStats};
 
 /// A blocking connection to the meter daemon that survives daemon restarts.
 ///
@@ -293,9 +294,29 @@ impl Client {
         self.call(Request::QueryMachine { fresh }, expect_machine)
     }
 
-    /// The jobs visible to the caller.
+    /// Every job visible to the caller, by id, fetched page by page (any number of jobs; a
+    /// daemon that predates paging is asked for the whole list at once).
     pub fn jobs(&mut self) -> Result<Vec<JobReading>, ClientError> {
-        self.call(Request::ListJobs, expect_jobs)
+        let mut listing = JobsListing::default();
+        loop {
+            match self.call(listing.request(), expect_jobs_page) {
+                Ok(page) => {
+                    if listing.add(page)? {
+                        return Ok(listing.into_jobs());
+                    }
+                }
+                Err(e) if listing.predates_paging(&e) => {
+                    return self.call(Request::ListJobs, expect_jobs);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The daemon's aggregate counters (connections, requests, bad frames, rate-limited
+    /// requests, refused connections, dropped updates).
+    pub fn status(&mut self) -> Result<ServerStats, ClientError> {
+        self.call(Request::Status, expect_status)
     }
 
     /// Subscribes to periodic readings of `job` (or the machine); returns the effective period.

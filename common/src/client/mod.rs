@@ -21,7 +21,10 @@ pub use blocking::Client;
 
 use crate::codec::CodecError;
 use crate::paths::{self, SocketCandidate};
-use crate::protocol::{ErrorKind, JobId, JobReading, ProtoError, Reading, Request, Response};
+use crate::protocol::{
+    ErrorKind, JobId, JobReading, JobsPage, MAX_JOBS_PAGE, ProtoError, Reading, Request, Response,
+    ServerStats,
+};
 
 /// How a client connects and how patient it is.
 #[derive(Debug, Clone)]
@@ -52,9 +55,7 @@ impl ClientConfig {
     /// assert_eq!(cfg.candidates[0].path, Path::new("/tmp/my-meter.sock"));
     /// ```
     pub fn discover(flag: Option<PathBuf>) -> Self {
-        let env = std::env::var_os(paths::SOCKET_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+        let env = paths::socket_from_env();
         let user = paths::user_socket_from_env();
         Self::with_candidates(paths::socket_candidates(
             flag.as_deref(),
@@ -242,6 +243,70 @@ pub(crate) fn expect_jobs(resp: Response) -> Result<Vec<JobReading>, ClientError
     }
 }
 
+/// Extracts one page of jobs.
+pub(crate) fn expect_jobs_page(resp: Response) -> Result<JobsPage, ClientError> {
+    match resp {
+        Response::JobsPage(p) => Ok(p),
+        other => Err(unexpected_or_error(other)),
+    }
+}
+
+/// Extracts the daemon's counters.
+pub(crate) fn expect_status(resp: Response) -> Result<ServerStats, ClientError> {
+    match resp {
+        Response::Status(s) => Ok(s),
+        other => Err(unexpected_or_error(other)),
+    }
+}
+
+/// A listing of every visible job, fetched page by page ([`Request::ListJobsPage`]) by both
+/// clients' `jobs()`.
+#[derive(Debug, Default)]
+pub(crate) struct JobsListing {
+    jobs: Vec<JobReading>,
+    after: Option<JobId>,
+}
+
+impl JobsListing {
+    /// The request for the next page.
+    pub fn request(&self) -> Request {
+        Request::ListJobsPage {
+            after: self.after,
+            limit: MAX_JOBS_PAGE,
+        }
+    }
+
+    /// Adds a page; `true` when it was the last. A cursor that does not move forward is an
+    /// error, so that a confused daemon cannot keep a client looping.
+    pub fn add(&mut self, page: JobsPage) -> Result<bool, ClientError> {
+        self.jobs.extend(page.jobs);
+        match page.next {
+            None => Ok(true),
+            Some(next) if self.after.is_none_or(|a| next > a) => {
+                self.after = Some(next);
+                Ok(false)
+            }
+            Some(next) => Err(ClientError::Unexpected(format!(
+                "job listing cursor went back from {:?} to {next}",
+                self.after
+            ))),
+        }
+    }
+
+    /// `true` when `e`, the answer to the first page, says that the daemon predates paging (it
+    /// cannot decode [`Request::ListJobsPage`]): the caller then asks [`Request::ListJobs`].
+    pub fn predates_paging(&self, e: &ClientError) -> bool {
+        self.after.is_none()
+            && self.jobs.is_empty()
+            && matches!(e, ClientError::Daemon(p) if p.kind == ErrorKind::Malformed)
+    }
+
+    /// The jobs listed so far.
+    pub fn into_jobs(self) -> Vec<JobReading> {
+        self.jobs
+    }
+}
+
 /// Extracts the effective subscription period.
 pub(crate) fn expect_subscribed(resp: Response) -> Result<Duration, ClientError> {
     match resp {
@@ -406,6 +471,35 @@ mod tests {
         }
         assert_eq!(s.pending.len(), MAX_PENDING_UPDATES);
         assert!(s.sort(Response::Jobs(vec![])).is_some());
+    }
+
+    #[test]
+    fn listing_follows_the_cursor_and_refuses_to_go_back() {
+        let mut l = JobsListing::default();
+        assert_eq!(
+            l.request(),
+            Request::ListJobsPage {
+                after: None,
+                limit: MAX_JOBS_PAGE
+            }
+        );
+        let old = ClientError::Daemon(ProtoError::new(ErrorKind::Malformed, "unknown variant"));
+        assert!(l.predates_paging(&old));
+        let page = |next: Option<u64>| JobsPage {
+            jobs: vec![],
+            next: next.map(JobId),
+        };
+        assert!(!l.add(page(Some(5))).unwrap());
+        assert!(!l.predates_paging(&old));
+        assert!(matches!(
+            l.request(),
+            Request::ListJobsPage {
+                after: Some(JobId(5)),
+                ..
+            }
+        ));
+        assert!(l.add(page(Some(5))).is_err());
+        assert!(l.add(page(None)).unwrap());
     }
 
     #[test]

@@ -125,6 +125,18 @@ fn status(client: &mut Client) -> Result<()> {
         h.sources_estimated.join(", ")
     );
     println!("publication interval: {:?}", client.info().publish_interval);
+    // Daemon-wide aggregates (no per-uid figures), named as on D-Bus (`Counters`).
+    match client.status() {
+        Ok(stats) => {
+            let counters: Vec<String> = stats
+                .counters()
+                .iter()
+                .map(|(name, value)| format!("{name} {value}"))
+                .collect();
+            println!("server: {}", counters.join(", "));
+        }
+        Err(e) => println!("server: counters unavailable ({e})"),
+    }
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 //! the bus daemon on D-Bus) and the rules of [`AccessPolicy`].
 //!
 //! - A client may register only a PID it owns, i.e. whose `/proc/<pid>` belongs to its uid, and
-//!   only a cgroup directory it owns (a delegated cgroup); root may register anything.
+//!   only a cgroup directory it owns (a delegated cgroup); root may register anything. A PID
+//!   that is not the caller's gets the same answer whether or not it exists (`hidepid`).
 //! - A job is visible and removable only by its owner, root, and members of the daemon's admin
 //!   group.
 //!
@@ -76,6 +77,11 @@ impl AccessPolicy {
     }
 
     /// Checks that `peer` may register process `pid`.
+    ///
+    /// A non-root caller gets one answer for a PID that does not exist and for a PID of another
+    /// uid (`PermissionDenied`, same message, no owner named): the daemon sees every process,
+    /// and telling the two apart would reveal processes that `hidepid` hides from the caller,
+    /// and their owners. Root, who sees everything anyway, gets `NoSuchTarget` for a missing PID.
     pub fn check_pid(&self, peer: &Peer, pid: u32) -> Result<(), ProtoError> {
         if pid == 0 {
             return Err(ProtoError::new(
@@ -84,13 +90,22 @@ impl AccessPolicy {
             ));
         }
         let path = self.root.join(format!("proc/{pid}"));
-        let meta = std::fs::metadata(&path).map_err(|_| {
-            ProtoError::new(
+        let owner = std::fs::metadata(&path).ok().map(|m| m.uid());
+        match owner {
+            _ if peer.uid == 0 && owner.is_some() => Ok(()),
+            None if peer.uid == 0 => Err(ProtoError::new(
                 ErrorKind::NoSuchTarget,
                 format!("no process with PID {pid}"),
-            )
-        })?;
-        self.check_owner(peer, meta.uid(), &format!("process {pid}"))
+            )),
+            Some(owner) if owner == peer.uid => Ok(()),
+            _ => Err(ProtoError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "PID {pid} is not a process of uid {} (it does not exist or belongs to another user)",
+                    peer.uid
+                ),
+            )),
+        }
     }
 
     /// Resolves a cgroup path relative to the cgroup root and checks that `peer` owns it.
@@ -170,10 +185,26 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::PermissionDenied);
         assert!(policy.check_pid(&peer(0, 0, vec![]), 4242).is_ok());
-        let err = policy
-            .check_pid(&peer(owner, owner, vec![]), 999_999)
-            .unwrap_err();
+        let err = policy.check_pid(&peer(0, 0, vec![]), 999_999).unwrap_err();
         assert_eq!(err.kind, ErrorKind::NoSuchTarget);
+    }
+
+    #[test]
+    fn a_missing_pid_and_another_users_pid_look_alike() {
+        let (dir, owner) = fixture();
+        let policy = AccessPolicy::new(dir.path(), None);
+        let other = owner.wrapping_add(1).max(1);
+        let theirs = policy
+            .check_pid(&peer(other, other, vec![]), 4242)
+            .unwrap_err();
+        let missing = policy
+            .check_pid(&peer(other, other, vec![]), 999_999)
+            .unwrap_err();
+        assert_eq!(theirs.kind, missing.kind);
+        assert_eq!(
+            theirs.message.replace("4242", "N"),
+            missing.message.replace("999999", "N")
+        );
         let err = policy
             .check_pid(&peer(owner, owner, vec![]), 0)
             .unwrap_err();

@@ -1,10 +1,13 @@
 //! D-Bus interface `org.anges.Meter1` at `/org/anges/Meter1` (zbus 6, on the Tokio runtime).
 //!
-//! Properties give the machine's published totals and sources; methods register, query, list and
-//! unregister jobs with the same rules as the socket (the caller's uid, pid and groups come from
-//! the bus daemon's `GetConnectionCredentials`). Properties change at most once per publication
+//! Properties give the machine's published totals and sources, and the daemon's aggregate abuse
+//! counters (`Counters`, readable by every caller like the socket's `Status`); methods register,
+//! query, list and unregister jobs with the same rules as the socket (the caller's uid, pid and
+//! groups come from the bus daemon's `GetConnectionCredentials`). Properties change at most once per publication
 //! interval and do not emit `PropertiesChanged` (clients poll, or use the socket's
 //! subscriptions), which the introspection data says.
+
+use std::collections::HashMap;
 
 use anges_common::protocol::{ErrorKind, JobId, JobReading, JobTarget, ProtoError};
 use zbus::message::Header;
@@ -143,6 +146,19 @@ impl Meter1 {
     #[zbus(property(emits_changed_signal = "const"))]
     fn publish_interval_ms(&self) -> u64 {
         u64::try_from(self.service.publish_interval().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The daemon's aggregate counters since start, by name (`open_connections`, `accepted`,
+    /// `refused`, `requests`, `bad_frames`, `rate_limited`, `dropped_updates`): daemon-wide
+    /// sums, nothing per uid.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn counters(&self) -> HashMap<String, u64> {
+        self.service
+            .server_stats()
+            .counters()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect()
     }
 
     /// Registers the process tree rooted at `pid` (owned by the caller) as a job; its id.

@@ -218,7 +218,7 @@ impl Server {
         let listener =
             tokio::net::UnixListener::from_std(std_listener).map_err(ServerError::Runtime)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let stats = Arc::new(SocketStats::default());
+        let stats = service.stats().clone();
         let mut tasks = vec![tokio::spawn(socket::serve(
             listener,
             service.clone(),

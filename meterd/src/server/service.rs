@@ -2,18 +2,21 @@
 //! bounds and answers, over the published snapshots and the backend.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anges_common::codec;
 use anges_common::protocol::{
-    ErrorKind, JobId, JobReading, JobTarget, MAX_CGROUP_PATH, MAX_JOB_NAME, ProtoError, Reading,
-    Request, Response,
+    ErrorKind, JobId, JobReading, JobTarget, JobsPage, MAX_CGROUP_PATH, MAX_JOB_NAME,
+    MAX_JOBS_PAGE, MAX_JOBS_PAGE_BYTES, ProtoError, Reading, Request, Response, ServerStats,
 };
 use tokio::sync::watch;
 
 use super::access::{AccessPolicy, Peer};
-use super::backend::{BackendError, JobSpec, MeterBackend};
+use super::backend::{BackendError, JobSpec, JobTotals, MeterBackend};
 use super::publish::Snapshot;
+use super::socket::SocketStats;
 
 /// Bounds on what one caller may ask for.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct Service {
     publish_interval: Duration,
     /// Jobs unregistered since the latest publication (which still lists them).
     gone: Arc<Mutex<HashSet<JobId>>>,
+    /// The socket server's counters, served by [`Request::Status`] and on D-Bus.
+    stats: Arc<SocketStats>,
 }
 
 impl std::fmt::Debug for Service {
@@ -96,6 +101,27 @@ impl Service {
             limits,
             publish_interval,
             gone: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The counters the socket server updates (one set per service and its clones).
+    pub fn stats(&self) -> &Arc<SocketStats> {
+        &self.stats
+    }
+
+    /// A copy of the daemon-wide counters, for any caller (aggregates only: see
+    /// [`ServerStats`]).
+    pub fn server_stats(&self) -> ServerStats {
+        let s = &self.stats;
+        ServerStats {
+            open_connections: u64::try_from(s.open.load(Ordering::Relaxed)).unwrap_or(u64::MAX),
+            accepted: s.accepted.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            requests: s.requests.load(Ordering::Relaxed),
+            bad_frames: s.bad_frames.load(Ordering::Relaxed),
+            rate_limited: s.rate_limited.load(Ordering::Relaxed),
+            dropped_updates: s.dropped_updates.load(Ordering::Relaxed),
         }
     }
 
@@ -181,6 +207,10 @@ impl Service {
             Request::QueryJob { job, fresh } => self.job(peer, job, fresh).await.map(Response::Job),
             Request::QueryMachine { fresh } => self.machine(fresh).await.map(Response::Machine),
             Request::ListJobs => Ok(Response::Jobs(self.list(peer))),
+            Request::ListJobsPage { after, limit } => {
+                Ok(Response::JobsPage(self.list_page(peer, after, limit)))
+            }
+            Request::Status => Ok(Response::Status(self.server_stats())),
             Request::Hello { .. } => Err(ProtoError::new(
                 ErrorKind::InvalidRequest,
                 "the handshake was already done",
@@ -299,17 +329,63 @@ impl Service {
         Ok(self.snapshot(fresh).await?.machine_reading())
     }
 
+    /// The jobs of `snap` visible to `peer` with an id above `after`, by id.
+    fn visible<'s>(
+        &self,
+        peer: &Peer,
+        snap: &'s Snapshot,
+        after: Option<JobId>,
+    ) -> Vec<&'s JobTotals> {
+        let mut out: Vec<&JobTotals> = snap
+            .jobs
+            .values()
+            .filter(|j| {
+                after.is_none_or(|a| j.meta.id > a)
+                    && self.policy.can_see(peer, j.meta.owner_uid)
+                    && !self.is_gone(j.meta.id)
+            })
+            .collect();
+        out.sort_by_key(|j| j.meta.id);
+        out
+    }
+
     /// The jobs visible to `peer`, by id.
     pub fn list(&self, peer: &Peer) -> Vec<JobReading> {
         let snap = self.latest();
-        let mut out: Vec<JobReading> = snap
-            .jobs
-            .values()
-            .filter(|j| self.policy.can_see(peer, j.meta.owner_uid) && !self.is_gone(j.meta.id))
+        self.visible(peer, &snap, None)
+            .into_iter()
             .map(|j| snap.job_reading_of(j))
-            .collect();
-        out.sort_by_key(|j| j.job.id);
-        out
+            .collect()
+    }
+
+    /// One page of the jobs visible to `peer`: those after `after`, by id, at most `limit`
+    /// (clamped to 1..=[`MAX_JOBS_PAGE`]) and at most [`MAX_JOBS_PAGE_BYTES`] encoded, so that
+    /// the answer always fits in one frame. `next` is the last job's id when more follow.
+    pub fn list_page(&self, peer: &Peer, after: Option<JobId>, limit: u32) -> JobsPage {
+        let limit = usize::try_from(limit.clamp(1, MAX_JOBS_PAGE)).unwrap_or(1);
+        let snap = self.latest();
+        let candidates = self.visible(peer, &snap, after);
+        let mut jobs = Vec::new();
+        let mut bytes = 0;
+        for j in &candidates {
+            if jobs.len() == limit {
+                break;
+            }
+            let reading = snap.job_reading_of(j);
+            // One job always fits (its name and cgroup path are bounded far below a frame).
+            let len = codec::encode(&reading).map_or(MAX_JOBS_PAGE_BYTES, |f| f.len());
+            if !jobs.is_empty() && bytes + len > MAX_JOBS_PAGE_BYTES {
+                break;
+            }
+            bytes += len;
+            jobs.push(reading);
+        }
+        let next = if jobs.len() < candidates.len() {
+            jobs.last().map(|j| j.job.id)
+        } else {
+            None
+        };
+        JobsPage { jobs, next }
     }
 }
 

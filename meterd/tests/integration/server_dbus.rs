@@ -95,6 +95,7 @@ fn meter1_is_introspectable_and_serves_totals_and_jobs() {
         ".SourcesMeasured",
         ".SourcesEstimated",
         ".Tick",
+        ".Counters",
         ".RegisterJob",
         ".RegisterCgroup",
         ".Job",
@@ -109,6 +110,12 @@ fn meter1_is_introspectable_and_serves_totals_and_jobs() {
     assert!(value > 0.0, "{joules}");
     let sources = bus.busctl(&["get-property", DEST, PATH, DEST, "SourcesMeasured"]);
     assert!(sources.contains("test-rapl"), "{sources}");
+    // The aggregate abuse counters (issue 27), as a{st}: every counter, by name.
+    let counters = bus.busctl(&["get-property", DEST, PATH, DEST, "Counters"]);
+    assert!(counters.starts_with("a{st} "), "{counters}");
+    for name in ["bad_frames", "rate_limited", "refused", "dropped_updates"] {
+        assert!(counters.contains(&format!("\"{name}\" 0")), "{counters}");
+    }
 
     let pid = std::process::id().to_string();
     let reply = bus.busctl(&[

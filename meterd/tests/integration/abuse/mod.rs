@@ -61,11 +61,7 @@ impl SystemDaemon {
     /// configuration file and `extra_args` after the standard flags; waits until the socket
     /// answers.
     pub fn start(config_toml: &str, extra_args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temporary folder");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the temporary folder");
-        std::fs::write(dir.path().join("meterd.toml"), config_toml)
-            .expect("write the configuration");
+        let dir = daemon_folder(config_toml);
         let socket = dir.path().join("meter.sock");
         let (_, lines) = mpsc::channel();
         let mut daemon = SystemDaemon {
@@ -87,19 +83,10 @@ impl SystemDaemon {
     }
 
     fn spawn(&mut self, extra_args: &[&str]) {
-        let dir = self.dir.path();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_anges-meterd"))
-            .arg("--config")
-            .arg(dir.join("meterd.toml"))
+        let mut child = daemon_command(self.dir.path())
             .arg("--socket")
             .arg(&self.socket)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .args(["--sensor", "estimate", "--gpus", "none", "--no-dbus"])
             .args(extra_args)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("ANGES_METER_SOCKET")
-            .env("ANGES_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -304,3 +291,82 @@ fn a_second_uid_registers_its_own_process_with_the_system_daemon() {
         "{jobs:?}"
     );
 }
+
+/// A temporary folder for a daemon (mode 0755) holding `config_toml` as `meterd.toml`.
+pub fn daemon_folder(config_toml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the temporary folder");
+    std::fs::write(dir.path().join("meterd.toml"), config_toml).expect("write the configuration");
+    dir
+}
+
+/// The daemon's command line on a [`daemon_folder`] `dir`, as [`SystemDaemon::start`] runs it
+/// but without `--socket`: configuration `dir/meterd.toml`, state `dir/state`, estimated
+/// sensor, no GPU, no D-Bus, `ANGES_METER_SOCKET` and `NOTIFY_SOCKET` unset, `info` logs.
+pub fn daemon_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anges-meterd"));
+    cmd.arg("--config")
+        .arg(dir.join("meterd.toml"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--sensor", "estimate", "--gpus", "none", "--no-dbus"])
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("ANGES_METER_SOCKET")
+        .env("ANGES_LOG", "info");
+    cmd
+}
+
+/// How a daemon that was expected to refuse to start ended.
+#[derive(Debug)]
+pub struct FailedStart {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Everything it wrote on stderr.
+    pub stderr: String,
+}
+
+impl SystemDaemon {
+    /// Runs the daemon exactly as [`SystemDaemon::start`] would (system mode unless
+    /// `extra_args` says `--user`), expecting it to exit at start; panics if it is still
+    /// running after `timeout` (then killed) or if its socket answers.
+    pub fn start_expecting_exit(
+        config_toml: &str,
+        extra_args: &[&str],
+        timeout: Duration,
+    ) -> FailedStart {
+        let dir = daemon_folder(config_toml);
+        let socket = dir.path().join("meter.sock");
+        let log = dir.path().join("stderr.log");
+        let mut child = daemon_command(dir.path())
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create the stderr log"))
+            .spawn()
+            .expect("spawn anges-meterd");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait on the daemon") {
+                break status;
+            }
+            if Instant::now() >= deadline || Client::connect(ClientConfig::socket(&socket)).is_ok()
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "anges-meterd did not refuse to start; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        FailedStart {
+            status,
+            stderr: std::fs::read_to_string(&log).expect("read the stderr log"),
+        }
+    }
+}
+
+mod protocol;
