@@ -73,6 +73,16 @@ pub struct CarbonFile {
     pub pue: Option<f64>,
 }
 
+/// `[limits]` section: bounds of the socket server (defaults in `SocketLimits`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Time from the first to the last byte of a request frame, ms.
+    pub frame_timeout_ms: Option<u64>,
+    /// Time a connection without subscriptions may stay silent, seconds.
+    pub idle_timeout_s: Option<u64>,
+}
+
 /// The file's content; every key optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +120,9 @@ pub struct FileConfig {
     pub carbon: CarbonFile,
     /// Estimation model.
     pub estimate: Option<EstimateModel>,
+    /// Socket server bounds.
+    #[serde(default)]
+    pub limits: LimitsFile,
 }
 
 /// Configuration failures.
@@ -155,6 +168,8 @@ pub struct DaemonConfig {
     pub config_file: Option<PathBuf>,
     /// Unprivileged developer mode (`--user`).
     pub user: bool,
+    /// Socket server bounds from `[limits]`.
+    pub limits: LimitsFile,
 }
 
 /// The default config path for the mode.
@@ -303,6 +318,7 @@ impl DaemonConfig {
             dbus: !cli.no_dbus && file.dbus.unwrap_or(true),
             config_file,
             user: cli.user,
+            limits: file.limits,
         })
     }
 
@@ -330,6 +346,12 @@ impl DaemonConfig {
         cfg.publish_interval = Duration::from_millis(self.publish_interval_ms);
         cfg.access_root = self.engine.sysfs_root.clone();
         cfg.metrics_listen = self.metrics_listen;
+        if let Some(ms) = positive("frame_timeout_ms", self.limits.frame_timeout_ms)? {
+            cfg.socket_limits.frame_timeout = Duration::from_millis(ms);
+        }
+        if let Some(secs) = positive("idle_timeout_s", self.limits.idle_timeout_s)? {
+            cfg.socket_limits.idle_timeout = Duration::from_secs(secs);
+        }
         if self.user {
             cfg.socket_mode = 0o600;
         } else {
@@ -347,6 +369,16 @@ impl DaemonConfig {
             }
         };
         Ok(cfg)
+    }
+}
+
+/// A `[limits]` value, which must be at least 1 when given.
+fn positive(key: &str, value: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError::Invalid(format!(
+            "[limits] {key} must be at least 1"
+        ))),
+        v => Ok(v),
     }
 }
 

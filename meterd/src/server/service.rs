@@ -21,8 +21,11 @@ use super::socket::SocketStats;
 /// Bounds on what one caller may ask for.
 #[derive(Debug, Clone)]
 pub struct ServiceLimits {
-    /// Most jobs one non-root uid may have registered at once.
+    /// Most jobs one non-root uid may have registered at once (its share of `max_jobs`).
     pub max_jobs_per_uid: usize,
+    /// Most jobs non-root uids may have registered at once, all together (root is exempt, so
+    /// that the admin can always meter).
+    pub max_jobs: usize,
     /// Longest a fresh query waits for the next publication.
     pub fresh_timeout: Duration,
 }
@@ -31,6 +34,7 @@ impl Default for ServiceLimits {
     fn default() -> Self {
         ServiceLimits {
             max_jobs_per_uid: 64,
+            max_jobs: 4096,
             fresh_timeout: Duration::from_secs(5),
         }
     }
@@ -247,16 +251,19 @@ impl Service {
             }
         };
         if peer.uid != 0 {
-            let owned = self
-                .backend
-                .jobs()
-                .iter()
-                .filter(|j| j.meta.owner_uid == peer.uid)
-                .count();
+            let jobs = self.backend.jobs();
+            let owned = jobs.iter().filter(|j| j.meta.owner_uid == peer.uid).count();
             if owned >= self.limits.max_jobs_per_uid {
                 return Err(ProtoError::new(
                     ErrorKind::LimitReached,
                     format!("uid {} already has {owned} jobs", peer.uid),
+                ));
+            }
+            let unprivileged = jobs.iter().filter(|j| j.meta.owner_uid != 0).count();
+            if unprivileged >= self.limits.max_jobs {
+                return Err(ProtoError::new(
+                    ErrorKind::LimitReached,
+                    format!("the daemon already meters {unprivileged} jobs of users"),
                 ));
             }
         }

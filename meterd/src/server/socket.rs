@@ -6,12 +6,23 @@
 //! file modes and ownership of the socket path), so it adds nothing here.
 //!
 //! Each connection has one reader task (one request at a time, in order) that writes its answers
-//! itself, and one task per subscription. Everything is bounded: connections (in all and per uid), frame size (checked
-//! before allocating), subscriptions (per connection and in all), requests per second per
-//! connection (token bucket), malformed frames per connection, time to complete the handshake
-//! and time to write a frame. A client that stops reading fills only its own socket buffer: its periodic
-//! updates are dropped (counted) and, once a write stalls past the limit, the connection is
-//! closed. Readers never touch the sampler: they read published snapshots.
+//! itself, and one task per subscription. Everything is bounded: connections (in all and per uid),
+//! frame size (checked before allocating; the buffer grows only as payload bytes arrive),
+//! subscriptions (per connection, per uid and in all), requests per second per connection (token
+//! bucket: back-pressure, the reader stops reading a connection over its budget, and closes one
+//! that stays over it), malformed frames per connection, time to complete the handshake, time
+//! from the first to the last byte of a frame, time a connection without subscriptions may stay
+//! silent, and time to write a frame. A client that stops reading fills only its own socket
+//! buffer: its periodic updates are dropped (counted) and, once a write stalls past the limit, the
+//! connection is closed. Readers never touch the sampler: they read published snapshots.
+//!
+//! Every daemon-wide pool a client can fill (connections, subscriptions; jobs in
+//! [`super::service`]) has a per-uid share, so that one uid cannot exhaust it; root is exempt
+//! (it can stop the daemon anyway, and the admin's tools must never be locked out).
+//!
+//! Refusals and bad input are logged as rate-limited summaries ([`Incidents`]): at most one line
+//! per kind per [`SUMMARY_PERIOD`], with the counts per uid, so that an attack cannot flood the
+//! journal and still leaves a trace.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,7 +36,7 @@ use anges_common::PROTOCOL_VERSION;
 use anges_common::codec::{self, CodecError};
 use anges_common::protocol::{ErrorKind, JobId, ProtoError, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -51,12 +62,22 @@ pub struct SocketLimits {
     pub max_subscriptions_per_conn: usize,
     /// Most subscriptions in all.
     pub max_subscriptions: usize,
+    /// Most subscriptions of one non-root uid (its share of `max_subscriptions`).
+    pub max_subscriptions_per_uid: usize,
     /// Malformed frames tolerated on one connection before it is closed.
     pub max_bad_frames: u32,
     /// Time a new connection has to complete the handshake.
     pub handshake_timeout: Duration,
     /// Time a frame may take to be written before the connection is closed.
     pub write_timeout: Duration,
+    /// Time from the first byte of a request frame to its last before the connection is closed.
+    pub frame_timeout: Duration,
+    /// Time a connection without subscriptions may stay silent between requests before it is
+    /// closed (clients reconnect transparently on their next call).
+    pub idle_timeout: Duration,
+    /// Time a connection may stay over its request budget (held back each time) before it is
+    /// closed.
+    pub throttle_close_after: Duration,
 }
 
 impl Default for SocketLimits {
@@ -69,9 +90,13 @@ impl Default for SocketLimits {
             request_burst: 500.0,
             max_subscriptions_per_conn: 4,
             max_subscriptions: 1024,
+            max_subscriptions_per_uid: 128,
             max_bad_frames: 8,
             handshake_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            throttle_close_after: Duration::from_secs(10),
         }
     }
 }
@@ -89,10 +114,19 @@ pub struct SocketStats {
     pub requests: AtomicU64,
     /// Frames that could not be decoded, or were too large.
     pub bad_frames: AtomicU64,
-    /// Requests refused by the rate limit.
+    /// Times a connection over its request budget was held back (its reader paused until the
+    /// budget allowed the next request).
     pub rate_limited: AtomicU64,
     /// Subscription updates dropped because a client did not read.
     pub dropped_updates: AtomicU64,
+    /// Connections closed because a request frame took longer than the frame timeout.
+    pub frame_timeouts: AtomicU64,
+    /// Connections without subscriptions closed after the idle timeout.
+    pub idle_timeouts: AtomicU64,
+    /// Connections closed for staying over their request budget.
+    pub throttle_closes: AtomicU64,
+    /// Subscriptions refused by a bound (per connection, per uid or in all).
+    pub refused_subscriptions: AtomicU64,
 }
 
 /// Binds the socket at `path`: creates the parent directory, replaces a stale socket (one that
@@ -152,16 +186,162 @@ impl RateLimiter {
         }
     }
 
-    fn allow(&mut self) -> bool {
+    fn refill(&mut self) {
         let now = Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + refill).min(self.burst);
         self.last = now;
+    }
+
+    /// Takes a token: `None` when one was there, otherwise how long to wait before asking
+    /// again. The wait covers a batch of tokens ([`THROTTLE_BATCH`] of the rate, within the
+    /// burst), so that a flooding connection costs a few wake-ups per second, not one per request.
+    fn take(&mut self) -> Option<Duration> {
+        self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            return None;
+        }
+        let batch = (self.rate * THROTTLE_BATCH.as_secs_f64()).clamp(1.0, self.burst.max(1.0));
+        let wait = (batch - self.tokens) / self.rate;
+        Some(Duration::try_from_secs_f64(wait).unwrap_or(THROTTLE_BATCH))
+    }
+}
+
+/// Time's worth of tokens a connection over its budget waits for before its next request.
+const THROTTLE_BATCH: Duration = Duration::from_millis(50);
+
+/// Period of the incident summaries.
+pub const SUMMARY_PERIOD: Duration = Duration::from_secs(10);
+
+/// Uids named in one summary line; the others are counted together.
+const SUMMARY_UIDS: usize = 8;
+
+/// What a connection did wrong, or what was refused to it, for the summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incident {
+    /// A connection refused by the connection bounds.
+    Refused,
+    /// A malformed, oversized or out-of-order frame (or no handshake in time).
+    Malformed,
+    /// A request frame that took longer than the frame timeout.
+    Stalled,
+    /// A client that stopped reading its answers or updates.
+    Unread,
+    /// A connection closed for staying over its request budget.
+    Throttled,
+    /// A subscription refused by a bound.
+    SubscriptionRefused,
+}
+
+impl Incident {
+    const ALL: [Incident; 6] = [
+        Incident::Refused,
+        Incident::Malformed,
+        Incident::Stalled,
+        Incident::Unread,
+        Incident::Throttled,
+        Incident::SubscriptionRefused,
+    ];
+
+    /// The start of its summary line (followed by the count).
+    fn what(self) -> (&'static str, &'static str) {
+        match self {
+            Incident::Refused => ("refused", "connections"),
+            Incident::Malformed => ("closed", "connections for malformed input"),
+            Incident::Stalled => ("closed", "connections stalled in the middle of a frame"),
+            Incident::Unread => ("closed", "connections that stopped reading"),
+            Incident::Throttled => (
+                "closed",
+                "connections that stayed over their request budget",
+            ),
+            Incident::SubscriptionRefused => ("refused", "subscriptions"),
+        }
+    }
+}
+
+/// Counts of one kind of incident since its last summary line.
+#[derive(Debug, Default)]
+struct Tally {
+    count: u64,
+    /// The first [`SUMMARY_UIDS`] uids seen, with their counts.
+    by_uid: Vec<(u32, u64)>,
+    /// Incidents of other uids.
+    others: u64,
+    last_line: Option<Instant>,
+}
+
+impl Tally {
+    fn add(&mut self, uid: u32) {
+        self.count += 1;
+        if let Some(e) = self.by_uid.iter_mut().find(|(u, _)| *u == uid) {
+            e.1 += 1;
+        } else if self.by_uid.len() < SUMMARY_UIDS {
+            self.by_uid.push((uid, 1));
         } else {
-            false
+            self.others += 1;
+        }
+    }
+
+    /// Logs the summary line and starts a new period.
+    fn emit(&mut self, kind: Incident, period: Duration) {
+        let (verb, noun) = kind.what();
+        let mut uids: Vec<String> = self
+            .by_uid
+            .iter()
+            .map(|(u, n)| format!("uid {u}: {n}"))
+            .collect();
+        if self.others > 0 {
+            uids.push(format!("other uids: {}", self.others));
+        }
+        tracing::warn!(
+            "{verb} {} {noun} in the last {} s ({})",
+            self.count,
+            period.as_secs(),
+            uids.join(", ")
+        );
+        *self = Tally {
+            last_line: Some(Instant::now()),
+            ..Tally::default()
+        };
+    }
+}
+
+/// Rate-limited summaries of refusals and bad input: the first incident of a kind is logged at
+/// once, the following ones at most once per period, as counts per uid.
+#[derive(Debug)]
+pub struct Incidents {
+    period: Duration,
+    tallies: Mutex<[Tally; Incident::ALL.len()]>,
+}
+
+impl Incidents {
+    /// Summaries at most once per `period` per kind.
+    pub fn new(period: Duration) -> Self {
+        Incidents {
+            period,
+            tallies: Mutex::default(),
+        }
+    }
+
+    /// Counts an incident of `uid`; logs the summary if the kind's period is over.
+    pub fn record(&self, kind: Incident, uid: u32) {
+        let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        let t = &mut tallies[kind as usize];
+        t.add(uid);
+        if t.last_line.is_none_or(|l| l.elapsed() >= self.period) {
+            t.emit(kind, self.period);
+        }
+    }
+
+    /// Logs the summaries whose period is over; called every period.
+    pub fn flush(&self) {
+        let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        for kind in Incident::ALL {
+            let t = &mut tallies[kind as usize];
+            if t.count > 0 && t.last_line.is_none_or(|l| l.elapsed() >= self.period) {
+                t.emit(kind, self.period);
+            }
         }
     }
 }
@@ -210,6 +390,8 @@ struct Ctx {
     stats: Arc<SocketStats>,
     per_uid: Arc<UidCounts>,
     subscriptions: Arc<Semaphore>,
+    subs_per_uid: Arc<UidCounts>,
+    incidents: Incidents,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -228,11 +410,16 @@ pub async fn serve(
         limits,
         stats,
         per_uid: Arc::default(),
+        subs_per_uid: Arc::default(),
+        incidents: Incidents::new(SUMMARY_PERIOD),
         shutdown: shutdown.clone(),
     });
+    let mut summaries = tokio::time::interval(SUMMARY_PERIOD);
+    summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = until_stopped(&mut shutdown) => break,
+            _ = summaries.tick() => ctx.incidents.flush(),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => accept(stream, &ctx, &connections),
                 Err(e) => {
@@ -268,7 +455,7 @@ fn accept(stream: UnixStream, ctx: &Arc<Ctx>, connections: &Arc<Semaphore>) {
         .acquire(peer.uid, ctx.limits.max_connections_per_uid);
     let (Some(permit), Some(guard)) = (permit, guard) else {
         ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(uid = peer.uid, "connection refused: too many connections");
+        ctx.incidents.record(Incident::Refused, peer.uid);
         let write_timeout = ctx.limits.write_timeout;
         tokio::spawn(refuse(stream, write_timeout));
         return;
@@ -329,6 +516,8 @@ struct Writer {
     timeout: Duration,
     dead: Arc<Notify>,
     is_dead: Arc<AtomicBool>,
+    ctx: Arc<Ctx>,
+    uid: u32,
 }
 
 /// The socket's write half and, while the client's buffer is full, since when it has been.
@@ -338,16 +527,24 @@ struct WriteEnd {
 }
 
 impl Writer {
-    fn new(half: OwnedWriteHalf, timeout: Duration) -> Self {
+    fn new(half: OwnedWriteHalf, ctx: Arc<Ctx>, uid: u32) -> Self {
         Writer {
             end: Arc::new(tokio::sync::Mutex::new(WriteEnd {
                 half,
                 full_since: None,
             })),
-            timeout,
+            timeout: ctx.limits.write_timeout,
             dead: Arc::default(),
             is_dead: Arc::default(),
+            ctx,
+            uid,
         }
+    }
+
+    /// Closes a connection whose client stopped reading.
+    fn kill_unread(&self) {
+        self.ctx.incidents.record(Incident::Unread, self.uid);
+        self.kill();
     }
 
     fn kill(&self) {
@@ -371,8 +568,7 @@ impl Writer {
                 false
             }
             Err(_) => {
-                tracing::warn!("a client stopped reading; closing its connection");
-                self.kill();
+                self.kill_unread();
                 false
             }
         }
@@ -409,8 +605,7 @@ impl Writer {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let since = *end.full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= self.timeout {
-                    tracing::warn!("a subscriber stopped reading; closing its connection");
-                    self.kill();
+                    self.kill_unread();
                     None
                 } else {
                     Some(false)
@@ -430,6 +625,73 @@ enum Next {
     Close,
 }
 
+/// How reading the next request frame ended.
+enum Read {
+    /// A whole frame is in the buffer.
+    Frame,
+    /// The client closed the connection between frames.
+    Eof,
+    /// No frame started within the idle timeout.
+    Idle,
+    /// A frame started but did not complete within the frame timeout.
+    Stalled,
+}
+
+/// Capacity a connection's read buffer keeps between frames; a larger frame's buffer is released.
+const KEEP_CAPACITY: usize = 4 * 1024;
+
+/// Most bytes the buffer grows by before they arrive.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// Reads the next frame into `buf`: waits up to `idle` (forever when `None`) for its first byte,
+/// then up to `frame_timeout` for the rest. The buffer grows as payload bytes arrive, never to the
+/// announced length up front, so a client that announces a large frame and stalls costs nothing.
+async fn read_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut Vec<u8>,
+    max: usize,
+    idle: Option<Duration>,
+    frame_timeout: Duration,
+) -> Result<Read, CodecError> {
+    buf.clear();
+    if buf.capacity() > KEEP_CAPACITY {
+        buf.shrink_to(KEEP_CAPACITY);
+    }
+    let mut prefix = [0u8; codec::PREFIX_LEN];
+    let first = rd.read(&mut prefix[..1]);
+    let n = match idle {
+        Some(idle) => match tokio::time::timeout(idle, first).await {
+            Ok(n) => n?,
+            Err(_) => return Ok(Read::Idle),
+        },
+        None => first.await?,
+    };
+    if n == 0 {
+        return Ok(Read::Eof);
+    }
+    let rest = async {
+        rd.read_exact(&mut prefix[1..]).await?;
+        let len = codec::check_prefix(prefix, max)?;
+        while buf.len() < len {
+            let want = len - buf.len();
+            buf.reserve(want.min(READ_CHUNK));
+            let limit = u64::try_from(want).unwrap_or(u64::MAX);
+            if (&mut *rd).take(limit).read_buf(buf).await? == 0 {
+                return Err(CodecError::Truncated);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(frame_timeout, rest).await {
+        Ok(Ok(())) => Ok(Read::Frame),
+        Ok(Err(CodecError::Io(e))) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(CodecError::Truncated)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(Read::Stalled),
+    }
+}
+
 /// Serves one connection until it closes, misbehaves past the bounds, or the server stops.
 async fn connection(
     stream: UnixStream,
@@ -440,44 +702,82 @@ async fn connection(
 ) {
     ctx.stats.open.fetch_add(1, Ordering::Relaxed);
     let (mut rd, wr) = stream.into_split();
+    let uid = peer.uid;
     let mut conn = Conn {
         ctx: ctx.clone(),
         peer,
-        writer: Writer::new(wr, ctx.limits.write_timeout),
+        writer: Writer::new(wr, ctx.clone(), uid),
         handshaken: false,
         bad: 0,
         limiter: RateLimiter::new(ctx.limits.requests_per_sec, ctx.limits.request_burst),
+        over_budget: None,
         subs: Vec::new(),
     };
     let mut buf = Vec::new();
     let mut shutdown = ctx.shutdown.clone();
+    let limits = &ctx.limits;
     loop {
-        let read = codec::read_frame_async(&mut rd, &mut buf, ctx.limits.max_frame);
-        let deadline = if conn.handshaken {
-            Duration::MAX
+        let res = if conn.handshaken {
+            conn.subs.retain(|s| !s.is_finished());
+            let idle = conn.subs.is_empty().then_some(limits.idle_timeout);
+            let read = read_frame(
+                &mut rd,
+                &mut buf,
+                limits.max_frame,
+                idle,
+                limits.frame_timeout,
+            );
+            tokio::select! {
+                r = read => r,
+                _ = conn.writer.killed() => break,
+                _ = until_stopped(&mut shutdown) => break,
+            }
         } else {
-            ctx.limits.handshake_timeout
-        };
-        let res = tokio::select! {
-            r = tokio::time::timeout(deadline, read) => match r {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::debug!(uid = conn.peer.uid, "handshake timed out");
-                    break;
-                }
-            },
-            _ = conn.writer.killed() => break,
-            _ = until_stopped(&mut shutdown) => break,
+            // The whole handshake, first byte included, within the handshake timeout.
+            let read = read_frame(
+                &mut rd,
+                &mut buf,
+                limits.max_frame,
+                None,
+                limits.frame_timeout,
+            );
+            tokio::select! {
+                r = tokio::time::timeout(limits.handshake_timeout, read) => match r {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::debug!(uid, "handshake timed out");
+                        ctx.incidents.record(Incident::Malformed, uid);
+                        break;
+                    }
+                },
+                _ = conn.writer.killed() => break,
+                _ = until_stopped(&mut shutdown) => break,
+            }
         };
         match res {
-            Ok(true) => {}
-            Ok(false) => break,
+            Ok(Read::Frame) => {}
+            Ok(Read::Eof) => break,
+            Ok(Read::Idle) => {
+                tracing::debug!(uid, "idle connection closed");
+                ctx.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Ok(Read::Stalled) => {
+                ctx.stats.frame_timeouts.fetch_add(1, Ordering::Relaxed);
+                ctx.incidents.record(Incident::Stalled, uid);
+                break;
+            }
             Err(CodecError::TooLarge { len, max }) => {
                 ctx.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                ctx.incidents.record(Incident::Malformed, uid);
                 let msg = format!("frame of {len} bytes exceeds the {max}-byte limit");
                 conn.writer
                     .send(&error(ErrorKind::FrameTooLarge, msg))
                     .await;
+                break;
+            }
+            Err(CodecError::Truncated) => {
+                ctx.incidents.record(Incident::Malformed, uid);
                 break;
             }
             Err(_) => break,
@@ -500,6 +800,9 @@ struct Conn {
     handshaken: bool,
     bad: u32,
     limiter: RateLimiter,
+    /// Since when the connection has been over its request budget (held back at least once a
+    /// second since).
+    over_budget: Option<(Instant, Instant)>,
     subs: Vec<JoinHandle<()>>,
 }
 
@@ -515,6 +818,9 @@ impl Conn {
                     .send(&error(ErrorKind::Malformed, e.to_string()))
                     .await;
                 return if !self.handshaken || self.bad >= self.ctx.limits.max_bad_frames {
+                    self.ctx
+                        .incidents
+                        .record(Incident::Malformed, self.peer.uid);
                     Next::Close
                 } else {
                     Next::Continue
@@ -524,13 +830,8 @@ impl Conn {
         if !self.handshaken {
             return self.handshake(req).await;
         }
-        if !self.limiter.allow() {
-            self.ctx.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-            let msg = format!(
-                "more than {} requests per second",
-                self.ctx.limits.requests_per_sec
-            );
-            return self.reply(&error(ErrorKind::RateLimited, msg)).await;
+        if let Next::Close = self.throttle().await {
+            return Next::Close;
         }
         self.ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
         let resp = match req {
@@ -538,6 +839,37 @@ impl Conn {
             other => self.ctx.service.handle(&self.peer, other).await,
         };
         self.reply(&resp).await
+    }
+
+    /// Back-pressure: holds the reader (so the client's writes block on its own socket buffer)
+    /// until the request budget allows one more request; closes a connection that has stayed
+    /// over its budget for [`SocketLimits::throttle_close_after`].
+    async fn throttle(&mut self) -> Next {
+        while let Some(wait) = self.limiter.take() {
+            self.ctx.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let now = Instant::now();
+            let since = match self.over_budget {
+                // Still over budget if it was held back within the last second.
+                Some((since, last)) if now.duration_since(last) <= Duration::from_secs(1) => since,
+                _ => now,
+            };
+            self.over_budget = Some((since, now));
+            if now.duration_since(since) >= self.ctx.limits.throttle_close_after {
+                self.ctx
+                    .stats
+                    .throttle_closes
+                    .fetch_add(1, Ordering::Relaxed);
+                self.ctx
+                    .incidents
+                    .record(Incident::Throttled, self.peer.uid);
+                return Next::Close;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.writer.killed() => return Next::Close,
+            }
+        }
+        Next::Continue
     }
 
     async fn reply(&self, resp: &Response) -> Next {
@@ -568,6 +900,9 @@ impl Conn {
                 self.writer
                     .send(&error(ErrorKind::VersionMismatch, msg))
                     .await;
+                self.ctx
+                    .incidents
+                    .record(Incident::Malformed, self.peer.uid);
                 Next::Close
             }
             _ => {
@@ -577,6 +912,9 @@ impl Conn {
                         "the first request must be Hello",
                     ))
                     .await;
+                self.ctx
+                    .incidents
+                    .record(Incident::Malformed, self.peer.uid);
                 Next::Close
             }
         }
@@ -585,21 +923,22 @@ impl Conn {
     async fn subscribe(&mut self, job: Option<JobId>, period_ms: u64) -> Response {
         self.subs.retain(|s| !s.is_finished());
         if self.subs.len() >= self.ctx.limits.max_subscriptions_per_conn {
-            return error(
-                ErrorKind::LimitReached,
-                "too many subscriptions on this connection",
-            );
+            return self.refuse_subscription("too many subscriptions on this connection");
         }
         if let Some(id) = job
             && let Err(e) = self.ctx.service.job(&self.peer, id, false).await
         {
             return Response::Error(e);
         }
+        let Some(share) = self
+            .ctx
+            .subs_per_uid
+            .acquire(self.peer.uid, self.ctx.limits.max_subscriptions_per_uid)
+        else {
+            return self.refuse_subscription("too many subscriptions for your uid");
+        };
         let Ok(permit) = self.ctx.subscriptions.clone().try_acquire_owned() else {
-            return error(
-                ErrorKind::LimitReached,
-                "too many subscriptions on this daemon",
-            );
+            return self.refuse_subscription("too many subscriptions on this daemon");
         };
         let interval = self.ctx.service.publish_interval();
         let period = Duration::from_millis(period_ms).max(interval);
@@ -609,12 +948,23 @@ impl Conn {
             job,
             period,
             self.writer.clone(),
-            permit,
+            (permit, share),
         ));
         self.subs.push(task);
         Response::Subscribed {
             period_ms: u64::try_from(period.as_millis()).unwrap_or(u64::MAX),
         }
+    }
+
+    fn refuse_subscription(&self, why: &str) -> Response {
+        self.ctx
+            .stats
+            .refused_subscriptions
+            .fetch_add(1, Ordering::Relaxed);
+        self.ctx
+            .incidents
+            .record(Incident::SubscriptionRefused, self.peer.uid);
+        error(ErrorKind::LimitReached, why)
     }
 }
 
@@ -626,7 +976,7 @@ async fn updates(
     job: Option<JobId>,
     period: Duration,
     writer: Writer,
-    _permit: OwnedSemaphorePermit,
+    _places: (OwnedSemaphorePermit, UidGuard),
 ) {
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -665,12 +1015,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rate_limiter_allows_burst_then_refuses() {
+    fn rate_limiter_allows_burst_then_holds_back_for_a_batch() {
         let mut r = RateLimiter::new(1.0, 3.0);
-        assert!(r.allow());
-        assert!(r.allow());
-        assert!(r.allow());
-        assert!(!r.allow());
+        assert!(r.take().is_none());
+        assert!(r.take().is_none());
+        assert!(r.take().is_none());
+        let wait = r.take().expect("over budget");
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        // 2000/s: wait for 50 ms worth of tokens, not for one.
+        let mut r = RateLimiter::new(2000.0, 500.0);
+        while r.take().is_none() {}
+        let wait = r.take().expect("over budget");
+        assert!(wait >= Duration::from_millis(40), "{wait:?}");
+    }
+
+    #[test]
+    fn incident_tallies_name_a_bounded_number_of_uids() {
+        let mut t = Tally::default();
+        for uid in 0..100 {
+            t.add(uid);
+            t.add(uid);
+        }
+        assert_eq!(t.count, 200);
+        assert_eq!(t.by_uid.len(), SUMMARY_UIDS);
+        assert_eq!(t.others, 200 - 2 * SUMMARY_UIDS as u64);
     }
 
     #[test]

@@ -370,3 +370,76 @@ impl SystemDaemon {
 }
 
 mod protocol;
+
+/// `anges-meter-loadgen` (the attack tool) under `uid`, aimed at `socket`.
+pub fn loadgen(uid: u32, socket: &Path) -> Command {
+    let mut cmd = as_uid(uid, env!("CARGO_BIN_EXE_anges-meter-loadgen"));
+    cmd.arg("--socket").arg(socket);
+    cmd
+}
+
+/// A running `anges-meter-loadgen` whose summary lines are read as they come (killed on drop).
+pub struct Attack {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Attack {
+    /// Starts `loadgen(uid, socket) args…`.
+    pub fn start(uid: u32, socket: &Path, args: &[&str]) -> Self {
+        let mut child = loadgen(uid, socket)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("setpriv (util-linux) must be installed");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Attack { child, lines }
+    }
+
+    /// The next summary line, waiting up to `timeout`.
+    pub fn line(&mut self, timeout: Duration) -> String {
+        self.lines
+            .recv_timeout(timeout)
+            .unwrap_or_else(|e| panic!("no line from anges-meter-loadgen within {timeout:?}: {e}"))
+    }
+}
+
+impl Drop for Attack {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `key=value` in a loadgen summary line.
+pub fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+impl SystemDaemon {
+    /// Peak resident memory of the daemon since it started, KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the daemon's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+}
+
+mod flood;
+mod pools;
+mod stall;
