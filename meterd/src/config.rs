@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub publish_interval_ms: Option<u64>,
     /// Server: Prometheus listen address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Server: per-job series (every user's job names, uids, ids) on the Prometheus endpoint.
+    pub metrics_per_job: Option<bool>,
     /// Server: publish on D-Bus.
     pub dbus: Option<bool>,
     /// Carbon intensity.
@@ -115,6 +117,9 @@ pub struct DaemonConfig {
     pub publish_interval_ms: u64,
     /// Prometheus listen address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Per-job series on the Prometheus endpoint (off by default: anyone reaching the port sees
+    /// them).
+    pub metrics_per_job: bool,
     /// Publish on D-Bus.
     pub dbus: bool,
     /// Which file was read, if any.
@@ -263,6 +268,7 @@ impl DaemonConfig {
                 .or(file.publish_interval_ms)
                 .unwrap_or(100),
             metrics_listen: cli.metrics_listen.or(file.metrics_listen),
+            metrics_per_job: cli.metrics_per_job || file.metrics_per_job.unwrap_or(false),
             dbus: !cli.no_dbus && file.dbus.unwrap_or(true),
             config_file,
             user: cli.user,
@@ -293,6 +299,7 @@ impl DaemonConfig {
         cfg.publish_interval = Duration::from_millis(self.publish_interval_ms);
         cfg.access_root = self.engine.sysfs_root.clone();
         cfg.metrics_listen = self.metrics_listen;
+        cfg.metrics_per_job = self.metrics_per_job;
         if self.user {
             cfg.socket_mode = 0o600;
         } else {
