@@ -305,3 +305,4 @@ fn a_second_uid_registers_its_own_process_with_the_system_daemon() {
     );
 }
 mod metrics;
+mod run_without_daemon;
