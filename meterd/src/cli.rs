@@ -93,6 +93,11 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
+    /// Also serve per-job series on the metrics endpoint: every user's job names, uids and ids,
+    /// to anyone who can reach the port.
+    #[arg(long)]
+    pub metrics_per_job: bool,
+
     /// Do not publish the D-Bus interface.
     #[arg(long)]
     pub no_dbus: bool,

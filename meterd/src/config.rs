@@ -113,6 +113,8 @@ pub struct FileConfig {
     pub publish_interval_ms: Option<u64>,
     /// Server: Prometheus listen address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Server: per-job series (every user's job names, uids, ids) on the Prometheus endpoint.
+    pub metrics_per_job: Option<bool>,
     /// Server: publish on D-Bus.
     pub dbus: Option<bool>,
     /// Carbon intensity.
@@ -162,6 +164,9 @@ pub struct DaemonConfig {
     pub publish_interval_ms: u64,
     /// Prometheus listen address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Per-job series on the Prometheus endpoint (off by default: anyone reaching the port sees
+    /// them).
+    pub metrics_per_job: bool,
     /// Publish on D-Bus.
     pub dbus: bool,
     /// Which file was read, if any.
@@ -315,6 +320,7 @@ impl DaemonConfig {
             socket: cli.socket_path().or(file.socket),
             publish_interval_ms,
             metrics_listen: cli.metrics_listen.or(file.metrics_listen),
+            metrics_per_job: cli.metrics_per_job || file.metrics_per_job.unwrap_or(false),
             dbus: !cli.no_dbus && file.dbus.unwrap_or(true),
             config_file,
             user: cli.user,
@@ -352,6 +358,7 @@ impl DaemonConfig {
         if let Some(secs) = positive("idle_timeout_s", self.limits.idle_timeout_s)? {
             cfg.socket_limits.idle_timeout = Duration::from_secs(secs);
         }
+        cfg.metrics_per_job = self.metrics_per_job;
         if self.user {
             cfg.socket_mode = 0o600;
         } else {

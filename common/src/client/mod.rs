@@ -82,6 +82,29 @@ impl ClientConfig {
         }])
     }
 
+    /// Bounds reconnection after a lost connection to about `window` of waiting: sets
+    /// [`ClientConfig::reconnect_attempts`] to the most attempts whose backoff delays add up to
+    /// no more than `window` (at least one). The default, 20 attempts, waits about 16.5 s.
+    pub fn set_reconnect_window(&mut self, window: Duration) {
+        let mut waited = Duration::ZERO;
+        let mut attempts = 0u32;
+        while attempts < u32::MAX {
+            let delay = self.backoff(attempts);
+            if waited + delay > window {
+                break;
+            }
+            waited += delay;
+            attempts += 1;
+            if delay >= Duration::from_secs(1) {
+                // Every further attempt waits the 1 s cap.
+                let rest = (window - waited).as_secs();
+                attempts = attempts.saturating_add(u32::try_from(rest).unwrap_or(u32::MAX));
+                break;
+            }
+        }
+        self.reconnect_attempts = attempts.max(1);
+    }
+
     /// Delay before reconnection attempt `attempt` (0-based).
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.min(10);
@@ -413,6 +436,19 @@ mod tests {
         assert_eq!(cfg.backoff(0), Duration::from_millis(50));
         assert_eq!(cfg.backoff(1), Duration::from_millis(100));
         assert_eq!(cfg.backoff(30), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn reconnect_window_bounds_the_attempts() {
+        let mut cfg = ClientConfig::socket("/tmp/x.sock");
+        cfg.set_reconnect_window(Duration::from_millis(500));
+        assert_eq!(cfg.reconnect_attempts, 3); // 50 + 100 + 200 ms
+        cfg.set_reconnect_window(Duration::ZERO);
+        assert_eq!(cfg.reconnect_attempts, 1);
+        cfg.set_reconnect_window(Duration::from_secs_f64(16.55));
+        assert_eq!(cfg.reconnect_attempts, 20);
+        cfg.set_reconnect_window(Duration::MAX);
+        assert_eq!(cfg.reconnect_attempts, u32::MAX);
     }
 
     #[test]

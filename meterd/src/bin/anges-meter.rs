@@ -1,18 +1,22 @@
 //! `anges-meter`: command-line client of the meter daemon.
 //!
 //! `status` (machine totals and sampler health), `jobs` (your jobs), `watch` (live table),
-//! `run -- CMD…` (meter any program as a job and print its energy and CO2 when it exits),
+//! `run -- CMD…` (run any program, meter it as a job and print its energy and CO2 when it exits;
+//! see [`run`]: it runs and returns the command's status even without a daemon),
 //! `attach`/`detach` (meter an already running process). Uses the blocking client library, so
 //! it finds the daemon the same way the trainer does and says which socket it used.
 
+#[path = "anges-meter/run.rs"]
+mod run;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anges_common::client::{Client, ClientConfig};
 use anges_common::protocol::{JobId, JobReading, JobTarget, Reading};
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 /// Query the ANGES energy and CO2 meter.
@@ -26,6 +30,17 @@ struct Cli {
     /// Request timeout in milliseconds.
     #[arg(long, global = true, value_name = "MS", default_value_t = 10_000)]
     timeout_ms: u64,
+
+    /// How long to keep trying to reconnect after losing the daemon, in seconds (default: the
+    /// client library's, about 16.5 s).
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        env = "ANGES_METER_RECONNECT_S",
+        value_parser = parse_seconds
+    )]
+    reconnect_s: Option<Duration>,
 
     #[command(subcommand)]
     cmd: Cmd,
@@ -46,7 +61,9 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },
-    /// Run a command as a metered job and print its energy and CO2 when it exits.
+    /// Run a command as a metered job, print its energy and CO2 when it exits and exit with its
+    /// status (128+N when killed by signal N); without a daemon, meter it in this process (a
+    /// local estimate).
     Run {
         /// Job name (default: the command's name).
         #[arg(long)]
@@ -71,10 +88,24 @@ enum Cmd {
     },
 }
 
-fn connect(cli: &Cli) -> Result<Client> {
+/// A non-negative, finite number of seconds.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
+}
+
+/// The client configuration the flags ask for.
+fn client_config(cli: &Cli) -> ClientConfig {
     let mut cfg = ClientConfig::discover(cli.socket.clone());
     cfg.request_timeout = Duration::from_millis(cli.timeout_ms);
-    let client = Client::connect(cfg)?;
+    if let Some(window) = cli.reconnect_s {
+        cfg.set_reconnect_window(window);
+    }
+    cfg
+}
+
+/// Says on stderr which socket and daemon `client` uses.
+fn announce(client: &Client) {
     let info = client.info();
     eprintln!(
         "anges-meter: using {} ({}), daemon {}",
@@ -82,6 +113,11 @@ fn connect(cli: &Cli) -> Result<Client> {
         info.endpoint.origin,
         info.daemon_version
     );
+}
+
+fn connect(cli: &Cli) -> Result<Client> {
+    let client = Client::connect(client_config(cli))?;
+    announce(&client);
     Ok(client)
 }
 
@@ -184,39 +220,6 @@ fn watch(client: &mut Client, interval_ms: u64, count: Option<u64>) -> Result<()
     }
 }
 
-fn run(client: &mut Client, name: Option<String>, command: &[String]) -> Result<ExitCode> {
-    let Some((program, args)) = command.split_first() else {
-        bail!("no command given");
-    };
-    let name = name.unwrap_or_else(|| program.clone());
-    let mut child = Command::new(program)
-        .args(args)
-        .spawn()
-        .with_context(|| format!("cannot start {program}"))?;
-    let job = match client.register_job(&name, JobTarget::Pid(child.id())) {
-        Ok(j) => j.job.id,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e).context("cannot register the command as a job");
-        }
-    };
-    let status = child.wait().context("waiting for the command")?;
-    // A fresh reading includes the work done just before the exit; unregistering then returns
-    // the job's final totals.
-    client.job(job, true)?;
-    let last = client.unregister_job(job)?;
-    eprintln!(
-        "anges-meter: job {job} ({name}): {}",
-        fmt_reading(&last.reading)
-    );
-    Ok(match status.code() {
-        Some(0) => ExitCode::SUCCESS,
-        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-        None => ExitCode::from(128),
-    })
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -236,18 +239,19 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: &Cli) -> Result<ExitCode> {
-    let mut client = connect(cli)?;
     match &cli.cmd {
-        Cmd::Status => status(&mut client)?,
-        Cmd::Jobs => print!("{}", jobs_table(&client.jobs()?)),
-        Cmd::Watch { interval_ms, count } => watch(&mut client, *interval_ms, *count)?,
-        Cmd::Run { name, command } => return run(&mut client, name.clone(), command),
+        Cmd::Run { name, command } => {
+            return run::run(client_config(cli), name.clone(), command);
+        }
+        Cmd::Status => status(&mut connect(cli)?)?,
+        Cmd::Jobs => print!("{}", jobs_table(&connect(cli)?.jobs()?)),
+        Cmd::Watch { interval_ms, count } => watch(&mut connect(cli)?, *interval_ms, *count)?,
         Cmd::Attach { pid, name } => {
-            let j = client.register_job(name, JobTarget::Pid(*pid))?;
+            let j = connect(cli)?.register_job(name, JobTarget::Pid(*pid))?;
             println!("{}", j.job.id);
         }
         Cmd::Detach { job } => {
-            let j = client.unregister_job(JobId(*job))?;
+            let j = connect(cli)?.unregister_job(JobId(*job))?;
             println!(
                 "job {} ({}): {}",
                 j.job.id,
@@ -273,5 +277,22 @@ mod tests {
             Cmd::Run { command, .. } => assert_eq!(command, ["sh", "-c", "true"]),
             other => panic!("{other:?}"),
         }
+        let cli = Cli::try_parse_from(["anges-meter", "--reconnect-s", "0.5", "status"]).unwrap();
+        assert_eq!(cli.reconnect_s, Some(Duration::from_millis(500)));
+        assert!(Cli::try_parse_from(["anges-meter", "--reconnect-s", "-1", "status"]).is_err());
+    }
+
+    #[test]
+    fn exit_code_is_the_shells() {
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::ExitStatus;
+        assert_eq!(
+            run::exit_code(ExitStatus::from_raw(3 << 8)),
+            ExitCode::from(3)
+        );
+        assert_eq!(
+            run::exit_code(ExitStatus::from_raw(libc::SIGTERM)),
+            ExitCode::from(128 + libc::SIGTERM as u8)
+        );
     }
 }

@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub dbus: Option<Bus>,
     /// Serve Prometheus metrics on this loopback address.
     pub metrics_listen: Option<SocketAddr>,
+    /// Also serve per-job series there (every user's jobs, to anyone reaching the port).
+    pub metrics_per_job: bool,
     /// `$NOTIFY_SOCKET`, if the daemon runs under systemd.
     pub notify_socket: Option<OsString>,
     /// Watchdog ping period (half of `$WATCHDOG_USEC`).
@@ -95,6 +97,7 @@ impl ServerConfig {
             service_limits: ServiceLimits::default(),
             dbus: None,
             metrics_listen: None,
+            metrics_per_job: false,
             notify_socket: std::env::var_os("NOTIFY_SOCKET"),
             watchdog: notify::watchdog_period(
                 std::env::var_os("WATCHDOG_USEC"),
@@ -234,11 +237,9 @@ impl Server {
             Some(addr) => {
                 let l = metrics::bind(addr).await?;
                 let bound = l.local_addr().ok();
-                tasks.push(tokio::spawn(metrics::serve(
-                    l,
-                    service.receiver(),
-                    shutdown_rx.clone(),
-                )));
+                let mut source = metrics::MetricsSource::new(service.receiver(), stats.clone());
+                source.per_job = cfg.metrics_per_job;
+                tasks.push(tokio::spawn(metrics::serve(l, source, shutdown_rx.clone())));
                 bound
             }
             None => None,

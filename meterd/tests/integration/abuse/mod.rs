@@ -443,3 +443,5 @@ impl SystemDaemon {
 mod flood;
 mod pools;
 mod stall;
+mod metrics;
+mod run_without_daemon;
