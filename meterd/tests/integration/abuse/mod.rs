@@ -304,4 +304,5 @@ fn a_second_uid_registers_its_own_process_with_the_system_daemon() {
         "{jobs:?}"
     );
 }
+mod crash;
 mod shares;
