@@ -50,26 +50,42 @@ pub(super) fn own_cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
-/// Alice's job's joules per CPU-second of her process over one window.
-fn joules_per_cpu_second(daemon: &SystemDaemon, job: JobId, pid: u32) -> f64 {
+/// Alice's job's joules and her process's CPU seconds, read while the process is stopped
+/// (SIGSTOP, then two fresh publications): the daemon's latest tick and the test's own reading
+/// of `/proc/<pid>/stat` then see the same CPU time however late a loaded machine schedules the
+/// test, so the windows' figures carry no skew.
+fn frozen_reading(daemon: &SystemDaemon, job: JobId, pid: u32) -> (f64, f64) {
+    // SAFETY: plain kill(2) on a child of this test.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
     let mut client = daemon.root_client();
-    let first = client.job(job, true).expect("alice's job").reading.totals;
-    let cpu0 = own_cpu_seconds(pid);
+    client.job(job, true).expect("alice's job");
+    let joules = client
+        .job(job, true)
+        .expect("alice's job")
+        .reading
+        .totals
+        .joules();
+    let cpu = own_cpu_seconds(pid);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
+    (joules, cpu)
+}
+
+/// Alice's job's joules per CPU-second of her process over one window (at least 1 CPU-second of
+/// hers, so that one clock tick is under 1 %).
+fn joules_per_cpu_second(daemon: &SystemDaemon, job: JobId, pid: u32) -> f64 {
+    let (j0, cpu0) = frozen_reading(daemon, job, pid);
     let start = Instant::now();
     std::thread::sleep(WINDOW);
-    let mut last = client.job(job, true).expect("alice's job").reading.totals;
-    let mut cpu1 = own_cpu_seconds(pid);
-    // A loaded machine may starve the busy loop; lengthen the window rather than divide noise.
-    while cpu1 - cpu0 < 1.0 && start.elapsed() < 3 * WINDOW {
-        std::thread::sleep(Duration::from_millis(500));
-        last = client.job(job, true).expect("alice's job").reading.totals;
-        cpu1 = own_cpu_seconds(pid);
+    while own_cpu_seconds(pid) - cpu0 < 1.0 && start.elapsed() < 4 * WINDOW {
+        std::thread::sleep(Duration::from_millis(200));
     }
+    let (j1, cpu1) = frozen_reading(daemon, job, pid);
     assert!(
         cpu1 - cpu0 > 0.5,
         "alice's loop hardly ran ({cpu0} → {cpu1} s)"
     );
-    (last.joules() - first.joules()) / (cpu1 - cpu0)
+    (j1 - j0) / (cpu1 - cpu0)
 }
 
 #[test]
