@@ -9,6 +9,8 @@
 //! engine.job(JobId) -> Option<JobTotals>      engine.jobs() -> Vec<JobTotals>
 //! engine.machine() -> MachineTotals           engine.health() -> SamplerHealth
 //! engine.tick() -> u64                        // accounting ticks published so far
+//! engine.snapshot() -> EngineSnapshot         // tick, machine, jobs, health under one lock
+//! engine.checkpoint() -> EngineSnapshot       // the same, saved to the state dir first
 //! engine.wait_for_tick(after, timeout) -> u64 // blocks until tick > after (a "fresh" reading)
 //! engine.shutdown() -> Result<(), EngineError> // stops the thread, persists; idempotent
 //! ```
@@ -44,7 +46,7 @@ use crate::sensors::estimate::EstimateModel;
 use crate::sensors::nvml::DEFAULT_LIBRARY;
 use crate::sensors::{DomainInfo, Provenance, SensorChoice};
 pub use crate::state::unix_now;
-use crate::state::{Accounts, Shared};
+use crate::state::{Accounts, Saves, Shared};
 
 /// Everything the engine needs; built by the daemon's configuration (file and flags) or by the
 /// trainer's `--meter` flags.
@@ -113,6 +115,19 @@ pub enum EngineError {
     /// Persistence failed.
     #[error(transparent)]
     Persist(#[from] PersistError),
+    /// The state directory cannot be written: the meter refuses to start rather than find out
+    /// at its first save and lose totals at its next restart.
+    #[error(
+        "state directory {dir} is not writable, so totals could not survive a restart \
+         (fix it or choose another with --state-dir): {source}"
+    )]
+    StateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why the save failed.
+        #[source]
+        source: PersistError,
+    },
     /// Bad configuration value.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -164,6 +179,19 @@ pub struct SamplerHealth {
     pub sources: Vec<SourceHealth>,
     /// Carbon intensity description.
     pub carbon: String,
+}
+
+/// Everything the engine publishes, as of one accounting tick ([`Engine::snapshot`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineSnapshot {
+    /// The accounting tick the totals include.
+    pub tick: u64,
+    /// The machine's totals.
+    pub machine: MachineTotals,
+    /// Every job's totals.
+    pub jobs: Vec<JobTotals>,
+    /// Sampler health.
+    pub health: SamplerHealth,
 }
 
 /// What a running engine knows from its start on (the shared, mutable part is in
@@ -348,6 +376,14 @@ impl Engine {
             carbon.pue()
         );
         let (state, root_starts) = restore(config.state_dir.as_ref(), &root)?;
+        if let Some(dir) = &config.state_dir {
+            // Saving the restored state at once checks that the directory is writable now, not at
+            // the first periodic save.
+            persist::save(dir, &state).map_err(|source| EngineError::StateDir {
+                dir: dir.clone(),
+                source,
+            })?;
+        }
         let now_wall = unix_now();
         let shared = Arc::new(Shared {
             accounts: Mutex::new(Accounts {
@@ -365,6 +401,11 @@ impl Engine {
             read_errors: AtomicU64::new(0),
             overruns: AtomicU64::new(0),
             state_dir: config.state_dir.clone(),
+            saves: Mutex::new(Saves {
+                last_durable: Instant::now(),
+                failures: 0,
+            }),
+            persist_interval: config.persist_interval,
         });
         let fixed = Arc::new(Fixed {
             thread: Mutex::new(None),
@@ -490,7 +531,10 @@ impl Engine {
 
     /// The machine's cumulative totals, with the unattributed remainder.
     pub fn machine(&self) -> MachineTotals {
-        let l = self.shared.lock();
+        self.machine_of(&self.shared.lock())
+    }
+
+    fn machine_of(&self, l: &Accounts) -> MachineTotals {
         let (joules, grams) = sum(&l.state.machine);
         MachineTotals {
             domains: l.state.machine.clone(),
@@ -506,7 +550,10 @@ impl Engine {
 
     /// Sampler health.
     pub fn health(&self) -> SamplerHealth {
-        let l = self.shared.lock();
+        self.health_of(&self.shared.lock())
+    }
+
+    fn health_of(&self, l: &Accounts) -> SamplerHealth {
         SamplerHealth {
             running: l.running,
             samples: self.shared.samples.load(Ordering::Relaxed),
@@ -519,6 +566,30 @@ impl Engine {
             sources: self.fixed.sources.clone(),
             carbon: self.fixed.carbon_label.clone(),
         }
+    }
+
+    fn snapshot_of(&self, l: &Accounts) -> EngineSnapshot {
+        EngineSnapshot {
+            tick: l.state.tick,
+            machine: self.machine_of(l),
+            jobs: l.state.jobs.values().map(|j| j.totals.clone()).collect(),
+            health: self.health_of(l),
+        }
+    }
+
+    /// The tick, the machine's and every job's totals and the health, all of one accounting
+    /// tick (one lock), so that Σ jobs never includes a tick the machine's totals do not.
+    pub fn snapshot(&self) -> EngineSnapshot {
+        self.snapshot_of(&self.shared.lock())
+    }
+
+    /// [`Engine::snapshot`], after saving the state it was taken from to the state directory
+    /// (when there is one): a caller that publishes the snapshot publishes only totals that a
+    /// restart after a crash of the process restores, so published totals never go backwards.
+    /// The save is `fsync`ed once per `persist_interval` (see [`crate::persist`]); a failed save
+    /// is logged (rate-limited) and the snapshot is returned anyway.
+    pub fn checkpoint(&self) -> EngineSnapshot {
+        self.shared.save_view(false, |l| self.snapshot_of(l)).0
     }
 
     /// Accounting ticks published so far (persisted, so it continues across restarts).

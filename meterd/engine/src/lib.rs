@@ -25,5 +25,5 @@ mod sampler;
 pub mod sensors;
 mod state;
 
-pub use engine::{Engine, EngineConfig, EngineError, SamplerHealth};
+pub use engine::{Engine, EngineConfig, EngineError, EngineSnapshot, SamplerHealth};
 pub use jobs::{DomainTotals, JobId, JobSpec, JobTotals, MachineTotals};

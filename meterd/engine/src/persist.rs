@@ -1,8 +1,15 @@
 //! Saving and restoring cumulative totals so that no figure goes backwards across a restart.
 //!
-//! The state file (`state.json` in the state directory) is written atomically: a temporary file in
-//! the same directory is written and `fsync`ed, renamed over the old one, and the directory is
-//! `fsync`ed. On start an absent file means a fresh meter; a file that cannot be parsed is renamed
+//! The state file (`state.json` in the state directory) is replaced atomically: a temporary file
+//! in the same directory is written, renamed over the old one, so a reader (or a restart) sees the
+//! old or the new state, never a mix. A durable save ([`save`]) also `fsync`s the file before the
+//! rename and the directory after it; a quick one ([`save_with`] with `durable = false`) does not.
+//! A quick save survives a crash of the process (`kill -9`, a panic, the OOM killer): the renamed
+//! file is in the page cache, which the kernel writes back on its own. Only a power loss or a
+//! kernel crash can lose quick saves made since the latest durable one. The daemon relies on this
+//! to save the totals it publishes at every publication (so that published totals never go
+//! backwards after a crash, and a crash loses at most one publication interval) while paying for
+//! an `fsync` only every `persist_interval` (see `docs/meter.md`, "Persistence"). On start an absent file means a fresh meter; a file that cannot be parsed is renamed
 //! to `state.json.corrupt-<unix seconds>` with an error log line naming both paths, and the meter
 //! starts from zero (it never silently overwrites the evidence).
 
@@ -71,21 +78,32 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
     }
 }
 
-/// Writes `state` to `dir/state.json` atomically (temp + fsync + rename + fsync dir).
+/// Writes `state` to `dir/state.json` atomically and durably (temp + fsync + rename + fsync dir).
 pub fn save(dir: &Path, state: &State) -> Result<(), PersistError> {
+    save_with(dir, state, true)
+}
+
+/// Writes `state` to `dir/state.json` atomically (temp + rename); with `durable`, also `fsync`s
+/// the file and the directory (see the module doc for what a save without it survives). Saves
+/// of one directory must not run concurrently (the engine serialises them).
+pub fn save_with(dir: &Path, state: &State, durable: bool) -> Result<(), PersistError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let path = dir.join(STATE_FILE);
     let tmp = dir.join(format!("{STATE_FILE}.tmp-{}", std::process::id()));
-    let bytes = serde_json::to_vec_pretty(state)?;
+    let bytes = serde_json::to_vec(state)?;
     {
         let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(&bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
+        if durable {
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
     }
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
+    if durable {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
     Ok(())
 }
 

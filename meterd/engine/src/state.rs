@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::jobs::JobId;
 use crate::persist::{self, PersistError, State};
@@ -33,6 +33,15 @@ pub(crate) struct Accounts {
     pub(crate) timestamp: f64,
 }
 
+/// Bookkeeping of the state file's saves; its lock serialises them.
+#[derive(Debug)]
+pub(crate) struct Saves {
+    /// When the latest durable (fsync'ed) save was made.
+    pub(crate) last_durable: Instant,
+    /// Failed saves so far (for rate-limited logging).
+    pub(crate) failures: u64,
+}
+
 /// What the engine's handle and the sampler thread share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -50,6 +59,10 @@ pub(crate) struct Shared {
     pub(crate) overruns: AtomicU64,
     /// Where totals are persisted (`None`: not persisted).
     pub(crate) state_dir: Option<PathBuf>,
+    /// Serialises saves, so the file's successive contents follow the accounts' order.
+    pub(crate) saves: Mutex<Saves>,
+    /// Longest time between durable saves.
+    pub(crate) persist_interval: Duration,
 }
 
 impl Shared {
@@ -59,14 +72,46 @@ impl Shared {
         self.accounts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Saves the current state (called by the sampler and at shutdown).
+    /// Saves the current state durably (called by the sampler and at shutdown).
     pub(crate) fn persist(&self) -> Result<(), PersistError> {
+        self.save_view(true, |_| ()).1
+    }
+
+    /// Takes `view` of the accounts and a copy of the state under one lock, then saves that
+    /// state before returning the view: whatever the caller shows of the view is already in the
+    /// state file. The save is durable when `durable` or when the latest durable save is older
+    /// than `persist_interval`; otherwise it survives a crash of the process but not a power loss
+    /// (see [`crate::persist`]).
+    pub(crate) fn save_view<T>(
+        &self,
+        durable: bool,
+        view: impl FnOnce(&Accounts) -> T,
+    ) -> (T, Result<(), PersistError>) {
         let Some(dir) = &self.state_dir else {
-            return Ok(());
+            return (view(&self.lock()), Ok(()));
         };
-        let mut state = self.lock().state.clone();
+        let mut saves = self.saves.lock().unwrap_or_else(|p| p.into_inner());
+        let (out, mut state) = {
+            let l = self.lock();
+            (view(&l), l.state.clone())
+        };
         state.saved_at = unix_now();
-        persist::save(dir, &state)
+        let durable = durable || saves.last_durable.elapsed() >= self.persist_interval;
+        let result = persist::save_with(dir, &state, durable);
+        match &result {
+            Ok(()) if durable => saves.last_durable = Instant::now(),
+            Ok(()) => {}
+            Err(e) => {
+                saves.failures += 1;
+                if saves.failures.is_power_of_two() {
+                    tracing::error!(
+                        failures = saves.failures,
+                        "cannot save totals; published totals may go backwards after a crash: {e}"
+                    );
+                }
+            }
+        }
+        (out, result)
     }
 }
 

@@ -22,6 +22,19 @@ pub struct JobTotals {
     pub totals: Totals,
 }
 
+/// Everything one publication shows, as of one sampler tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSnapshot {
+    /// The tick the totals include.
+    pub tick: u64,
+    /// The machine's totals.
+    pub machine: Totals,
+    /// Every job's totals.
+    pub jobs: Vec<JobTotals>,
+    /// The sampler's health.
+    pub health: SamplerHealth,
+}
+
 /// A failure reported by the engine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
@@ -61,4 +74,19 @@ pub trait MeterBackend: Send + Sync + 'static {
     fn wait_for_tick(&self, after_tick: u64, timeout: Duration) -> u64;
     /// The sampler's current tick (number of completed sampling intervals).
     fn tick(&self) -> u64;
+    /// What the publication thread publishes: the tick, machine, jobs and health of one and the
+    /// same tick (so Σ jobs never exceeds the machine by a tick). A backend that persists its
+    /// totals saves this very state before returning it, so that nothing published is lost to a
+    /// crash of the process and published totals never go backwards after a restart.
+    ///
+    /// The default composes the separate calls, which is consistent only for a backend that
+    /// does not move between them (small test backends); the engine overrides it.
+    fn publish_snapshot(&self) -> BackendSnapshot {
+        BackendSnapshot {
+            tick: self.tick(),
+            machine: self.machine(),
+            jobs: self.jobs(),
+            health: self.health(),
+        }
+    }
 }

@@ -1,16 +1,17 @@
 //! The real engine behind the servers: [`MeterBackend`] for [`Engine`], a field-by-field
-//! conversion of the engine's totals and health into the wire protocol's types.
+//! conversion of the engine's totals and health into the wire protocol's types. Publications use
+//! [`Engine::checkpoint`]: one consistent snapshot, saved to the state file before it is shown.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anges_common::protocol::{self, DomainEnergy, JobMeta, JobTarget, Totals};
 
-use anges_meter_engine::engine::{Engine, EngineError};
+use anges_meter_engine::engine::{self, Engine, EngineError};
 use anges_meter_engine::jobs::{self, DomainTotals};
 use anges_meter_engine::sensors::Provenance;
 
-use super::backend::{BackendError, JobSpec, JobTotals, MeterBackend};
+use super::backend::{BackendError, BackendSnapshot, JobSpec, JobTotals, MeterBackend};
 
 /// Protocol totals from the engine's per-domain map.
 fn totals(
@@ -56,6 +57,35 @@ fn job_totals(j: &jobs::JobTotals) -> JobTotals {
     }
 }
 
+fn machine_totals(m: &jobs::MachineTotals) -> Totals {
+    totals(&m.domains, m.grams, m.intensity_g_per_kwh, m.timestamp)
+}
+
+fn health(h: &engine::SamplerHealth) -> protocol::SamplerHealth {
+    let mut measured = Vec::new();
+    let mut estimated = Vec::new();
+    for s in &h.sources {
+        if s.domains.is_empty() {
+            continue;
+        }
+        if s.domains.iter().any(|(_, p)| *p == Provenance::Measured) {
+            measured.push(s.source.clone());
+        } else {
+            estimated.push(s.source.clone());
+        }
+    }
+    protocol::SamplerHealth {
+        ticks: h.ticks,
+        last_tick_age_ms: h
+            .last_tick_age_s
+            .map(|s| (s * 1000.0) as u64)
+            .unwrap_or(u64::MAX),
+        read_errors: h.read_errors,
+        sources_measured: measured,
+        sources_estimated: estimated,
+    }
+}
+
 fn backend_error(e: EngineError) -> BackendError {
     match e {
         EngineError::UnknownJob(id) => BackendError::NoSuchJob(id),
@@ -85,33 +115,21 @@ impl MeterBackend for Engine {
     }
 
     fn machine(&self) -> Totals {
-        let m = Engine::machine(self);
-        totals(&m.domains, m.grams, m.intensity_g_per_kwh, m.timestamp)
+        machine_totals(&Engine::machine(self))
     }
 
     fn health(&self) -> protocol::SamplerHealth {
-        let h = Engine::health(self);
-        let mut measured = Vec::new();
-        let mut estimated = Vec::new();
-        for s in &h.sources {
-            if s.domains.is_empty() {
-                continue;
-            }
-            if s.domains.iter().any(|(_, p)| *p == Provenance::Measured) {
-                measured.push(s.source.clone());
-            } else {
-                estimated.push(s.source.clone());
-            }
-        }
-        protocol::SamplerHealth {
-            ticks: h.ticks,
-            last_tick_age_ms: h
-                .last_tick_age_s
-                .map(|s| (s * 1000.0) as u64)
-                .unwrap_or(u64::MAX),
-            read_errors: h.read_errors,
-            sources_measured: measured,
-            sources_estimated: estimated,
+        health(&Engine::health(self))
+    }
+
+    /// [`Engine::checkpoint`]: one lock, and the state file holds it before it is published.
+    fn publish_snapshot(&self) -> BackendSnapshot {
+        let s = Engine::checkpoint(self);
+        BackendSnapshot {
+            tick: s.tick,
+            machine: machine_totals(&s.machine),
+            jobs: s.jobs.iter().map(job_totals).collect(),
+            health: health(&s.health),
         }
     }
 

@@ -6,6 +6,11 @@
 //! published snapshots: unprivileged clients never see the sampler's raw high-rate values (the
 //! RAPL power side channel, CVE-2020-8694), queries never touch the sampler's locks, and any
 //! number of readers costs the sampler one snapshot per interval.
+//!
+//! A snapshot is one consistent view (one lock on the engine), and the engine saves the state it
+//! was taken from before it is published ([`MeterBackend::publish_snapshot`]): after a crash
+//! (`kill -9`) and a restart, no total is ever published smaller than before, and the crash
+//! loses at most one publication interval of energy.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,16 +50,15 @@ impl Snapshot {
         }
     }
 
-    /// Takes a snapshot of `backend` now. The tick is read first, so the totals include it.
+    /// Takes a snapshot of `backend` now ([`MeterBackend::publish_snapshot`]: one tick's
+    /// figures, already saved by a persisting backend).
     pub fn take(backend: &dyn MeterBackend) -> Self {
-        let tick = backend.tick();
-        let machine = backend.machine();
-        let jobs = backend.jobs().into_iter().map(|j| (j.meta.id, j)).collect();
+        let s = backend.publish_snapshot();
         Snapshot {
-            tick,
-            machine,
-            jobs,
-            health: backend.health(),
+            tick: s.tick,
+            machine: s.machine,
+            jobs: s.jobs.into_iter().map(|j| (j.meta.id, j)).collect(),
+            health: s.health,
             published: Instant::now(),
         }
     }
@@ -166,5 +170,105 @@ fn publish_loop(
         last_tick = snap.tick;
         last_pub = snap.published;
         tx.send_replace(Arc::new(snap));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use anges_common::protocol::{DomainEnergy, JobMeta, JobTarget};
+
+    use super::super::backend::{BackendError, BackendSnapshot, JobSpec};
+    use super::*;
+
+    /// A backend whose sampler ticks between any two calls, like the engine under load; one job
+    /// takes all the energy, one joule per tick.
+    struct Moving(AtomicU64);
+
+    impl Moving {
+        fn next(&self) -> u64 {
+            self.0.fetch_add(1, Ordering::SeqCst) + 1
+        }
+
+        fn totals(tick: u64) -> Totals {
+            Totals {
+                domains: vec![DomainEnergy {
+                    name: "cpu".into(),
+                    joules: tick as f64,
+                    measured: false,
+                }],
+                ..Totals::default()
+            }
+        }
+
+        fn job(tick: u64) -> JobTotals {
+            JobTotals {
+                meta: JobMeta {
+                    id: JobId(1),
+                    name: "all".into(),
+                    owner_uid: 0,
+                    target: JobTarget::Pid(1),
+                },
+                totals: Self::totals(tick),
+            }
+        }
+    }
+
+    impl MeterBackend for Moving {
+        fn register_job(&self, _: JobSpec) -> Result<JobId, BackendError> {
+            Err(BackendError::Rejected("read-only".into()))
+        }
+        fn unregister_job(&self, id: JobId) -> Result<JobTotals, BackendError> {
+            Err(BackendError::NoSuchJob(id))
+        }
+        fn job(&self, _: JobId) -> Option<JobTotals> {
+            Some(Self::job(self.next()))
+        }
+        fn jobs(&self) -> Vec<JobTotals> {
+            vec![Self::job(self.next())]
+        }
+        fn machine(&self) -> Totals {
+            Self::totals(self.next())
+        }
+        fn health(&self) -> SamplerHealth {
+            SamplerHealth {
+                ticks: self.next(),
+                ..SamplerHealth::default()
+            }
+        }
+        fn wait_for_tick(&self, _: u64, _: Duration) -> u64 {
+            self.next()
+        }
+        fn tick(&self) -> u64 {
+            self.next()
+        }
+        /// Like the engine: everything under one lock, so of one tick.
+        fn publish_snapshot(&self) -> BackendSnapshot {
+            let tick = self.next();
+            BackendSnapshot {
+                tick,
+                machine: Self::totals(tick),
+                jobs: vec![Self::job(tick)],
+                health: SamplerHealth {
+                    ticks: tick,
+                    ..SamplerHealth::default()
+                },
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_of_one_tick() {
+        let backend = Moving(AtomicU64::new(0));
+        let snap = Snapshot::take(&backend);
+        let jobs: f64 = snap.jobs.values().map(|j| j.totals.joules()).sum();
+        assert!(
+            jobs <= snap.machine.joules(),
+            "Σ jobs {jobs} J > machine {} J",
+            snap.machine.joules()
+        );
+        assert_eq!(snap.machine.joules(), snap.tick as f64);
+        assert_eq!(snap.health.ticks, snap.tick);
     }
 }

@@ -445,3 +445,5 @@ mod pools;
 mod stall;
 mod metrics;
 mod run_without_daemon;
+mod crash;
+mod shares;
