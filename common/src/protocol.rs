@@ -363,24 +363,93 @@ pub struct ServerStats {
     pub requests: u64,
     /// Frames that could not be decoded, or were too large.
     pub bad_frames: u64,
-    /// Requests refused by the per-connection rate limit.
+    /// Times a connection over its request budget was held back.
     pub rate_limited: u64,
     /// Subscription updates dropped because a client did not read.
     pub dropped_updates: u64,
+    /// Connections closed because a request frame took longer than the frame timeout.
+    pub frame_timeouts: u64,
+    /// Connections without subscriptions closed after the idle timeout.
+    pub idle_timeouts: u64,
+    /// Connections closed for staying over their request budget.
+    pub throttle_closes: u64,
+    /// Subscriptions refused by a bound (per connection, per uid or in all).
+    pub refused_subscriptions: u64,
+}
+
+/// One of [`ServerStats`]' figures: its `snake_case` name (as the field), a one-line
+/// description, and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    /// Name, as the field.
+    pub name: &'static str,
+    /// What it counts (the Prometheus help text).
+    pub help: &'static str,
+    /// Its value.
+    pub value: u64,
 }
 
 impl ServerStats {
-    /// The counters as `(name, value)` pairs, names in `snake_case` as the fields: one list for
-    /// every front end (CLI, D-Bus) so that they name them alike.
-    pub fn counters(&self) -> [(&'static str, u64); 7] {
+    /// Every figure, in field order: the one list every front end (CLI, D-Bus, Prometheus)
+    /// reads, so that they name and describe them alike.
+    pub fn counters(&self) -> [Counter; 11] {
+        let c = |name, help, value| Counter { name, help, value };
         [
-            ("open_connections", self.open_connections),
-            ("accepted", self.accepted),
-            ("refused", self.refused),
-            ("requests", self.requests),
-            ("bad_frames", self.bad_frames),
-            ("rate_limited", self.rate_limited),
-            ("dropped_updates", self.dropped_updates),
+            c(
+                "open_connections",
+                "Socket connections open now.",
+                self.open_connections,
+            ),
+            c(
+                "accepted",
+                "Socket connections accepted since start.",
+                self.accepted,
+            ),
+            c(
+                "refused",
+                "Connections refused by a bound of the socket server.",
+                self.refused,
+            ),
+            c(
+                "requests",
+                "Requests answered on the socket.",
+                self.requests,
+            ),
+            c(
+                "bad_frames",
+                "Frames that could not be decoded or were too large.",
+                self.bad_frames,
+            ),
+            c(
+                "rate_limited",
+                "Times a connection over its request budget was held back.",
+                self.rate_limited,
+            ),
+            c(
+                "dropped_updates",
+                "Subscription updates dropped because a client did not read.",
+                self.dropped_updates,
+            ),
+            c(
+                "frame_timeouts",
+                "Connections closed because a frame took longer than the frame timeout.",
+                self.frame_timeouts,
+            ),
+            c(
+                "idle_timeouts",
+                "Connections without subscriptions closed after the idle timeout.",
+                self.idle_timeouts,
+            ),
+            c(
+                "throttle_closes",
+                "Connections closed for staying over their request budget.",
+                self.throttle_closes,
+            ),
+            c(
+                "refused_subscriptions",
+                "Subscriptions refused by a bound (per connection, per uid or in all).",
+                self.refused_subscriptions,
+            ),
         ]
     }
 }
@@ -463,7 +532,7 @@ mod tests {
         let names: Vec<_> = ServerStats::default()
             .counters()
             .iter()
-            .map(|c| c.0)
+            .map(|c| c.name)
             .collect();
         assert!(names.contains(&"bad_frames") && names.contains(&"dropped_updates"));
     }

@@ -167,7 +167,7 @@ fn status(client: &mut Client) -> Result<()> {
             let counters: Vec<String> = stats
                 .counters()
                 .iter()
-                .map(|(name, value)| format!("{name} {value}"))
+                .map(|c| format!("{} {}", c.name, c.value))
                 .collect();
             println!("server: {}", counters.join(", "));
         }

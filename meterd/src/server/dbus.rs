@@ -148,16 +148,16 @@ impl Meter1 {
         u64::try_from(self.service.publish_interval().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The daemon's aggregate counters since start, by name (`open_connections`, `accepted`,
-    /// `refused`, `requests`, `bad_frames`, `rate_limited`, `dropped_updates`): daemon-wide
-    /// sums, nothing per uid.
+    /// The daemon's aggregate counters since start, by name (`ServerStats::counters`:
+    /// `open_connections`, `accepted`, `refused`, `bad_frames`, …): daemon-wide sums, nothing
+    /// per uid.
     #[zbus(property(emits_changed_signal = "false"))]
     fn counters(&self) -> HashMap<String, u64> {
         self.service
             .server_stats()
             .counters()
             .into_iter()
-            .map(|(name, value)| (name.to_owned(), value))
+            .map(|c| (c.name.to_owned(), c.value))
             .collect()
     }
 

@@ -81,42 +81,6 @@ impl MetricsSource {
     }
 }
 
-/// A counter of [`SocketStats`]: its name in `anges_meter_socket_<name>_total`, help, and how to
-/// read it.
-type SocketCounter = (&'static str, &'static str, fn(&SocketStats) -> &AtomicU64);
-
-/// Every counter of [`SocketStats`] (add a line here with each new counter there).
-const SOCKET_COUNTERS: &[SocketCounter] = &[
-    (
-        "accepted",
-        "Connections accepted by the socket server.",
-        |s| &s.accepted,
-    ),
-    (
-        "refused",
-        "Connections refused by a bound of the socket server.",
-        |s| &s.refused,
-    ),
-    ("requests", "Requests answered on the socket.", |s| {
-        &s.requests
-    }),
-    (
-        "bad_frames",
-        "Frames that could not be decoded or were too large.",
-        |s| &s.bad_frames,
-    ),
-    (
-        "rate_limited",
-        "Requests refused by the per-connection rate limit.",
-        |s| &s.rate_limited,
-    ),
-    (
-        "dropped_updates",
-        "Subscription updates dropped because a client did not read.",
-        |s| &s.dropped_updates,
-    ),
-];
-
 /// Renders published snapshots on each scrape.
 #[derive(Debug)]
 struct SnapshotCollector {
@@ -251,20 +215,23 @@ fn socket_series(
     encoder: &mut DescriptorEncoder,
     source: &MetricsSource,
 ) -> Result<(), std::fmt::Error> {
-    for (name, help, counter) in SOCKET_COUNTERS {
+    let stats = source.socket.server_stats();
+    for c in stats.counters() {
+        if c.name == "open_connections" {
+            continue; // a gauge, below
+        }
         single_metric(
             encoder,
-            &format!("anges_meter_socket_{name}"),
-            help,
-            ConstCounter::new(counter(&source.socket).load(Ordering::Relaxed)),
+            &format!("anges_meter_socket_{}", c.name),
+            c.help,
+            ConstCounter::new(c.value),
         )?;
     }
-    let open = i64::try_from(source.socket.open.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
     single_metric(
         encoder,
         "anges_meter_socket_connections",
         "Connections open on the socket now.",
-        ConstGauge::new(open),
+        ConstGauge::new(i64::try_from(stats.open_connections).unwrap_or(i64::MAX)),
     )?;
     single_metric(
         encoder,
@@ -508,20 +475,27 @@ mod tests {
     #[test]
     fn renders_every_socket_counter() {
         let (_tx, source) = source(false);
-        for (i, (_, _, counter)) in SOCKET_COUNTERS.iter().enumerate() {
-            counter(&source.socket).store(10 + i as u64, Ordering::Relaxed);
+        let s = &source.socket;
+        let all = [
+            ("accepted", &s.accepted),
+            ("refused", &s.refused),
+            ("requests", &s.requests),
+            ("bad_frames", &s.bad_frames),
+            ("rate_limited", &s.rate_limited),
+            ("dropped_updates", &s.dropped_updates),
+            ("frame_timeouts", &s.frame_timeouts),
+            ("idle_timeouts", &s.idle_timeouts),
+            ("throttle_closes", &s.throttle_closes),
+            ("refused_subscriptions", &s.refused_subscriptions),
+        ];
+        for (i, (_, counter)) in all.iter().enumerate() {
+            counter.store(10 + i as u64, Ordering::Relaxed);
         }
         source.socket.open.store(3, Ordering::Relaxed);
         source.endpoint.refused.store(2, Ordering::Relaxed);
         let text = render(&source).unwrap();
-        for (name, value) in [
-            ("accepted", 10),
-            ("refused", 11),
-            ("requests", 12),
-            ("bad_frames", 13),
-            ("rate_limited", 14),
-            ("dropped_updates", 15),
-        ] {
+        for (i, (name, _)) in all.iter().enumerate() {
+            let value = 10 + i;
             let line = format!("anges_meter_socket_{name}_total {value}\n");
             assert!(text.contains(&line), "{line}: {text}");
         }

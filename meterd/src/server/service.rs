@@ -2,7 +2,6 @@
 //! bounds and answers, over the published snapshots and the backend.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -117,16 +116,7 @@ impl Service {
     /// A copy of the daemon-wide counters, for any caller (aggregates only: see
     /// [`ServerStats`]).
     pub fn server_stats(&self) -> ServerStats {
-        let s = &self.stats;
-        ServerStats {
-            open_connections: u64::try_from(s.open.load(Ordering::Relaxed)).unwrap_or(u64::MAX),
-            accepted: s.accepted.load(Ordering::Relaxed),
-            refused: s.refused.load(Ordering::Relaxed),
-            requests: s.requests.load(Ordering::Relaxed),
-            bad_frames: s.bad_frames.load(Ordering::Relaxed),
-            rate_limited: s.rate_limited.load(Ordering::Relaxed),
-            dropped_updates: s.dropped_updates.load(Ordering::Relaxed),
-        }
+        self.stats.server_stats()
     }
 
     fn is_gone(&self, id: JobId) -> bool {

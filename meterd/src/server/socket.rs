@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use anges_common::PROTOCOL_VERSION;
 use anges_common::codec::{self, CodecError};
-use anges_common::protocol::{ErrorKind, JobId, ProtoError, Request, Response};
+use anges_common::protocol::{ErrorKind, JobId, ProtoError, Request, Response, ServerStats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
@@ -127,6 +127,26 @@ pub struct SocketStats {
     pub throttle_closes: AtomicU64,
     /// Subscriptions refused by a bound (per connection, per uid or in all).
     pub refused_subscriptions: AtomicU64,
+}
+
+impl SocketStats {
+    /// The counters as the protocol serves them (`Status`, D-Bus `Counters`, metrics).
+    pub fn server_stats(&self) -> ServerStats {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ServerStats {
+            open_connections: u64::try_from(self.open.load(Ordering::Relaxed)).unwrap_or(u64::MAX),
+            accepted: n(&self.accepted),
+            refused: n(&self.refused),
+            requests: n(&self.requests),
+            bad_frames: n(&self.bad_frames),
+            rate_limited: n(&self.rate_limited),
+            dropped_updates: n(&self.dropped_updates),
+            frame_timeouts: n(&self.frame_timeouts),
+            idle_timeouts: n(&self.idle_timeouts),
+            throttle_closes: n(&self.throttle_closes),
+            refused_subscriptions: n(&self.refused_subscriptions),
+        }
+    }
 }
 
 /// Binds the socket at `path`: creates the parent directory, replaces a stale socket (one that
