@@ -404,6 +404,7 @@ impl Engine {
             saves: Mutex::new(Saves {
                 last_durable: Instant::now(),
                 failures: 0,
+                journal: None,
             }),
             persist_interval: config.persist_interval,
         });

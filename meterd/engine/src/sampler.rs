@@ -1,7 +1,9 @@
 //! The dedicated sampling thread.
 //!
-//! Energy is read every `1/rate_hz` (or only at accounting ticks when no sensor is
-//! [`Sensor::sampled`], e.g. the utilisation model alone) on a drift-free monotonic schedule (slot `k` is due at
+//! Sensors that are [`Sensor::sampled`] (integrated from instantaneous readings, e.g. NVML's
+//! power samples) are read every `1/rate_hz`; the others (cumulative counters such as RAPL, and
+//! the utilisation model) only at accounting ticks, and when no sensor is sampled the thread
+//! wakes only for accounting ticks. Wake-ups follow a drift-free monotonic schedule (slot `k` is due at
 //! `start + k·period`; a late thread skips the missed slots and counts them as overruns instead of
 //! drifting). Each read's energy delta is converted to CO2 at that instant's intensity and
 //! accumulated per domain. Every `1/attribution_hz` the accumulated interval is split among the
@@ -114,7 +116,7 @@ impl Sampler {
     /// The thread body: runs until the engine's stop flag is set, then accounts and persists.
     pub(crate) fn run(mut self) {
         let start = Instant::now();
-        self.read_sensors(start);
+        self.read_sensors(start, true);
         self.pending_joules.iter_mut().for_each(|p| *p = 0.0);
         self.pending_grams.iter_mut().for_each(|p| *p = 0.0);
         self.account(start);
@@ -142,7 +144,7 @@ impl Sampler {
             if accounting {
                 self.sensors.iter_mut().for_each(|s| s.flush(now));
             }
-            self.read_sensors(now);
+            self.read_sensors(now, accounting);
             if accounting {
                 self.account(now);
                 next_account += self.account_period;
@@ -159,16 +161,20 @@ impl Sampler {
         }
         let now = Instant::now();
         self.sensors.iter_mut().for_each(|s| s.flush(now));
-        self.read_sensors(now);
+        self.read_sensors(now, true);
         self.account(now);
         self.shared.lock().running = false;
         self.shared.cond.notify_all();
     }
 
-    fn read_sensors(&mut self, now: Instant) {
+    /// Reads the sampled sensors, and every sensor when `all` (an accounting tick).
+    fn read_sensors(&mut self, now: Instant, all: bool) {
         let wall = unix_now();
         let mut failed = 0;
         for (s, sensor) in self.sensors.iter_mut().enumerate() {
+            if !all && !sensor.sampled() {
+                continue;
+            }
             let range = self.offsets[s]..self.offsets[s] + sensor.domains().len();
             if let Err(e) = sensor.read(now, &mut self.cumulative[range.clone()]) {
                 failed += 1;

@@ -40,6 +40,8 @@ pub(crate) struct Saves {
     pub(crate) last_durable: Instant,
     /// Failed saves so far (for rate-limited logging).
     pub(crate) failures: u64,
+    /// The publication journal, opened at the first quick save.
+    pub(crate) journal: Option<persist::Journal>,
 }
 
 /// What the engine's handle and the sampler thread share.
@@ -78,10 +80,10 @@ impl Shared {
     }
 
     /// Takes `view` of the accounts and a copy of the state under one lock, then saves that
-    /// state before returning the view: whatever the caller shows of the view is already in the
-    /// state file. The save is durable when `durable` or when the latest durable save is older
-    /// than `persist_interval`; otherwise it survives a crash of the process but not a power loss
-    /// (see [`crate::persist`]).
+    /// state before returning the view: whatever the caller shows of the view is already saved.
+    /// The save is durable (`state.json`) when `durable` or when the latest durable save is
+    /// older than `persist_interval`; otherwise it goes to the publication journal, which
+    /// survives a crash of the process but not a power loss (see [`crate::persist`]).
     pub(crate) fn save_view<T>(
         &self,
         durable: bool,
@@ -97,7 +99,19 @@ impl Shared {
         };
         state.saved_at = unix_now();
         let durable = durable || saves.last_durable.elapsed() >= self.persist_interval;
-        let result = persist::save_with(dir, &state, durable);
+        let result = if durable {
+            persist::save(dir, &state)
+        } else {
+            let journal = match saves.journal.take() {
+                Some(j) => Ok(j),
+                None => persist::Journal::open(dir),
+            };
+            journal.and_then(|mut j| {
+                let written = j.write(&state);
+                saves.journal = Some(j);
+                written
+            })
+        };
         match &result {
             Ok(()) if durable => saves.last_durable = Instant::now(),
             Ok(()) => {}

@@ -118,11 +118,16 @@ pub trait Sensor: Send {
     /// domains that failed), so the caller may integrate them and lose nothing.
     fn read(&mut self, now: Instant, cumulative: &mut [f64]) -> Result<(), SensorError>;
 
-    /// Whether reading this sensor between accounting ticks adds information. A hardware counter
-    /// does (its value moves continuously and may wrap), so the sampler wakes at `rate_hz` for it.
-    /// A utilisation model does not: its energy is linear in the CPU time of the interval, so one
-    /// [`Sensor::flush`] per accounting tick gives the same integral as any number of reads in
-    /// between, and when no sensor is sampled the sampler wakes only for accounting ticks.
+    /// Whether reading this sensor between accounting ticks adds information, so that the
+    /// sampler must wake at `rate_hz` for it. A source integrated from instantaneous readings
+    /// (NVML's power and utilisation samples) does. A cumulative energy counter (RAPL through
+    /// perf or powercap) does not: the energy of an interval is the difference of its reads at
+    /// the interval's ends, whatever happens between them, and it wraps only after hundreds of
+    /// kJ. Nor does a utilisation model: its energy is linear in the CPU time of the interval,
+    /// so one [`Sensor::flush`] per accounting tick gives the same integral as any number of
+    /// reads in between. Sensors that are not sampled are read at accounting ticks only, and
+    /// when none is sampled the sampler wakes only for accounting ticks (issue 27: each wake-up
+    /// at 1 kHz cost more than all the reads it made).
     fn sampled(&self) -> bool {
         true
     }

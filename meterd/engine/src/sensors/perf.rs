@@ -157,6 +157,11 @@ impl Sensor for PerfSensor {
         "perf"
     }
 
+    fn sampled(&self) -> bool {
+        // A 64-bit cumulative counter: read at every accounting tick, as powercap.
+        false
+    }
+
     fn domains(&self) -> &[DomainInfo] {
         &self.domains
     }

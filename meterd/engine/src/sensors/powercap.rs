@@ -147,6 +147,13 @@ impl Sensor for PowercapSensor {
         "powercap"
     }
 
+    fn sampled(&self) -> bool {
+        // A cumulative counter: the energy of an accounting interval is the difference of two
+        // reads, whatever happens between them; reading it at every accounting tick (10 Hz)
+        // loses nothing (a zone wraps after `max_energy_range_uj`, hundreds of kJ).
+        false
+    }
+
     fn domains(&self) -> &[DomainInfo] {
         &self.domains
     }

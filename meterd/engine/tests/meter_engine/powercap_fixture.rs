@@ -132,7 +132,8 @@ fn engine_integrates_injected_energy_with_read_errors_and_wrap() {
     }
     let h = engine.health();
     assert!(h.read_errors > 0, "{h:?}");
-    assert!(h.samples > 10);
+    // The counter is read at every accounting tick (six waited for above), not between them.
+    assert!(h.samples >= 6, "{h:?}");
     engine.shutdown().unwrap();
     assert!(!engine.health().running);
 }
