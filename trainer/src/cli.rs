@@ -377,7 +377,7 @@ pub struct FinetuneArgs {
     pub meter: MeterArgs,
 
     /// Run directory (default runs/<time>-<dataset>-<model>/).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = "Run")]
     pub out: Option<PathBuf>,
 
     /// Continue the interrupted run in --out DIR after its last saved epoch (a state is saved
@@ -385,7 +385,7 @@ pub struct FinetuneArgs {
     /// checked against the one DIR/config.json records (--threads, --device, --meter, --socket,
     /// --data-dir may change). With the same --threads the result is bit-identical to an
     /// uninterrupted run.
-    #[arg(long, requires = "out")]
+    #[arg(long, requires = "out", help_heading = "Run")]
     pub resume: bool,
 }
 
@@ -553,26 +553,37 @@ pub struct StudyArgs {
     pub finetune: FinetuneArgs,
 
     /// MolPeg keep ratios to include (comma-separated fractions KEPT; empty to skip MolPeg).
-    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.5",
+        help_heading = "Study"
+    )]
     pub keep_ratios: Vec<f64>,
 
     /// Also run dynamic random pruning at each keep ratio (the MolPeg baseline).
-    #[arg(long)]
+    #[arg(long, help_heading = "Study")]
     pub with_random: bool,
 
     /// Also run AN-GES combined with MolPeg at each keep ratio.
-    #[arg(long)]
+    #[arg(long, help_heading = "Study")]
     pub combine: bool,
 
     /// Seeds to run and aggregate (mean ± std), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "0")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0",
+        help_heading = "Study"
+    )]
     pub seeds: Vec<u64>,
 
     /// β grid replayed on each full run for the %ΔPerf/%ΔEmiss frontier (comma-separated).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "0.05,0.1,0.2,0.3,0.5,0.7,1.0"
+        default_value = "0.05,0.1,0.2,0.3,0.5,0.7,1.0",
+        help_heading = "Study"
     )]
     pub frontier_betas: Vec<f64>,
 }
@@ -904,6 +915,7 @@ mod tests {
             );
         }
         for shown in [
+            "Study:",
             "--keep-ratios <",
             "--seeds <",
             "--beta <",

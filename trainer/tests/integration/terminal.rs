@@ -128,7 +128,7 @@ fn a_piped_run_has_no_colour_codes_and_json_alone_on_stdout() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(&out.stdout)));
     assert_eq!(summary["epochs_run"], 1, "{summary}");
-    assert_eq!(summary["dataset"], "bbbp", "{summary}");
+    assert_eq!(summary["dataset"], "BBBP", "{summary}");
 }
 
 #[test]
