@@ -8,6 +8,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressFinish, ProgressStyle};
 
@@ -44,7 +45,12 @@ pub fn run_bar(first: usize, last: usize) -> ProgressBar {
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
-    attach(bar)
+    let bar = attach(bar);
+    // Drawn at once, and its elapsed time kept current through long epochs.
+    if !bar.is_hidden() {
+        bar.enable_steady_tick(Duration::from_secs(1));
+    }
+    bar
 }
 
 /// stderr for log lines, with the bars lifted while a line is written (a `tracing-subscriber`
