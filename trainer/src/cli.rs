@@ -43,15 +43,9 @@ Environment:
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
-    /// Log filter (tracing EnvFilter syntax), e.g. "info" or "anges_trainer=debug".
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILTER",
-        env = "ANGES_LOG",
-        default_value = "info"
-    )]
-    pub log: String,
+    /// What the terminal shows: -q, -v, --json, --log.
+    #[command(flatten)]
+    pub output: OutputArgs,
 
     /// What to run; without a subcommand, fine-tune.
     #[command(subcommand)]
@@ -60,6 +54,50 @@ pub struct Cli {
     /// Fine-tuning options (when no subcommand is given).
     #[command(flatten)]
     pub finetune: FinetuneArgs,
+}
+
+/// What goes to the terminal (every subcommand takes them).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Quiet: only warnings, errors and the final summary.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Verbose: also the start-up details (the trainer's debug lines).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Print the result as JSON on stdout, and nothing else there (logs stay on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. "info" or "anges_trainer=debug"); wins over
+    /// -q/-v. Default: $ANGES_LOG, else "info" without the meter's start-up report (-q: "warn",
+    /// -v: the trainer's debug lines and the meter's report).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The default filter: the in-process meter's start-up report (sensors tried, rates) is a detail
+/// under its warnings.
+const DEFAULT_FILTER: &str = "info,anges_meter_engine=warn";
+
+/// The filter of `-v`: the trainer at debug level, the meter's report, everything else at info.
+const VERBOSE_FILTER: &str = "info,anges_trainer=debug,anges_train=debug";
+
+impl OutputArgs {
+    /// The log filter these flags ask for, given `$ANGES_LOG` (`env`): `--log` first, then
+    /// `-q`/`-v` (the command line wins over the environment), then `env`, else
+    /// [`DEFAULT_FILTER`].
+    pub fn log_filter(&self, env: Option<String>) -> String {
+        match (&self.log, self.quiet, self.verbose) {
+            (Some(filter), _, _) => filter.clone(),
+            (None, true, _) => "warn".to_owned(),
+            (None, _, true) => VERBOSE_FILTER.to_owned(),
+            (None, false, false) => env.unwrap_or_else(|| DEFAULT_FILTER.to_owned()),
+        }
+    }
 }
 
 /// Subcommands besides plain fine-tuning.
@@ -89,6 +127,15 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Run full, patience, AN-GES and MolPeg fine-tuning on one split and report their trade-offs
     /// (table, CSV/JSON, plots, HTML report).
+    ///
+    /// The study sets each run's stopping policy, pruning and seed itself: --stop, --prune,
+    /// --keep-ratio and --seed are not its flags (see --seeds, --keep-ratios).
+    #[command(
+        mut_arg("stop", |a| a.hide(true)),
+        mut_arg("prune", |a| a.hide(true)),
+        mut_arg("keep_ratio", |a| a.hide(true)),
+        mut_arg("seed", |a| a.hide(true))
+    )]
     Study(Box<StudyArgs>),
     /// Summarise many fine-tuning runs: mean ± std over seeds of the test metric (at the
     /// best-validation epoch and at the last epoch), epochs, time, energy and CO2, one row per
@@ -103,6 +150,7 @@ pub enum Command {
 
 /// Where the data comes from and how it is split.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Data")]
 pub struct DataArgs {
     /// MoleculeNet dataset name (bbbp, bace, clintox, sider, tox21, toxcast, muv, hiv, esol,
     /// freesolv, lipophilicity) or a path to a CSV file.
@@ -141,6 +189,7 @@ pub struct DataArgs {
 
 /// Which model, from which weights, on which device.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Model")]
 pub struct ModelArgs {
     /// Model family.
     #[arg(long, value_enum, default_value_t = ModelKind::Gin)]
@@ -188,6 +237,7 @@ pub struct ModelArgs {
 
 /// Where the numbers are crunched (fine-tuning and pre-training).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Compute")]
 pub struct ComputeArgs {
     /// Compute device: auto, cpu, or cuda:N.
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
@@ -200,6 +250,7 @@ pub struct ComputeArgs {
 
 /// Optimisation.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Optimisation")]
 pub struct TrainArgs {
     /// Maximum number of epochs.
     #[arg(long, default_value_t = 100)]
@@ -242,6 +293,7 @@ pub struct AngesVariantArgs {
 
 /// Stopping policy and its parameters.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Stopping")]
 pub struct StopArgs {
     /// Stopping policy.
     #[arg(long, value_enum, default_value_t = StopPolicy::Full)]
@@ -274,6 +326,7 @@ pub struct StopArgs {
 
 /// Data pruning.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Pruning")]
 pub struct PruneArgs {
     /// Data pruning method.
     #[arg(long, value_enum, default_value_t = PruneMethod::None)]
@@ -290,6 +343,7 @@ pub struct PruneArgs {
 
 /// Emission metering.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Metering")]
 pub struct MeterArgs {
     /// Where emissions come from.
     #[arg(long, value_enum, default_value_t = MeterMode::Auto)]
@@ -323,7 +377,7 @@ pub struct FinetuneArgs {
     pub meter: MeterArgs,
 
     /// Run directory (default runs/<time>-<dataset>-<model>/).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = "Run")]
     pub out: Option<PathBuf>,
 
     /// Continue the interrupted run in --out DIR after its last saved epoch (a state is saved
@@ -331,7 +385,7 @@ pub struct FinetuneArgs {
     /// checked against the one DIR/config.json records (--threads, --device, --meter, --socket,
     /// --data-dir may change). With the same --threads the result is bit-identical to an
     /// uninterrupted run.
-    #[arg(long, requires = "out")]
+    #[arg(long, requires = "out", help_heading = "Run")]
     pub resume: bool,
 }
 
@@ -472,10 +526,6 @@ pub struct ReplayArgs {
     /// Minimum validation improvement for --stop patience.
     #[arg(long, default_value_t = 0.0)]
     pub min_delta: f64,
-
-    /// Print JSON (one object per grid point) instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `anges-train summarize` (see [`Command::Summarize`]).
@@ -484,10 +534,6 @@ pub struct SummarizeArgs {
     /// Run directories, or folders holding them at any depth.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
-
-    /// Print JSON (an array of rows) instead of a Markdown table.
-    #[arg(long)]
-    pub json: bool,
 
     /// Also write the rows to this CSV file.
     #[arg(long, value_name = "FILE")]
@@ -498,8 +544,8 @@ pub struct SummarizeArgs {
 ///
 /// Runs, per seed, on one split: the full fine-tuning (`--epochs`), the patience baseline
 /// (`--patience`), AN-GES live (`--alpha --beta --warmup …`) and MolPeg at each keep ratio, then
-/// replays the full run over the β grid. `--stop`, `--prune` and `--keep-ratio` are ignored: the
-/// study runs every policy itself.
+/// replays the full run over the β grid. `--stop`, `--prune`, `--keep-ratio` and `--seed` are
+/// hidden from its `--help` and ignored: the study runs every policy, and every seed, itself.
 #[derive(Debug, Clone, Args)]
 pub struct StudyArgs {
     #[command(flatten)]
@@ -507,26 +553,37 @@ pub struct StudyArgs {
     pub finetune: FinetuneArgs,
 
     /// MolPeg keep ratios to include (comma-separated fractions KEPT; empty to skip MolPeg).
-    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.5",
+        help_heading = "Study"
+    )]
     pub keep_ratios: Vec<f64>,
 
     /// Also run dynamic random pruning at each keep ratio (the MolPeg baseline).
-    #[arg(long)]
+    #[arg(long, help_heading = "Study")]
     pub with_random: bool,
 
     /// Also run AN-GES combined with MolPeg at each keep ratio.
-    #[arg(long)]
+    #[arg(long, help_heading = "Study")]
     pub combine: bool,
 
     /// Seeds to run and aggregate (mean ± std), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "0")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0",
+        help_heading = "Study"
+    )]
     pub seeds: Vec<u64>,
 
     /// β grid replayed on each full run for the %ΔPerf/%ΔEmiss frontier (comma-separated).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "0.05,0.1,0.2,0.3,0.5,0.7,1.0"
+        default_value = "0.05,0.1,0.2,0.3,0.5,0.7,1.0",
+        help_heading = "Study"
     )]
     pub frontier_betas: Vec<f64>,
 }
@@ -839,6 +896,82 @@ mod tests {
             let err = pretrain(flags).unwrap_err().to_string();
             assert!(err.starts_with("invalid options"), "{flags:?}: {err}");
         }
+    }
+
+    /// `study --help` shows what the study uses, not the flags it sets itself (they were listed
+    /// among ≈60 fine-tuning flags before).
+    #[test]
+    fn study_help_hides_the_flags_the_study_sets() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("study")
+            .expect("a study subcommand")
+            .render_long_help()
+            .to_string();
+        for hidden in ["--stop <", "--prune <", "--keep-ratio <", "--seed <"] {
+            assert!(
+                !help.contains(hidden),
+                "study --help lists {hidden}:\n{help}"
+            );
+        }
+        for shown in [
+            "Study:",
+            "--keep-ratios <",
+            "--seeds <",
+            "--beta <",
+            "--patience <",
+            "--epochs <",
+        ] {
+            assert!(help.contains(shown), "study --help lacks {shown}:\n{help}");
+        }
+        // Fine-tuning itself still offers them, grouped by what they set.
+        let help = Cli::command().render_long_help().to_string();
+        for shown in [
+            "--stop <",
+            "--keep-ratio <",
+            "Stopping:",
+            "Pruning:",
+            "Output:",
+        ] {
+            assert!(help.contains(shown), "--help lacks {shown}:\n{help}");
+        }
+    }
+
+    #[test]
+    fn output_flags_pick_the_log_filter() {
+        let output = |argv: &[&str]| {
+            Cli::try_parse_from([&["anges-train"][..], argv].concat())
+                .unwrap()
+                .output
+        };
+        let env = || Some("anges_trainer=trace".to_owned());
+        assert_eq!(output(&[]).log_filter(None), DEFAULT_FILTER);
+        assert_eq!(output(&[]).log_filter(env()), "anges_trainer=trace");
+        assert_eq!(output(&["-q"]).log_filter(env()), "warn");
+        assert_eq!(output(&["-v"]).log_filter(None), VERBOSE_FILTER);
+        assert_eq!(output(&["-v", "--log", "debug"]).log_filter(None), "debug");
+        assert!(Cli::try_parse_from(["anges-train", "-q", "-v"]).is_err());
+        // Global: after a subcommand too, and `--json` for every subcommand.
+        let cli = Cli::try_parse_from(["anges-train", "replay", "runs/x", "--json", "-q"]).unwrap();
+        assert!(cli.output.json && cli.output.quiet);
+    }
+
+    /// Each refusal names the one flag at fault (`--epochs 0` named `--batch-size` too).
+    #[test]
+    fn a_refusal_names_only_the_flag_at_fault() {
+        let err = finetune(&["--epochs", "0"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--epochs") && !err.contains("--batch-size"),
+            "{err}"
+        );
+        let err = finetune(&["--batch-size", "0"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--batch-size") && !err.contains("--epochs"),
+            "{err}"
+        );
+        // Out of range whatever the pruning method: refused, not ignored.
+        let err = finetune(&["--keep-ratio", "1.5"]).unwrap_err().to_string();
+        assert!(err.contains("--keep-ratio 1.5"), "{err}");
     }
 
     #[test]

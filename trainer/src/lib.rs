@@ -24,6 +24,7 @@ pub(crate) mod files;
 pub mod models;
 pub mod policy;
 pub mod pretrain;
+pub mod progress;
 pub mod replay;
 pub mod report;
 pub mod runtime;

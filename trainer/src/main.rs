@@ -1,20 +1,30 @@
 //! `anges-train` binary: parse flags ([`cli`], into the library's configuration types), set up
-//! logging, dispatch to the library.
+//! logging ([`init_logging`]), dispatch to the library ([`run`]) and print an error as one line
+//! ([`error_line`]).
 
 mod cli;
 
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, Command, OutputArgs};
 use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
+use anges_trainer::progress::StderrWriter;
+
+fn main() -> ExitCode {
     // Before anything else: this may start the program again with a bounded OpenMP spin count.
     let spin_setup = anges_trainer::runtime::bound_openmp_spinning();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&cli.log)?)
-        .with_writer(std::io::stderr)
-        .init();
+    let colour = colour_wanted(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
+    if let Err(e) = init_logging(&cli.output, colour) {
+        print_error(&e, colour);
+        return ExitCode::from(2);
+    }
     if let anges_trainer::runtime::SpinSetup::ReexecFailed(e) = spin_setup {
         tracing::warn!(
             "could not restart with {}={}: {e}; OpenMP keeps its default spin-waiting, which \
@@ -23,18 +33,96 @@ fn main() -> anyhow::Result<()> {
             anges_trainer::runtime::BOUNDED_SPIN_COUNT
         );
     }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            print_error(&e, colour);
+            ExitCode::FAILURE
+        }
+    }
+}
 
+/// Whether stderr gets colours: only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org).
+fn colour_wanted(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Logs to stderr at the level `output` asks for, without module paths, in colour only when
+/// `colour`, through the writer that keeps the progress bars intact.
+fn init_logging(output: &OutputArgs, colour: bool) -> anyhow::Result<()> {
+    let filter = output.log_filter(std::env::var("ANGES_LOG").ok());
+    let filter = EnvFilter::try_new(&filter)
+        .map_err(|e| anyhow::anyhow!("--log {filter:?} is not a log filter: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(colour)
+        .with_writer(|| StderrWriter)
+        .init();
+    Ok(())
+}
+
+/// An error as one line: `a: b: c`, each cause in the chain once (a cause whose text the line
+/// already holds, as an error that prints its source does, is skipped).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Prints `error: …` ([`error_line`]) on stderr, "error" in bold red when `colour`; never a
+/// backtrace (they are for bugs, which panic).
+fn print_error(e: &anyhow::Error, colour: bool) {
+    let label = if colour {
+        "\x1b[1;31merror\x1b[0m"
+    } else {
+        "error"
+    };
+    eprintln!("{label}: {}", error_line(e));
+}
+
+/// Logs the libtorch runtime (threads, OpenMP, CUDA) at debug level, once `--threads` applies.
+fn describe_runtime(compute: &anges_trainer::config::ComputeConfig) -> anyhow::Result<()> {
+    anges_trainer::runtime::apply_threads(compute.threads)?;
+    tracing::debug!("{}", anges_trainer::runtime::describe());
+    Ok(())
+}
+
+/// Prints `value` as JSON on stdout (`--json`).
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Runs what the command line asks for; the result goes to stdout (as JSON with `--json`).
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.output.json;
     match cli.command {
         Some(Command::Pretrain(args)) => {
-            tracing::info!("{}", anges_trainer::runtime::describe());
-            let log = anges_trainer::pretrain::run_pretrain(&args.to_config()?)?;
-            println!("{}", log.summary_line());
-            Ok(())
+            let config = args.to_config()?;
+            describe_runtime(&config.compute)?;
+            let log = anges_trainer::pretrain::run_pretrain(&config)?;
+            if json {
+                print_json(&log)
+            } else {
+                println!("{}", log.summary_line());
+                Ok(())
+            }
         }
         Some(Command::Replay(args)) => {
             let (run, outcomes) =
                 anges_trainer::replay::run_replay(&args.run_dir, &args.to_grid())?;
-            if args.json {
+            if json {
                 for o in &outcomes {
                     println!("{}", serde_json::to_string(o)?);
                 }
@@ -44,12 +132,17 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Study(args)) => {
-            tracing::info!("{}", anges_trainer::runtime::describe());
+            let config = args.to_config()?;
+            describe_runtime(&config.base.compute)?;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let out = anges_trainer::study::run_study(&args.to_config()?, command)?;
-            print!("{}", anges_trainer::report::table(&out.report));
-            println!("study folder: {}", out.dir.display());
-            Ok(())
+            let out = anges_trainer::study::run_study(&config, command)?;
+            if json {
+                print_json(&out.report)
+            } else {
+                print!("{}", anges_trainer::report::table(&out.report));
+                println!("study folder: {}", out.dir.display());
+                Ok(())
+            }
         }
         Some(Command::Summarize(args)) => {
             use anges_trainer::report::runs;
@@ -58,8 +151,8 @@ fn main() -> anyhow::Result<()> {
             if let Some(csv) = &args.csv {
                 runs::write_csv(&groups, csv)?;
             }
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&groups)?);
+            if json {
+                print_json(&groups)?;
             } else {
                 print!("{}", runs::markdown(&groups));
             }
@@ -72,8 +165,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            tracing::info!("{}", anges_trainer::runtime::describe());
-            let s = anges_trainer::train::run_finetune(&cli.finetune.to_config()?)?;
+            let config = cli.finetune.to_config()?;
+            describe_runtime(&config.compute)?;
+            let s = anges_trainer::train::run_finetune(&config)?;
+            if json {
+                return print_json(&s);
+            }
             let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
             println!(
                 "{} / {:?}: {} epoch(s) ({}), best epoch {}: valid {:?} {}, test {:?} {}",
@@ -88,19 +185,44 @@ fn main() -> anyhow::Result<()> {
                 show(s.best_test.get(s.metric)),
             );
             if let (Some(j), Some(g)) = (s.energy_j, s.co2_g) {
+                // The meter's description names its provenance ("local (estimated: …)");
+                // say "estimated" only when it does not.
+                let meter = s.meter.as_deref().unwrap_or("meter");
+                let estimated = s.measured != Some(true) && !meter.contains("estimated");
                 println!(
-                    "emissions: {j:.1} J ({:.3e} kWh), {g:.4} g CO2-eq, {} ({})",
+                    "emissions: {j:.1} J ({:.3e} kWh), {g:.4} g CO2-eq, {meter}{}",
                     j / 3.6e6,
-                    s.meter.as_deref().unwrap_or("meter"),
-                    if s.measured == Some(true) {
-                        "measured"
-                    } else {
-                        "estimated"
-                    }
+                    if estimated { " (estimated)" } else { "" }
                 );
             }
             println!("run directory: {}", s.run_dir.display());
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading x.pth: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let io = std::io::Error::other("unexpected end of file");
+        let e = anyhow::Error::new(Outer(io)).context("loading the checkpoint");
+        assert_eq!(
+            error_line(&e),
+            "loading the checkpoint: reading x.pth: unexpected end of file"
+        );
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some("".into())));
+        assert!(!colour_wanted(true, Some("1".into())));
+        assert!(!colour_wanted(false, None));
     }
 }

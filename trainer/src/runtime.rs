@@ -124,6 +124,21 @@ pub fn bound_openmp_spinning() -> SpinSetup {
     SpinSetup::ReexecFailed(err)
 }
 
+/// A `--threads` value libtorch cannot take.
+#[derive(Debug, thiserror::Error)]
+#[error("--threads {0} is too large")]
+pub struct TooManyThreads(usize);
+
+/// Sets libtorch's CPU thread count (`0` keeps libtorch's default). Apply it before
+/// [`describe`], which reports the count in force.
+pub fn apply_threads(threads: usize) -> Result<(), TooManyThreads> {
+    if threads > 0 {
+        let n = i32::try_from(threads).map_err(|_| TooManyThreads(threads))?;
+        tch::set_num_threads(n);
+    }
+    Ok(())
+}
+
 /// The OpenMP settings libgomp read at start-up, as `NAME=value` pairs (`unset` when absent).
 fn openmp_settings() -> String {
     [WAIT_POLICY_VAR, SPIN_COUNT_VAR]
@@ -136,7 +151,8 @@ fn openmp_settings() -> String {
         .join(" ")
 }
 
-/// A short description of the libtorch runtime, for start-up logs.
+/// A short description of the libtorch runtime, for start-up logs: the thread count in force
+/// (after [`apply_threads`]), OpenMP's waiting, CUDA.
 pub fn describe() -> String {
     format!(
         "libtorch: {} CPU thread(s) (OpenMP {}), CUDA {}",

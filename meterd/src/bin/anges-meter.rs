@@ -19,9 +19,10 @@ use anges_common::protocol::{JobId, JobReading, JobTarget, Reading};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-/// Query the ANGES energy and CO2 meter.
+/// Command-line client of the ANGES energy and CO2 meter: asks the running meter daemon
+/// (anges-meterd) for totals, jobs and live readings, and meters commands as jobs.
 #[derive(Debug, Parser)]
-#[command(name = "anges-meter", version, about)]
+#[command(name = "anges-meter", version)]
 struct Cli {
     /// Daemon socket (default: $ANGES_METER_SOCKET, then the system socket, then the user one).
     #[arg(long, global = true, value_name = "PATH")]

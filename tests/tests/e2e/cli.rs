@@ -63,6 +63,38 @@ fn train_help_lists_its_options_and_subcommands() {
     }
 }
 
+/// `anges-meter --help` opens with what the program is, the daemon's client (it opened with the
+/// daemon's own description, its package's, before).
+#[test]
+fn meter_help_opens_with_the_client() {
+    let _turn = crate::turn(module_path!());
+    let help = help_of("anges-meterd", "anges-meter");
+    let first = help.lines().next().unwrap_or_default();
+    assert!(first.starts_with("Command-line client"), "{help}");
+    assert!(!first.contains("daemon:"), "{first}");
+}
+
+/// `anges-train study --help` lists the study's flags, not the ones the study sets itself (it
+/// listed --stop and --prune among ≈60 fine-tuning flags before).
+#[test]
+fn study_help_leaves_out_what_the_study_sets() {
+    let _turn = crate::turn(module_path!());
+    let path = binary("anges-trainer", "anges-train").expect("binary");
+    let out = Command::new(&path)
+        .args(["study", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for hidden in ["--stop <", "--prune <"] {
+        assert!(
+            !help.contains(hidden),
+            "study --help lists {hidden}:\n{help}"
+        );
+    }
+    assert!(help.contains("--keep-ratios <"), "{help}");
+}
+
 #[test]
 fn anges_train_resolves_libtorch_through_its_rpath() {
     let _turn = crate::turn(module_path!());

@@ -117,10 +117,11 @@ impl Default for OptimConfig {
 impl OptimConfig {
     /// Checks `--epochs`, `--batch-size`, `--lr`, `--weight-decay` and `--clip-grad`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.epochs == 0 || self.batch_size == 0 {
-            return Err(ConfigError::new(
-                "--epochs and --batch-size must be at least 1",
-            ));
+        if self.epochs == 0 {
+            return Err(ConfigError::new("--epochs must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(ConfigError::new("--batch-size must be at least 1"));
         }
         // Written positively so that NaN (which compares false) is rejected too.
         let valid = self.lr > 0.0
@@ -234,11 +235,9 @@ impl Default for PruneConfig {
 }
 
 impl PruneConfig {
-    /// Checks `--keep-ratio` and `--ema-beta` (when pruning).
+    /// Checks `--keep-ratio` (always: a value out of range is a mistake even without
+    /// `--prune`) and `--ema-beta` (for MolPeg).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.method == PruneMethod::None {
-            return Ok(());
-        }
         if !(self.keep_ratio > 0.0 && self.keep_ratio <= 1.0) {
             return Err(ConfigError(format!(
                 "--keep-ratio {} is not in (0, 1] (it is the fraction KEPT each epoch)",

@@ -107,8 +107,9 @@ pub struct EpochPlan<'a> {
 }
 
 /// Runs epochs `plan.first..=plan.last` of `task`, reading `meter` after each (when metered)
-/// and saving the resume state after each but the last (and a stopping one); returns why the
-/// loop ended. The caller removes the state when the run is finished.
+/// and saving the resume state after each but the last (and a stopping one), under a whole-run
+/// progress bar ([`crate::progress::run_bar`]: hidden off a terminal); returns why the loop
+/// ended. The caller removes the state when the run is finished.
 pub fn run_epochs<T: EpochTask>(
     task: &mut T,
     mut meter: Option<&mut EpochMeter>,
@@ -121,6 +122,7 @@ pub fn run_epochs<T: EpochTask>(
              devices) keeps moments that cannot be read"
         );
     }
+    let bar = crate::progress::run_bar(plan.first, plan.last);
     for epoch in plan.first..=plan.last {
         let t0 = Instant::now();
         setup::seed_epoch(plan.seed, epoch);
@@ -153,6 +155,7 @@ pub fn run_epochs<T: EpochTask>(
             );
         }
         task.after_state(epoch)?;
+        bar.inc(1);
         if let Some(reason) = stop {
             return Ok(reason);
         }
@@ -169,7 +172,7 @@ pub fn start_meter(
 ) -> Result<Option<EpochMeter>, MeterError> {
     let mut meter = EpochMeter::start(config, job_name)?;
     if let Some(m) = &mut meter {
-        tracing::info!("meter: {}", m.describe());
+        tracing::debug!("meter: {}", m.describe());
         if let Some(totals) = earlier {
             m.carry_over(totals);
         }

@@ -48,7 +48,7 @@ use super::resume::{self, Saved};
 use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary, replace_atomically};
 use super::seeded::{group_by_length, shuffle};
 use super::setup;
-use crate::checkpoint::{self, CheckpointError, LoadOptions};
+use crate::checkpoint::{self, CheckpointError, KeyMismatch, LoadOptions};
 use crate::config::{FinetuneConfig, ModelConfig, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
 use crate::emissions::{EpochEnergy, EpochMeter, LedgerTotals, MeterFinal};
@@ -92,9 +92,12 @@ pub fn run_finetune(config: &FinetuneConfig) -> Result<Summary, TrainError> {
         .resume
         .then(|| ResumePoint::open(config))
         .transpose()?;
+    // The starting weights too: a missing, truncated or wrong checkpoint is refused before the
+    // data is featurised and before the run folder exists.
+    let weights = StartWeights::check(config)?;
     setup::apply_threads(config.compute.threads).map_err(TrainError::Options)?;
     let device = config.compute.device.resolve()?;
-    let data = RunData::load(config, resumed.as_ref())?;
+    let data = RunData::load(config, resumed.as_ref(), weights)?;
     let (run, records) = open_run_dir(config, &data, resumed.as_ref(), device)?;
     let model = TunedModel::build(config, &data, device)?;
     let labels = build_labels(&data.dataset, &data.parts.train)?;
@@ -182,8 +185,12 @@ struct RunData {
 
 impl RunData {
     /// Loads, featurises and splits the data of `config` (an interrupted run's own split and
-    /// data with `--resume`).
-    fn load(config: &FinetuneConfig, resumed: Option<&ResumePoint>) -> Result<Self, TrainError> {
+    /// data with `--resume`), for a model starting from `weights`.
+    fn load(
+        config: &FinetuneConfig,
+        resumed: Option<&ResumePoint>,
+        weights: StartWeights,
+    ) -> Result<Self, TrainError> {
         let request = DatasetRequest {
             dataset: config.data.dataset.clone(),
             smiles_column: config.data.smiles_column.clone(),
@@ -195,8 +202,10 @@ impl RunData {
         };
         let mut dataset = data::load_dataset(&request, &options)?;
         let mut rows = limit_rows(&mut dataset, config.data.max_rows)?;
-        let (pretrained, allow_partial) =
-            initial_weights(&config.model, &DataOptions::default().cache_dir);
+        let StartWeights {
+            pretrained,
+            allow_partial,
+        } = weights;
         // The 1D model's tokeniser and encoder configuration; rows it cannot encode are dropped.
         let sequence = match config.model.kind {
             ModelKind::Transformer => {
@@ -349,14 +358,10 @@ impl TunedModel {
             )?,
             None => {
                 let vs = VarStore::new(device);
-                let kind = match config.model.kind {
-                    ModelKind::Gcn => GnnKind::Gcn,
-                    _ => GnnKind::Gin,
-                };
                 let gnn = Gnn::new(
                     &vs.root(),
                     GnnConfig {
-                        kind,
+                        kind: gnn_kind(config.model.kind),
                         dropout: config.model.dropout,
                         num_tasks,
                         gcn_l2_normalize: config.model.gcn_l2_normalize,
@@ -364,7 +369,9 @@ impl TunedModel {
                     },
                 )?;
                 match &data.pretrained {
-                    Some(path) => load_pretrained(&vs, path, data.allow_partial)?,
+                    Some(path) => {
+                        load_pretrained(&vs, path, data.allow_partial, config.model.kind)?
+                    }
                     None => tracing::warn!(
                         "NO PRE-TRAINED WEIGHTS: no --pretrained given and no {}_*.pth, .pt or \
                          .safetensors in {}; fine-tuning starts from RANDOM initialisation",
@@ -718,7 +725,7 @@ impl EpochTask for FinetuneTask<'_> {
             energy_text(energy),
         );
         if let Some(step) = &verdict.anges {
-            tracing::info!("{}", step.log_line());
+            tracing::debug!("{}", step.log_line());
         }
         if let Some(fault) = &record.meter_fault {
             tracing::warn!("epoch {epoch}: meter: {fault}");
@@ -867,7 +874,148 @@ fn cached_checkpoint(model: ModelKind, cache_dir: &Path) -> Option<PathBuf> {
     Some(first)
 }
 
-fn load_pretrained(vs: &VarStore, path: &Path, allow_partial: bool) -> Result<(), TrainError> {
+/// The graph network of a 2D model kind (GIN for anything but GCN).
+fn gnn_kind(kind: ModelKind) -> GnnKind {
+    match kind {
+        ModelKind::Gcn => GnnKind::Gcn,
+        _ => GnnKind::Gin,
+    }
+}
+
+/// Where the weights start from ([`initial_weights`]), checked before any work.
+struct StartWeights {
+    /// The checkpoint (`None`: random initialisation).
+    pretrained: Option<PathBuf>,
+    /// Whether it may lack the task head.
+    allow_partial: bool,
+}
+
+impl StartWeights {
+    /// Resolves the starting weights of `config` and checks them: a 2D model's checkpoint is read
+    /// (missing, truncated, malformed) and its encoder keys matched against the model (a
+    /// checkpoint of the other family is named: "use --model gcn"); a 1D model's folder is read
+    /// for its tokenizer and configuration. The task head, whose width depends on the data, is
+    /// checked when the weights are loaded.
+    fn check(config: &FinetuneConfig) -> Result<Self, TrainError> {
+        let (pretrained, allow_partial) =
+            initial_weights(&config.model, &DataOptions::default().cache_dir);
+        match (&pretrained, config.model.kind) {
+            (None, _) => {}
+            (Some(dir), ModelKind::Transformer) => {
+                network::sequence_setup(Some(dir), std::iter::empty())?;
+            }
+            (Some(path), kind) => check_encoder_keys(kind, path, allow_partial)?,
+        }
+        Ok(Self {
+            pretrained,
+            allow_partial,
+        })
+    }
+}
+
+/// Reads the 2D checkpoint at `path` and matches its encoder keys and shapes against a `kind`
+/// model's on the CPU (nothing of it is kept); without `allow_partial` the task head must be
+/// there too.
+fn check_encoder_keys(kind: ModelKind, path: &Path, allow_partial: bool) -> Result<(), TrainError> {
+    let failed = |source| checkpoint_error(path, source, kind);
+    let state = checkpoint::read_state_dict(path).map_err(failed)?;
+    let (head, encoder): (Vec<_>, Vec<_>) = state
+        .into_iter()
+        .partition(|(k, _)| k.starts_with(HEAD_PREFIX));
+    let vs = VarStore::new(Device::Cpu);
+    Gnn::new(
+        &vs.root(),
+        GnnConfig {
+            kind: gnn_kind(kind),
+            num_tasks: 1,
+            ..GnnConfig::default()
+        },
+    )?;
+    let opts = LoadOptions {
+        allow_missing_prefixes: vec![HEAD_PREFIX.into()],
+        strip_prefix: None,
+    };
+    checkpoint::load_into(&vs, encoder, &opts).map_err(failed)?;
+    if head.is_empty() && !allow_partial {
+        let missing = vs
+            .variables()
+            .into_keys()
+            .filter(|k| k.starts_with(HEAD_PREFIX))
+            .collect();
+        return Err(failed(CheckpointError::Mismatch(KeyMismatch {
+            missing,
+            ..KeyMismatch::default()
+        })));
+    }
+    Ok(())
+}
+
+/// The model family whose variable names `keys` are (pretrain-gnns' `gnns.N.mlp.*` for GIN,
+/// `gnns.N.linear.*` for GCN, a BERT/RoBERTa `encoder.layer.*` for the transformer), if any.
+fn family_of_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Option<ModelKind> {
+    keys.into_iter().find_map(|key| {
+        let key = key.strip_prefix("gnn.").unwrap_or(key);
+        let layer = key
+            .strip_prefix("gnns.")
+            .and_then(|rest| rest.split_once('.'))
+            .map(|(_, rest)| rest);
+        match layer {
+            Some(rest) if rest.starts_with("mlp.") => Some(ModelKind::Gin),
+            Some(rest) if rest.starts_with("linear.") => Some(ModelKind::Gcn),
+            _ if key.contains("encoder.layer.") => Some(ModelKind::Transformer),
+            _ => None,
+        }
+    })
+}
+
+/// The error of a checkpoint that cannot start a `kind` model, with what to do about it: the
+/// `--model` whose keys it holds (instead of the list of every key), or `--allow-partial` (only
+/// the task head is missing).
+fn checkpoint_error(path: &Path, source: CheckpointError, kind: ModelKind) -> TrainError {
+    let other = match &source {
+        CheckpointError::Mismatch(m) => family_of_keys(m.unknown.iter().map(String::as_str))
+            .filter(|&other| other != kind)
+            .map(|other| (other, m.unknown.len())),
+        _ => None,
+    };
+    if let Some((other, unknown)) = other {
+        return TrainError::Options(format!(
+            "{}: this looks like a {} checkpoint, not a {} one ({} of its keys are unknown to \
+             --model {}): use --model {}",
+            path.display(),
+            other.name().to_uppercase(),
+            kind.name().to_uppercase(),
+            unknown,
+            kind.name(),
+            other.name()
+        ));
+    }
+    let hint = match &source {
+        CheckpointError::Mismatch(m)
+            if !m.missing.is_empty()
+                && m.unknown.is_empty()
+                && m.mis_shaped.is_empty()
+                && m.missing.iter().all(|k| k.starts_with(HEAD_PREFIX)) =>
+        {
+            " (an encoder-only checkpoint: pass --allow-partial to start the task head from \
+             random initialisation)"
+                .to_owned()
+        }
+        _ => String::new(),
+    };
+    TrainError::Checkpoint {
+        path: path.to_owned(),
+        source,
+        hint,
+    }
+}
+
+fn load_pretrained(
+    vs: &VarStore,
+    path: &Path,
+    allow_partial: bool,
+    kind: ModelKind,
+) -> Result<(), TrainError> {
     let opts = LoadOptions {
         allow_missing_prefixes: if allow_partial {
             vec![HEAD_PREFIX.into()]
@@ -886,24 +1034,7 @@ fn load_pretrained(vs: &VarStore, path: &Path, allow_partial: bool) -> Result<()
             );
             Ok(())
         }
-        Err(source) => {
-            let head_only = matches!(&source, CheckpointError::Mismatch(m)
-                if !m.missing.is_empty()
-                    && m.unknown.is_empty()
-                    && m.mis_shaped.is_empty()
-                    && m.missing.iter().all(|k| k.starts_with(HEAD_PREFIX)));
-            let hint = if head_only {
-                " (an encoder-only checkpoint: pass --allow-partial to start the task head from \
-                 random initialisation)"
-            } else {
-                ""
-            };
-            Err(TrainError::Checkpoint {
-                path: path.to_owned(),
-                source,
-                hint: hint.into(),
-            })
-        }
+        Err(source) => Err(checkpoint_error(path, source, kind)),
     }
 }
 
@@ -914,6 +1045,23 @@ fn fmt(v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_families_are_told_by_their_key_names() {
+        let gcn = [
+            "x_embedding1.weight",
+            "gnns.0.linear.weight",
+            "gnns.0.linear.bias",
+        ];
+        assert_eq!(family_of_keys(gcn), Some(ModelKind::Gcn));
+        assert_eq!(
+            family_of_keys(["gnn.gnns.4.mlp.2.bias"]),
+            Some(ModelKind::Gin)
+        );
+        let bert = ["roberta.encoder.layer.0.attention.self.query.weight"];
+        assert_eq!(family_of_keys(bert), Some(ModelKind::Transformer));
+        assert_eq!(family_of_keys(["batch_norms.0.weight", "gnns.0.att"]), None);
+    }
 
     #[test]
     fn cached_checkpoints_are_found_by_family() {

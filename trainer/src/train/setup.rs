@@ -1,8 +1,6 @@
 //! What fine-tuning and pre-training share to run their epochs: the libtorch thread count and
 //! seed, the optimiser (Adam, or AdamW with weight decay)
-//! and the per-epoch progress bar (hidden when stderr is not a terminal).
-
-use std::io::IsTerminal;
+//! and the per-epoch progress bar ([`crate::progress`]: hidden when stderr is not a terminal).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::nn::VarStore;
@@ -13,11 +11,7 @@ use crate::config::OptimConfig;
 
 /// Sets libtorch's CPU thread count (`0` keeps libtorch's default).
 pub(crate) fn apply_threads(threads: usize) -> Result<(), String> {
-    if threads > 0 {
-        let n = i32::try_from(threads).map_err(|_| format!("--threads {threads} is too large"))?;
-        tch::set_num_threads(n);
-    }
-    Ok(())
+    crate::runtime::apply_threads(threads).map_err(|e| e.to_string())
 }
 
 /// Seeds libtorch's process-global generator (the seed's top bit wraps into the sign).
@@ -45,11 +39,7 @@ pub(crate) fn optimizer(vs: &VarStore, t: &OptimConfig) -> Result<Optimizer, tch
 /// The progress bar of one training pass of `batches` batches, `epoch {epoch}/{epochs}`; its
 /// message is the running loss.
 pub(crate) fn epoch_bar(batches: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(batches as u64)
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::progress::attach(ProgressBar::new(batches as u64));
     if let Ok(style) =
         ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches, loss {msg}")
     {

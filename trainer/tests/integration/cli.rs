@@ -14,8 +14,8 @@ fn run_failing_job(env: &[(&str, &str)]) -> Output {
         "no-such-dataset",
         "--meter",
         "off",
-        "--log",
-        "info",
+        // The runtime line is a start-up detail: debug level.
+        "-v",
     ])
     .arg("--data-dir")
     .arg(dir.path())

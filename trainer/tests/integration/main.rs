@@ -19,4 +19,5 @@ mod pretrain;
 mod report;
 mod resume;
 mod split_parity;
+mod terminal;
 mod transformer_parity;
