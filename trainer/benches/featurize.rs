@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             .take(1)
             .cloned()
             .collect(),
+        task_type: None,
     };
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let t = Instant::now();

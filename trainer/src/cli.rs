@@ -3,15 +3,22 @@
 //! `anges-train --dataset sider --model gin` fine-tunes; the subcommands `pretrain`, `replay` and
 //! `study` cover self-supervised pre-training, offline replay of stopping policies on a logged
 //! run, and the full trade-off study.
+//!
+//! `anges-train --resume DIR` continues a run with the configuration DIR/config.json records:
+//! the flags given explicitly (on the command line or through their environment variable, as
+//! clap's `ArgMatches::value_source` tells) are laid over it, the others take the recorded
+//! values ([`FinetuneArgs::to_run_config`]); the run then refuses a given flag that contradicts
+//! its record.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 
 use anges_trainer::config::{
     AngesOrder, AngesParams, ComputeConfig, ConfigError, DataConfig, DeviceChoice, EncoderSize,
     FinetuneConfig, MeterConfig, MeterMode, ModelConfig, ModelKind, OptimConfig, PretrainConfig,
-    PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec,
+    PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec, TaskType,
 };
 use anges_trainer::replay::ReplayGrid;
 use anges_trainer::study::StudyConfig;
@@ -185,6 +192,12 @@ pub struct DataArgs {
     /// Use only the first N data rows of the file (quick runs, smoke tests).
     #[arg(long, value_name = "N")]
     pub max_rows: Option<usize>,
+
+    /// Classification (labels 0/1 or -1/1) or regression. Default: the dataset's for a
+    /// MoleculeNet name; for a custom CSV, guessed from its labels (classification when every
+    /// label column holds only 0/1 or only -1/1) and logged as a guess.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub task_type: Option<TaskType>,
 }
 
 /// Which model, from which weights, on which device.
@@ -376,17 +389,29 @@ pub struct FinetuneArgs {
     #[allow(missing_docs)]
     pub meter: MeterArgs,
 
-    /// Run directory (default runs/<time>-<dataset>-<model>/).
+    /// Run directory (default runs/<time>-<dataset>-<model>/). A folder that already holds a
+    /// run is refused unless --overwrite is given.
     #[arg(long, value_name = "DIR", help_heading = "Run")]
     pub out: Option<PathBuf>,
 
-    /// Continue the interrupted run in --out DIR after its last saved epoch (a state is saved
-    /// after every epoch on the CPU). Give the run's own flags: the configuration they give is
-    /// checked against the one DIR/config.json records (--threads, --device, --meter, --socket,
-    /// --data-dir may change). With the same --threads the result is bit-identical to an
+    /// Replace the run that --out DIR already holds (its logs, weights and saved state).
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Continue the interrupted run in DIR after its last saved epoch (a state is saved after
+    /// every epoch on the CPU): `--resume DIR` alone continues with the configuration
+    /// DIR/config.json records; flags given with it must agree with that record (--threads,
+    /// --device, --meter, --socket, --data-dir may change). `--out DIR --resume` with the run's
+    /// flags works too. With the same --threads the result is bit-identical to an
     /// uninterrupted run.
-    #[arg(long, requires = "out", help_heading = "Run")]
-    pub resume: bool,
+    #[arg(
+        long,
+        value_name = "DIR",
+        num_args = 0..=1,
+        conflicts_with = "overwrite",
+        help_heading = "Run"
+    )]
+    pub resume: Option<Option<PathBuf>>,
 }
 
 /// `anges-train pretrain` (see [`Command::Pretrain`]).
@@ -646,9 +671,129 @@ impl StopArgs {
     }
 }
 
+impl Cli {
+    /// Usage errors that the argument parser cannot see: `--resume` without a folder.
+    pub fn check_usage(&self) -> Result<(), clap::Error> {
+        let f = &self.finetune;
+        if self.command.is_none() && matches!(f.resume, Some(None)) && f.out.is_none() {
+            return Err(Self::command().error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--resume needs the run's folder: --resume DIR, or --out DIR --resume",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether the flag `id` was given (on the command line or through its environment variable)
+/// rather than left at its default.
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
 impl FinetuneArgs {
+    /// The configuration of the run these flags start (`matches`, where they were parsed, tell
+    /// the flags given from the defaults): with `--resume DIR`, the configuration the run
+    /// recorded, with the flags given laid over it (the run refuses those that contradict it);
+    /// else [`FinetuneArgs::to_config`].
+    pub fn to_run_config(&self, matches: &ArgMatches) -> anyhow::Result<FinetuneConfig> {
+        let Some(Some(dir)) = &self.resume else {
+            return Ok(self.to_config()?);
+        };
+        let recorded = anges_trainer::train::resume::recorded_config(dir)?;
+        let mut args = self.clone();
+        args.keep_recorded(&recorded, &|id| given(matches, id));
+        Ok(args.to_config()?)
+    }
+
+    /// Sets every flag that was not `given` to the value the configuration `r` records. The
+    /// flags that are no part of a recorded configuration (--device, --out, --overwrite,
+    /// --resume) keep theirs.
+    fn keep_recorded(&mut self, r: &FinetuneConfig, given: &dyn Fn(&str) -> bool) {
+        macro_rules! recorded {
+            ($($id:literal: $flag:expr => $value:expr;)*) => {{
+                $(if !given($id) {
+                    $flag = $value;
+                })*
+            }};
+        }
+        let (d, m, t) = (&mut self.data, &mut self.model, &mut self.train);
+        recorded! {
+            "dataset": d.dataset => Some(r.data.dataset.clone());
+            "data_dir": d.data_dir => r.data.data_dir.clone();
+            "smiles_column": d.smiles_column => r.data.smiles_column.clone();
+            "target": d.target => r.data.targets.clone();
+            "split": d.split => r.data.split;
+            "split_file": d.split_file => r.data.split_file.clone();
+            "seed": d.seed => r.data.seed;
+            "max_rows": d.max_rows => r.data.max_rows;
+            "task_type": d.task_type => r.data.task_type;
+            "model": m.model => r.model.kind;
+            "pretrained": m.pretrained => r.model.pretrained.clone();
+            "random_init": m.random_init => r.model.random_init;
+            "allow_partial": m.allow_partial => r.model.allow_partial;
+            "group_by_length": m.group_by_length => r.model.group_by_length;
+            "pooling": m.pooling => serde_json::to_value(r.model.pooling)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| m.pooling.clone());
+            "dropout": m.dropout => r.model.dropout;
+            "gcn_l2_normalize": m.gcn_l2_normalize => r.model.gcn_l2_normalize;
+            "threads": m.compute.threads => r.compute.threads;
+            "epochs": t.epochs => r.train.epochs;
+            "batch_size": t.batch_size => r.train.batch_size;
+            "lr": t.lr => r.train.lr;
+            "weight_decay": t.weight_decay => r.train.weight_decay;
+            "clip_grad": t.clip_grad => r.train.clip_grad;
+            "stop": self.stop.stop => r.stop.kind();
+            "prune": self.prune.prune => r.prune.method;
+            "keep_ratio": self.prune.keep_ratio => r.prune.keep_ratio;
+            "ema_beta": self.prune.ema_beta => r.prune.ema_beta;
+            "meter": self.meter.meter => r.meter.mode;
+            "socket": self.meter.socket => r.meter.socket.clone();
+        }
+        // The parameters of the recorded policy (those of the others are not recorded, and
+        // not used).
+        let s = &mut self.stop;
+        match r.stop {
+            StopSpec::Full => {}
+            StopSpec::Patience {
+                patience,
+                min_delta,
+            } => recorded! {
+                "patience": s.patience => patience;
+                "min_delta": s.min_delta => min_delta;
+            },
+            StopSpec::Anges(p) => recorded! {
+                "alpha": s.alpha => p.alpha;
+                "beta": s.beta => p.beta;
+                "warmup": s.warmup => p.warmup;
+                "ema_init": s.variant.ema_init => p.ema_init;
+                "anges_order": s.variant.anges_order => p.order;
+                "anges_consecutive": s.variant.anges_consecutive => p.consecutive;
+            },
+        }
+    }
+
     /// The validated configuration these flags describe.
     pub fn to_config(&self) -> Result<FinetuneConfig, ConfigError> {
+        let (out, resume) = match &self.resume {
+            None => (self.out.clone(), false),
+            Some(None) => (self.out.clone(), true),
+            Some(Some(dir)) => match &self.out {
+                Some(out) if out != dir => {
+                    return Err(ConfigError(format!(
+                        "--resume {} and --out {}: name the run's folder once",
+                        dir.display(),
+                        out.display()
+                    )));
+                }
+                _ => (Some(dir.clone()), true),
+            },
+        };
         let Some(dataset) = self.data.dataset.clone() else {
             return Err(ConfigError::new(
                 "--dataset is required (a MoleculeNet name such as bbbp, or a CSV file)",
@@ -665,6 +810,7 @@ impl FinetuneArgs {
                 split_file: d.split_file.clone(),
                 seed: d.seed,
                 max_rows: d.max_rows,
+                task_type: d.task_type,
             },
             model: ModelConfig {
                 kind: m.model,
@@ -688,8 +834,9 @@ impl FinetuneArgs {
                 ema_beta: self.prune.ema_beta,
             },
             meter: self.meter.to_config(),
-            out: self.out.clone(),
-            resume: self.resume,
+            out,
+            resume,
+            overwrite: self.overwrite,
         };
         config.validate()?;
         Ok(config)
@@ -972,6 +1119,152 @@ mod tests {
         // Out of range whatever the pruning method: refused, not ignored.
         let err = finetune(&["--keep-ratio", "1.5"]).unwrap_err().to_string();
         assert!(err.contains("--keep-ratio 1.5"), "{err}");
+    }
+
+    /// The matches and the fine-tuning flags of `argv`.
+    fn parsed(argv: &[&str]) -> (ArgMatches, FinetuneArgs) {
+        use clap::FromArgMatches;
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        (matches, cli.finetune)
+    }
+
+    /// A recorded configuration with no field at its default.
+    fn recorded() -> FinetuneConfig {
+        let mut r = FinetuneConfig::new("my.csv");
+        r.data.data_dir = Some("/d".into());
+        r.data.smiles_column = Some("smi".into());
+        r.data.targets = vec!["y1".into(), "y2".into()];
+        r.data.split = SplitKind::Random;
+        r.data.split_file = Some("s.json".into());
+        r.data.seed = 7;
+        r.data.max_rows = Some(50);
+        r.data.task_type = Some(TaskType::Classification);
+        r.model = ModelConfig {
+            kind: ModelKind::Gcn,
+            pretrained: Some("w.pth".into()),
+            random_init: false,
+            allow_partial: true,
+            group_by_length: true,
+            pooling: anges_trainer::config::Pooling::Mean,
+            dropout: 0.25,
+            gcn_l2_normalize: true,
+        };
+        r.compute.threads = 3;
+        r.train = OptimConfig {
+            epochs: 9,
+            batch_size: 16,
+            lr: 0.01,
+            weight_decay: 0.1,
+            clip_grad: 1.0,
+        };
+        r.stop = StopSpec::Anges(AngesParams {
+            alpha: 0.8,
+            beta: 0.3,
+            warmup: 2,
+            ema_init: 0.01,
+            order: AngesOrder::CompareThenUpdate,
+            consecutive: 2,
+        });
+        r.prune = PruneConfig {
+            method: PruneMethod::Molpeg,
+            keep_ratio: 0.7,
+            ema_beta: 0.9,
+        };
+        r.meter = MeterConfig {
+            mode: MeterMode::Local,
+            socket: Some("/s".into()),
+        };
+        r
+    }
+
+    /// [`recorded`] with the patience policy (the other policy with parameters).
+    fn recorded_patience() -> FinetuneConfig {
+        FinetuneConfig {
+            stop: StopSpec::Patience {
+                patience: 3,
+                min_delta: 0.5,
+            },
+            ..recorded()
+        }
+    }
+
+    /// `--resume DIR` alone gives the recorded configuration back, whatever it holds; a flag
+    /// given explicitly is kept, even at its default value (the run then refuses it).
+    #[test]
+    fn resume_dir_alone_takes_the_recorded_configuration() {
+        let (matches, args) = parsed(&["anges-train", "--resume", "runs/r"]);
+        for rec in [recorded(), recorded_patience()] {
+            let mut merged = args.clone();
+            merged.keep_recorded(&rec, &|id| given(&matches, id));
+            let want = FinetuneConfig {
+                out: Some("runs/r".into()),
+                resume: true,
+                ..rec
+            };
+            assert_eq!(merged.to_config().unwrap(), want);
+        }
+        let (matches, args) = parsed(&["anges-train", "--resume", "r", "--epochs", "100"]);
+        let mut merged = args.clone();
+        merged.keep_recorded(&recorded(), &|id| given(&matches, id));
+        let config = merged.to_config().unwrap();
+        assert_eq!((config.train.epochs, config.train.lr), (100, 0.01));
+    }
+
+    /// Every fine-tuning flag that a run records is taken from the record unless given: a flag
+    /// added later and forgotten in `keep_recorded` fails here.
+    #[test]
+    fn every_recorded_flag_is_taken_from_the_record() {
+        let asked = std::cell::RefCell::new(Vec::<String>::new());
+        for rec in [recorded(), recorded_patience()] {
+            let (_, mut args) = parsed(&["anges-train", "--resume", "r"]);
+            args.keep_recorded(&rec, &|id| {
+                asked.borrow_mut().push(id.to_owned());
+                false
+            });
+        }
+        let not_recorded = [
+            "log",
+            "device",
+            "out",
+            "overwrite",
+            "resume",
+            "help",
+            "version",
+        ];
+        for arg in Cli::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            assert!(
+                not_recorded.contains(&id) || asked.borrow().iter().any(|a| a == id),
+                "--resume DIR ignores the recorded value of {id}"
+            );
+        }
+    }
+
+    #[test]
+    fn resume_overwrite_and_task_type_flags() {
+        let c = finetune(&["--task-type", "classification", "--overwrite"]).unwrap();
+        assert_eq!(c.data.task_type, Some(TaskType::Classification));
+        assert!(c.overwrite && !c.resume);
+        let (_, args) = parsed(&["anges-train", "--out", "a", "--resume", "--dataset", "x"]);
+        let c = args.to_config().unwrap();
+        assert_eq!((c.out.unwrap(), c.resume), (PathBuf::from("a"), true));
+        let (_, args) = parsed(&[
+            "anges-train",
+            "--resume",
+            "b",
+            "--out",
+            "a",
+            "--dataset",
+            "x",
+        ]);
+        assert!(args.to_config().unwrap_err().0.contains("once"));
+        assert!(Cli::try_parse_from(["anges-train", "--resume", "b", "--overwrite"]).is_err());
+        assert!(Cli::try_parse_from(["anges-train", "--task-type", "binary"]).is_err());
+        let alone = Cli::try_parse_from(["anges-train", "--dataset", "x", "--resume"]).unwrap();
+        assert!(alone.check_usage().is_err());
+        let dir = Cli::try_parse_from(["anges-train", "--resume", "runs/r"]).unwrap();
+        assert!(dir.check_usage().is_ok());
     }
 
     #[test]

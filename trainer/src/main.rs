@@ -7,7 +7,7 @@ mod cli;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use cli::{Cli, Command, OutputArgs};
 use tracing_subscriber::EnvFilter;
 
@@ -16,7 +16,9 @@ use anges_trainer::progress::StderrWriter;
 fn main() -> ExitCode {
     // Before anything else: this may start the program again with a bounded OpenMP spin count.
     let spin_setup = anges_trainer::runtime::bound_openmp_spinning();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.check_usage().unwrap_or_else(|e| e.exit());
     let colour = colour_wanted(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR"),
@@ -33,7 +35,7 @@ fn main() -> ExitCode {
             anges_trainer::runtime::BOUNDED_SPIN_COUNT
         );
     }
-    match run(cli) {
+    match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             print_error(&e, colour);
@@ -105,7 +107,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// Runs what the command line asks for; the result goes to stdout (as JSON with `--json`).
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     let json = cli.output.json;
     match cli.command {
         Some(Command::Pretrain(args)) => {
@@ -165,7 +167,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            let config = cli.finetune.to_config()?;
+            let config = cli.finetune.to_run_config(matches)?;
+            // Before libtorch or featurisation start any thread, which inherit the signal mask.
+            watch_interrupt();
             describe_runtime(&config.compute)?;
             let s = anges_trainer::train::run_finetune(&config)?;
             if json {
@@ -198,6 +202,67 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("run directory: {}", s.run_dir.display());
             Ok(())
         }
+    }
+}
+
+/// Ctrl-C during a fine-tuning: instead of dying silently, say where the run stands and how to
+/// continue it, then exit with 130 (128 + SIGINT), as the default action would.
+///
+/// SIGINT is blocked in this thread before any other starts (they inherit the mask), and one
+/// thread waits for it with `sigwait`, so the message is written outside a signal handler. The
+/// process then ends with `_exit`: the state file of the last finished epoch is already whole
+/// on disk (it is renamed into place), and running no exit handlers keeps libtorch's worker
+/// threads from racing its static destructors.
+fn watch_interrupt() {
+    // SAFETY: plain libc calls on a signal set owned by this function; `pthread_sigmask` only
+    // changes this thread's mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            tracing::debug!("cannot block SIGINT: Ctrl-C ends the run without a message");
+            return;
+        }
+        set
+    };
+    let spawned = std::thread::Builder::new()
+        .name("sigint".into())
+        .spawn(move || {
+            let mut signal = 0;
+            // SAFETY: `set` is a valid signal set; `sigwait` only writes `signal`.
+            if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                return;
+            }
+            eprintln!("{}", interrupted_message());
+            // SAFETY: ends the process at once, without running exit handlers (see above).
+            unsafe { libc::_exit(130) }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("cannot watch for Ctrl-C ({e}): it ends the run without a message");
+        // SAFETY: undoes the block above on this thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    }
+}
+
+/// What to tell a user who pressed Ctrl-C: the last epoch saved and the command that continues
+/// the run, or why there is nothing to continue.
+fn interrupted_message() -> String {
+    use anges_trainer::train::{resume, rundir};
+    let Some(dir) = rundir::open_run() else {
+        return "interrupted before the run folder was opened: nothing in it was changed"
+            .to_owned();
+    };
+    match resume::saved_epochs(&dir) {
+        Some(epochs) => format!(
+            "interrupted after epoch {epochs}; continue with: anges-train --resume {}",
+            dir.display()
+        ),
+        None => format!(
+            "interrupted before the first epoch was saved: nothing to resume in {}; start it \
+             again with --overwrite",
+            dir.display()
+        ),
     }
 }
 

@@ -130,6 +130,7 @@ impl ArgsV1 {
                 split_file: d.split_file,
                 seed: d.seed,
                 max_rows: d.max_rows,
+                task_type: None,
             },
             model: ModelConfig {
                 kind: m.model,
@@ -151,6 +152,7 @@ impl ArgsV1 {
             meter: self.meter,
             out: self.out,
             resume: false,
+            overwrite: false,
         })
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! The enums that name a domain choice live with the code that implements it and are re-exported
 //! here: [`ModelKind`] ([`crate::models`]), [`SplitKind`] ([`crate::split`]), [`StopPolicy`] and
-//! [`StopSpec`] ([`crate::policy`]), [`DeviceChoice`] ([`crate::runtime`]), [`Pooling`].
+//! [`StopSpec`] ([`crate::policy`]), [`DeviceChoice`] ([`crate::runtime`]), [`Pooling`],
+//! [`TaskType`] ([`crate::data`]).
 
 pub mod legacy;
 
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::data::TaskType;
 pub use crate::models::{ModelKind, Pooling};
 pub use crate::policy::{AngesOrder, AngesParams, StopPolicy, StopSpec};
 pub use crate::runtime::DeviceChoice;
@@ -157,6 +159,10 @@ pub struct DataConfig {
     pub seed: u64,
     /// Only the first N data rows of the file.
     pub max_rows: Option<usize>,
+    /// Classification or regression (`None`: the registry's, or guessed from a custom CSV's
+    /// labels). Absent from the `config.json` of runs written before it: `None`.
+    #[serde(default)]
+    pub task_type: Option<TaskType>,
 }
 
 impl DataConfig {
@@ -171,6 +177,7 @@ impl DataConfig {
             split_file: None,
             seed: 0,
             max_rows: None,
+            task_type: None,
         }
     }
 }
@@ -293,6 +300,10 @@ pub struct FinetuneConfig {
     /// Continue the interrupted run in `out` (not part of what the run computes).
     #[serde(skip)]
     pub resume: bool,
+    /// Replace the run that `out` already holds; without it such a folder is refused, so that a
+    /// repeated command never destroys a run (not part of what the run computes).
+    #[serde(skip)]
+    pub overwrite: bool,
 }
 
 impl FinetuneConfig {
@@ -308,6 +319,7 @@ impl FinetuneConfig {
             meter: MeterConfig::default(),
             out: None,
             resume: false,
+            overwrite: false,
         }
     }
 
@@ -331,6 +343,11 @@ impl FinetuneConfig {
         }
         if self.resume && self.out.is_none() {
             return Err(ConfigError::new("--resume needs --out DIR"));
+        }
+        if self.resume && self.overwrite {
+            return Err(ConfigError::new(
+                "--resume and --overwrite exclude each other",
+            ));
         }
         self.prune.validate()
     }
@@ -504,6 +521,10 @@ mod tests {
         let mut resume = ok;
         resume.resume = true;
         assert!(resume.validate().is_err());
+        resume.out = Some("runs/x".into());
+        assert!(resume.validate().is_ok());
+        resume.overwrite = true;
+        assert!(resume.validate().unwrap_err().0.contains("--overwrite"));
     }
 
     #[test]

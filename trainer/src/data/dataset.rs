@@ -1,5 +1,12 @@
 //! A featurised dataset: rows that gave a molecule, with their graph, scaffold and labels, and
 //! the counted, named rows that did not.
+//!
+//! The task type is the registry's for a MoleculeNet set, else the one asked for
+//! (`--task-type`), else guessed from a custom CSV's labels and logged as a guess: a column
+//! whose labels are all 0/1, or all −1/1 (pretrain-gnns' convention, which some MoleculeNet
+//! copies keep), is binary, and a table of binary columns is classification. Classification
+//! labels that are neither are refused, naming the line. Rows that give no molecule are logged
+//! in one summary line (each at `debug`); a run writes them all to its `skipped.csv`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +30,15 @@ pub struct DatasetRequest {
     pub smiles_column: Option<String>,
     /// Target columns (required for a custom CSV; a subset of tasks for a named set).
     pub targets: Vec<String>,
+    /// Classification or regression (`--task-type`): must be the registry's for a named set;
+    /// guessed from the labels of a custom CSV when `None`.
+    pub task_type: Option<TaskType>,
 }
+
+/// Bumped when what [`table`] reads or the task-type guess gives changes, so that the feature
+/// cache does not serve datasets built by the earlier rules (2: lines counted after CRLF and
+/// blank lines; −1/1 labels guessed as classification).
+const TABLE_RULES_VERSION: u32 = 2;
 
 /// Why a row was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,6 +127,9 @@ pub struct Dataset {
     pub task_names: Vec<String>,
     /// Classification or regression.
     pub task_type: TaskType,
+    /// Whether the task type was guessed from the labels (a custom CSV without `--task-type`).
+    #[serde(default)]
+    pub task_type_guessed: bool,
     /// Metrics; the first drives model selection.
     pub metrics: Vec<Metric>,
     /// Rows that gave a molecule, in file order.
@@ -195,7 +213,8 @@ pub fn load_dataset(req: &DatasetRequest, opts: &DataOptions) -> Result<Dataset,
     let resolved = resolve(req, opts)?;
     let bytes = std::fs::read(&resolved.path).map_err(|e| DataError::io(&resolved.path, e))?;
     let key = format!(
-        "file={} featurizer={FEATURIZER_VERSION} chem=cosmolkit-0.6.1 smiles={:?} tasks={:?} type={:?}",
+        "file={} featurizer={FEATURIZER_VERSION} chem=cosmolkit-0.6.1 table={TABLE_RULES_VERSION} \
+         smiles={:?} tasks={:?} type={:?}",
         blake3::hash(&bytes).to_hex(),
         resolved.smiles_column,
         resolved.tasks,
@@ -209,28 +228,26 @@ pub fn load_dataset(req: &DatasetRequest, opts: &DataOptions) -> Result<Dataset,
         ds.name = resolved.name;
         ds.source = resolved.path;
         ds.from_cache = true;
-        tracing::info!("{} (from the feature cache)", ds.summary());
+        if ds.task_type_guessed {
+            tracing::info!(
+                "{}: task type guessed from the labels: {} (--task-type sets it)",
+                ds.name,
+                ds.task_type.name()
+            );
+        }
+        log_loaded(&ds, " (from the feature cache)");
         return Ok(ds);
     }
     let table = table::read_table(&resolved.path, &resolved.smiles_column, &resolved.tasks)?;
     let task_type = match resolved.task_type {
-        Some(t) => t,
-        None => infer_task_type(&table),
+        Some(TaskType::Classification) => {
+            check_binary(&resolved.path, &table)?;
+            TaskType::Classification
+        }
+        Some(TaskType::Regression) => TaskType::Regression,
+        None => guess_task_type(&resolved.name, &resolved.path, &table),
     };
-    if task_type == TaskType::Classification {
-        check_binary(&resolved.path, &table)?;
-    }
     let (rows, skipped) = featurize_table(&table, available_threads());
-    for s in &skipped {
-        tracing::warn!(
-            row = s.row,
-            line = s.line,
-            smiles = %s.smiles,
-            "skipped row: {:?}: {}",
-            s.kind,
-            s.message
-        );
-    }
     if rows.is_empty() {
         return Err(DataError::NoMolecules {
             path: resolved.path,
@@ -243,6 +260,7 @@ pub fn load_dataset(req: &DatasetRequest, opts: &DataOptions) -> Result<Dataset,
         smiles_column: resolved.smiles_column,
         task_names: table.task_names.clone(),
         task_type,
+        task_type_guessed: resolved.task_type.is_none(),
         metrics: resolved
             .metrics
             .unwrap_or_else(|| default_metrics(task_type)),
@@ -251,7 +269,7 @@ pub fn load_dataset(req: &DatasetRequest, opts: &DataOptions) -> Result<Dataset,
         num_file_rows: table.smiles.len(),
         from_cache: false,
     };
-    tracing::info!("{}", ds.summary());
+    log_loaded(&ds, "");
     if opts.use_feature_cache
         && let Err(e) = cache::store(&cache_dir, &key, &ds)
     {
@@ -272,6 +290,13 @@ struct Resolved {
 fn resolve(req: &DatasetRequest, opts: &DataOptions) -> Result<Resolved, DataError> {
     let as_path = Path::new(&req.dataset);
     if let Some(spec) = registry::lookup(&req.dataset).filter(|_| !as_path.is_file()) {
+        if let Some(asked) = req.task_type.filter(|&t| t != spec.task_type) {
+            return Err(DataError::TaskTypeMismatch {
+                name: spec.name.to_owned(),
+                asked: asked.name(),
+                registered: spec.task_type.name(),
+            });
+        }
         let path = locate::locate(spec, opts)?;
         let header = table::read_header(&path)?;
         let (smiles, tasks) = spec
@@ -319,24 +344,59 @@ fn resolve(req: &DatasetRequest, opts: &DataOptions) -> Result<Resolved, DataErr
         path: as_path.to_owned(),
         smiles_column: req.smiles_column.clone().unwrap_or_else(|| "smiles".into()),
         tasks: req.targets.clone(),
-        task_type: None,
+        task_type: req.task_type,
         metrics: None,
     })
 }
 
-/// A custom CSV is classification when every label present is 0 or 1.
-fn infer_task_type(table: &Table) -> TaskType {
-    let binary = table
-        .labels
-        .iter()
-        .flatten()
-        .flatten()
-        .all(|&v| v == 0.0 || v == 1.0);
-    if binary {
-        TaskType::Classification
-    } else {
-        TaskType::Regression
+/// The task type of a custom CSV given without `--task-type`: classification when every label
+/// column is binary ([`check_binary`]), else regression; logged as a guess, with why.
+fn guess_task_type(name: &str, path: &Path, table: &Table) -> TaskType {
+    match check_binary(path, table) {
+        Ok(()) => {
+            tracing::info!(
+                "{name}: task type guessed from the labels: classification (every label column \
+                 holds only 0/1 or only -1/1; --task-type regression to fit them as numbers)"
+            );
+            TaskType::Classification
+        }
+        Err(why) => {
+            tracing::info!(
+                "{name}: task type guessed from the labels: regression ({why}; --task-type sets \
+                 it)"
+            );
+            TaskType::Regression
+        }
     }
+}
+
+/// Logs the dataset's row counts: one line, a warning naming the first skipped row's line when
+/// rows gave no molecule (each skipped row is logged at `debug`; a run's `skipped.csv` lists
+/// them all).
+fn log_loaded(ds: &Dataset, origin: &str) {
+    let Some(first) = ds.skipped.first() else {
+        tracing::info!("{}{origin}", ds.summary());
+        return;
+    };
+    for s in &ds.skipped {
+        tracing::debug!(
+            row = s.row,
+            line = s.line,
+            smiles = %s.smiles,
+            "skipped row: {}: {}",
+            s.kind.name(),
+            s.message
+        );
+    }
+    tracing::warn!(
+        "{}{origin}; {} row(s) skipped, the first at line {} ({}: {}); a fine-tuning run lists \
+         them all in its skipped.csv",
+        ds.summary(),
+        ds.skipped.len(),
+        first.line,
+        first.kind.name(),
+        first.message
+    );
 }
 
 fn default_metrics(t: TaskType) -> Vec<Metric> {
@@ -346,18 +406,36 @@ fn default_metrics(t: TaskType) -> Vec<Metric> {
     }
 }
 
+/// Checks that every label column is binary: its labels all 0/1, or all −1/1 (a column that
+/// mixes −1 and 0 is refused: 0 is a negative in the one convention and a missing label in
+/// pretrain-gnns' −1/0/1 one). The error names the first line that breaks the rule.
 fn check_binary(path: &Path, table: &Table) -> Result<(), DataError> {
+    // Per column, the line of its first 0 and of its first -1.
+    let mut seen: Vec<(Option<u64>, Option<u64>)> = vec![(None, None); table.task_names.len()];
     for (r, labels) in table.labels.iter().enumerate() {
+        let line = table.lines[r];
         for (t, v) in labels.iter().enumerate() {
-            if let Some(v) = *v
-                && v != 0.0
-                && v != 1.0
-            {
+            let Some(v) = *v else { continue };
+            let (zero, minus) = &mut seen[t];
+            if v == 0.0 {
+                zero.get_or_insert(line);
+            } else if v == -1.0 {
+                minus.get_or_insert(line);
+            } else if v != 1.0 {
                 return Err(DataError::NotBinary {
                     path: path.to_owned(),
-                    line: table.lines[r],
+                    line,
                     column: table.task_names[t].clone(),
                     value: v,
+                });
+            }
+            if let (Some(zero), Some(minus)) = (*zero, *minus) {
+                return Err(DataError::MixedBinary {
+                    path: path.to_owned(),
+                    line,
+                    column: table.task_names[t].clone(),
+                    zero,
+                    minus,
                 });
             }
         }

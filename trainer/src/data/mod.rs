@@ -117,8 +117,11 @@ pub enum DataError {
         /// The cell (first 40 characters).
         value: String,
     },
-    /// A classification label other than 0/1.
-    #[error("{path}:{line}: classification label {value} in column {column:?} is not 0 or 1")]
+    /// A classification label other than 0/1 (or −1/1).
+    #[error(
+        "{path}:{line}: classification label {value} in column {column:?} is not 0/1 (or -1/1); \
+         --task-type regression fits such labels as numbers"
+    )]
     NotBinary {
         /// The file.
         path: PathBuf,
@@ -128,6 +131,33 @@ pub enum DataError {
         column: String,
         /// The value.
         value: f32,
+    },
+    /// A classification column that mixes the 0/1 and −1/1 conventions.
+    #[error(
+        "{path}:{line}: classification column {column:?} holds both 0 (line {zero}) and -1 \
+         (line {minus}): use 0/1 or -1/1 for its negatives, not both"
+    )]
+    MixedBinary {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line where the column became mixed.
+        line: u64,
+        /// The column.
+        column: String,
+        /// Line of its first 0.
+        zero: u64,
+        /// Line of its first −1.
+        minus: u64,
+    },
+    /// `--task-type` contradicts the registry's task type of a named dataset.
+    #[error("--task-type {asked}: {name} is a {registered} dataset")]
+    TaskTypeMismatch {
+        /// Dataset name.
+        name: String,
+        /// The task type asked for.
+        asked: &'static str,
+        /// The registry's.
+        registered: &'static str,
     },
     /// Every row was skipped.
     #[error("{path}: no row gave a molecule ({skipped} skipped)")]

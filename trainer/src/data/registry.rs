@@ -2,14 +2,24 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Classification or regression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Classification or regression (`--task-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskType {
-    /// Binary labels 0/1 per task (missing allowed); loss = masked BCE-with-logits.
+    /// Binary labels per task, 0/1 or −1/1 (missing allowed); loss = masked BCE-with-logits.
     Classification,
     /// Real-valued targets.
     Regression,
+}
+
+impl TaskType {
+    /// `classification` or `regression`, as `--task-type` and the JSON files write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Classification => "classification",
+            Self::Regression => "regression",
+        }
+    }
 }
 
 /// Evaluation metrics.

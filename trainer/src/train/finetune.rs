@@ -1,8 +1,9 @@
 //! Fine-tuning (GIN/GCN, and the 1D SMILES Transformer) as a task of the one epoch loop
 //! ([`super::epochs`]).
 //!
-//! [`run_finetune`] is a sequence of named steps: check the configuration (and, with `--resume`,
-//! that the interrupted run had this one: [`ResumePoint`]); [`RunData::load`] the dataset
+//! [`run_finetune`] is a sequence of named steps: check the configuration (that `--out` holds no
+//! run unless `--overwrite`, and, with `--resume`, that the interrupted run had this one:
+//! [`ResumePoint`]); [`RunData::load`] the dataset
 //! (optionally its first `--max-rows` rows), featurise or tokenise it, split it (or read
 //! `--split-file`) and lay out its labels; [`open_run_dir`]; [`TunedModel::build`] the model
 //! with `tch::manual_seed(seed)` from the pre-trained encoder (`--pretrained`, else the first
@@ -72,6 +73,8 @@ struct Resolved {
     dataset: String,
     source: PathBuf,
     task_type: TaskType,
+    /// Whether `task_type` was guessed from the labels (a custom CSV without `--task-type`).
+    task_type_guessed: bool,
     tasks: Vec<String>,
     metric: Metric,
     device: String,
@@ -87,6 +90,10 @@ struct Resolved {
 pub fn run_finetune(config: &FinetuneConfig) -> Result<Summary, TrainError> {
     let started = Instant::now();
     config.validate()?;
+    // A fresh run never replaces another one unasked: refused before any work.
+    if !config.resume {
+        super::rundir::check_unused(config.out.as_deref(), config.overwrite)?;
+    }
     // `--resume`: the configuration must be the run's, and its state readable, before any work.
     let resumed = config
         .resume
@@ -195,6 +202,7 @@ impl RunData {
             dataset: config.data.dataset.clone(),
             smiles_column: config.data.smiles_column.clone(),
             targets: config.data.targets.clone(),
+            task_type: config.data.task_type,
         };
         let options = DataOptions {
             data_dir: config.data.data_dir.clone(),
@@ -238,6 +246,7 @@ impl RunData {
         let digest = dataset.digest();
         if let Some(point) = resumed {
             resume::check_data(&point.config_json, &digest, &dataset.source)?;
+            resume::check_task_type(&point.config_json, dataset.task_type)?;
         }
         let split = match (&config.data.split_file, resumed, &config.out) {
             (_, Some(_), Some(dir)) => Split::read(&dir.join("split.json"))?,
@@ -307,6 +316,7 @@ fn open_run_dir(
                     dataset: data.dataset.name.clone(),
                     source: data.dataset.source.clone(),
                     task_type: data.dataset.task_type,
+                    task_type_guessed: data.dataset.task_type_guessed,
                     tasks: data.dataset.task_names.clone(),
                     metric: data.metric,
                     device: format!("{device:?}"),
@@ -317,6 +327,7 @@ fn open_run_dir(
                 },
             })?;
             run.write_split(&data.split)?;
+            run.write_skipped(&data.dataset.skipped)?;
             (run, Vec::new())
         }
     };

@@ -22,6 +22,10 @@
 //! A resumed GPU run continues from the same weights and moments but is not bit-identical: CUDA's
 //! `index_add` sums in no fixed order, resumed or not.
 //!
+//! `anges-train --resume DIR` alone continues with the configuration the run recorded
+//! ([`recorded_config`]); flags given with it must agree with it ([`check_config`]), as when
+//! the run's flags are given in full.
+//!
 //! Not saved: libtorch's own optimiser state (parameters of mixed kinds or devices, which neither
 //! of our Adams takes), which tch cannot read; such runs write no state and say so at the start.
 
@@ -40,7 +44,7 @@ use super::optim::{Moments, Optimizer};
 use super::prune::Pruner;
 use super::rundir::replace_atomically;
 use crate::checkpoint::{self, LoadOptions};
-use crate::config::{FinetuneConfig, legacy};
+use crate::config::{FinetuneConfig, TaskType, legacy};
 use crate::emissions::LedgerTotals;
 
 /// The state file in a fine-tuning run directory.
@@ -48,6 +52,10 @@ pub const STATE_FILE: &str = "resume.safetensors";
 
 /// Key of the [`Progress`] JSON in the file's safetensors metadata.
 const META_KEY: &str = "anges.resume";
+
+/// The largest safetensors header read when only the counters are wanted ([`saved_epochs`]):
+/// the safetensors format's own bound.
+const MAX_HEADER_LEN: usize = 100_000_000;
 
 /// Layout version of the file; a file of another version is refused.
 const FORMAT_VERSION: u32 = 1;
@@ -190,6 +198,25 @@ pub fn load_run(dir: &Path) -> Result<Saved, TrainError> {
     })
 }
 
+/// The epochs finished by the run in `dir` as its state records them (only the file's header is
+/// read); `None` when it has no readable state. For messages, such as an interrupt handler's.
+pub fn saved_epochs(dir: &Path) -> Option<usize> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(dir.join(STATE_FILE)).ok()?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(len))
+        .ok()
+        .filter(|&n| n <= MAX_HEADER_LEN)?;
+    let mut header = vec![0u8; len];
+    file.read_exact(&mut header).ok()?;
+    let header: Value = serde_json::from_slice(&header).ok()?;
+    let meta = header.get("__metadata__")?.get(META_KEY)?.as_str()?;
+    serde_json::from_str::<Progress>(meta)
+        .ok()
+        .map(|p| p.epochs)
+}
+
 /// Reads the state file `path`: `None` when there is none, an error naming the file when it is
 /// not one this version wrote.
 pub fn read(path: &Path) -> Result<Option<Saved>, TrainError> {
@@ -330,11 +357,31 @@ pub fn check_flags(logged: &Path, args: &impl Serialize) -> Result<Value, TrainE
 /// fields of [`MAY_CHANGE`]; lists every difference. Returns the file's JSON, whose data digest
 /// [`check_data`] checks next.
 pub fn check_config(path: &Path, config: &FinetuneConfig) -> Result<Value, TrainError> {
+    let (file, recorded) = read_recorded(path)?;
+    compare(path, &to_json(path, &recorded)?, &to_json(path, config)?)?;
+    Ok(file)
+}
+
+/// The configuration the fine-tuning run in `dir` recorded in its `config.json` (that of a run
+/// written before [`FinetuneConfig`] migrated: [`legacy`]): what `anges-train --resume DIR`
+/// continues with when no other flag is given.
+pub fn recorded_config(dir: &Path) -> Result<FinetuneConfig, TrainError> {
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Err(TrainError::Options(format!(
+            "--resume {}: no config.json there: not the folder of an anges-train run",
+            dir.display()
+        )));
+    }
+    Ok(read_recorded(&path)?.1)
+}
+
+/// The JSON of the `config.json` at `path` and the configuration it records.
+fn read_recorded(path: &Path) -> Result<(Value, FinetuneConfig), TrainError> {
     let file = read_json(path)?;
     let recorded = legacy::recorded_config(&file)
         .map_err(|e| TrainError::Options(format!("--resume: {}: {}", path.display(), e.0)))?;
-    compare(path, &to_json(path, &recorded)?, &to_json(path, config)?)?;
-    Ok(file)
+    Ok((file, recorded))
 }
 
 /// `value` as JSON, for the comparison with what the file `path` recorded.
@@ -393,6 +440,24 @@ pub fn check_data(config: &Value, digest: &str, source: &Path) -> Result<(), Tra
             );
             Ok(())
         }
+    }
+}
+
+/// Refuses `--resume` when the data's task type now (`task_type`, e.g. guessed by other rules
+/// than the run's) is not the one the run resolved (`config`, as [`check_config`] returned it):
+/// the run would go on with another loss and metric. A run that recorded none resumes.
+pub fn check_task_type(config: &Value, task_type: TaskType) -> Result<(), TrainError> {
+    match config
+        .pointer("/resolved/task_type")
+        .and_then(Value::as_str)
+    {
+        Some(then) if then != task_type.name() => Err(TrainError::Options(format!(
+            "--resume: the run trained for {then}, its data now gives {} (guessed by other \
+             rules than the run's); finish it with the anges-train that started it, or start a \
+             new run",
+            task_type.name()
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -13,21 +13,28 @@
 //! - `best.safetensors` (written at each new best validation epoch) and `final.safetensors`:
 //!   the weights;
 //! - `resume.safetensors` while the run is going: what `--resume` continues from
-//!   ([`super::resume`]); removed when the run ends.
+//!   ([`super::resume`]); removed when the run ends;
+//! - `skipped.csv`, when rows of the input gave no molecule: their line, SMILES and reason.
 //!
 //! Energy and CO2 fields are `null` with `--meter off`.
+//!
+//! A run is never destroyed by accident: a fresh run refuses a folder that already holds a
+//! run's files ([`check_unused`]) unless told to replace it (`--overwrite`); an empty or new
+//! folder is fine. The folder of the run going on in this process is published ([`open_run`])
+//! so that an interrupt handler can say how to continue it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use super::TrainError;
 use super::metrics::EvalMetrics;
 use crate::config::{ModelKind, PruneMethod, StopPolicy};
-use crate::data::{Metric, TaskType};
+use crate::data::{Metric, Skip, TaskType};
 use crate::policy::{AngesStep, StopReason, StopSpec};
 use crate::split::Split;
 
@@ -195,6 +202,69 @@ pub struct PruneSummary {
     pub reference_energy_j: Option<f64>,
 }
 
+/// The rows of the input that gave no molecule, in a run directory.
+pub const SKIPPED_FILE: &str = "skipped.csv";
+
+/// The files a run writes into its directory: a folder holding any of them holds a run.
+const RUN_FILES: &[&str] = &[
+    "config.json",
+    "split.json",
+    "epochs.jsonl",
+    "epochs.csv",
+    "summary.json",
+    "best.safetensors",
+    "final.safetensors",
+    super::resume::STATE_FILE,
+    SKIPPED_FILE,
+];
+
+/// The run directory open in this process ([`open_run`]).
+static OPEN_RUN: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The directory of the fine-tuning run going on in this process, if any: what an interrupt
+/// handler names for `--resume`.
+pub fn open_run() -> Option<PathBuf> {
+    OPEN_RUN.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn set_open_run(path: Option<&Path>) {
+    *OPEN_RUN.lock().unwrap_or_else(|e| e.into_inner()) = path.map(Path::to_owned);
+}
+
+/// Refuses to start a fresh run in `out` when it already holds a run's files, unless
+/// `overwrite`: the error says what the folder holds and how to continue or replace it. A
+/// folder that does not exist yet, or holds none of a run's files, is fine; so is no `out` (a
+/// fresh `runs/<time>-…` folder).
+pub fn check_unused(out: Option<&Path>, overwrite: bool) -> Result<(), TrainError> {
+    let Some(dir) = out else { return Ok(()) };
+    if overwrite {
+        return Ok(());
+    }
+    let found: Vec<&str> = RUN_FILES
+        .iter()
+        .copied()
+        .filter(|name| dir.join(name).exists())
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let shown = dir.display();
+    let what = if found.contains(&"summary.json") {
+        format!("{shown} holds a finished run ({})", found.join(", "))
+    } else if found.contains(&super::resume::STATE_FILE) {
+        format!(
+            "{shown} holds an interrupted run ({}): continue it with `anges-train --resume \
+             {shown}`",
+            found.join(", ")
+        )
+    } else {
+        format!("{shown} holds a run's files ({})", found.join(", "))
+    };
+    Err(TrainError::Options(format!(
+        "{what}; to replace it, add --overwrite, or choose another --out (nothing was changed)"
+    )))
+}
+
 /// An open run directory.
 #[derive(Debug)]
 pub struct RunDir {
@@ -226,6 +296,7 @@ impl RunDir {
         csv.write_all(CSV_HEADER.as_bytes())
             .and_then(|()| csv.flush())
             .map_err(|e| TrainError::io(&csv_path, e))?;
+        set_open_run(Some(&path));
         Ok(Self { path, jsonl, csv })
     }
 
@@ -290,6 +361,7 @@ impl RunDir {
             jsonl,
             csv,
         };
+        set_open_run(Some(path));
         Ok((dir, records))
     }
 
@@ -301,6 +373,7 @@ impl RunDir {
             "best.safetensors",
             "final.safetensors",
             super::resume::STATE_FILE,
+            SKIPPED_FILE,
         ] {
             let path = self.file(name);
             crate::files::remove_if_present(&path).map_err(|e| TrainError::io(&path, e))?;
@@ -321,6 +394,25 @@ impl RunDir {
     /// Writes `config.json`.
     pub fn write_config<T: Serialize>(&self, config: &T) -> Result<(), TrainError> {
         write_json(&self.file("config.json"), config)
+    }
+
+    /// Writes `skipped.csv` (columns `line`, `smiles`, `reason`), one row per input row that
+    /// gave no molecule; nothing when there is none.
+    pub fn write_skipped(&self, skipped: &[Skip]) -> Result<(), TrainError> {
+        if skipped.is_empty() {
+            return Ok(());
+        }
+        let path = self.file(SKIPPED_FILE);
+        let failed = |e: csv::Error| TrainError::io(&path, std::io::Error::other(e));
+        let mut out = csv::Writer::from_path(&path).map_err(failed)?;
+        out.write_record(["line", "smiles", "reason"])
+            .map_err(failed)?;
+        for s in skipped {
+            let reason = format!("{}: {}", s.kind.name(), s.message);
+            out.write_record([s.line.to_string().as_str(), &s.smiles, &reason])
+                .map_err(failed)?;
+        }
+        out.flush().map_err(|e| TrainError::io(&path, e))
     }
 
     /// Writes `split.json`.
@@ -347,6 +439,15 @@ impl RunDir {
     /// Writes `summary.json`.
     pub fn write_summary(&self, summary: &Summary) -> Result<(), TrainError> {
         write_json(&self.file("summary.json"), summary)
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let mut open = OPEN_RUN.lock().unwrap_or_else(|e| e.into_inner());
+        if open.as_deref() == Some(self.path.as_path()) {
+            *open = None;
+        }
     }
 }
 
@@ -465,6 +566,54 @@ mod tests {
         std::fs::create_dir_all(&a).unwrap();
         let b = default_path(dir.path(), "my data/set", "gin");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn folders_holding_a_run_are_refused_unless_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        // A new folder, an empty one, or none given: fine.
+        assert!(check_unused(Some(&run), false).is_ok());
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("notes.txt"), "mine").unwrap();
+        assert!(check_unused(Some(&run), false).is_ok());
+        assert!(check_unused(None, false).is_ok());
+        // An interrupted run: refused, pointing at --resume and --overwrite.
+        std::fs::write(run.join("config.json"), "{}").unwrap();
+        std::fs::write(run.join(crate::train::resume::STATE_FILE), "x").unwrap();
+        let err = check_unused(Some(&run), false).unwrap_err().to_string();
+        assert!(
+            err.contains("interrupted run")
+                && err.contains("--resume")
+                && err.contains("--overwrite"),
+            "{err}"
+        );
+        // A finished one: refused; --overwrite lets it be replaced.
+        std::fs::write(run.join("summary.json"), "{}").unwrap();
+        let err = check_unused(Some(&run), false).unwrap_err().to_string();
+        assert!(err.contains("finished run"), "{err}");
+        assert!(check_unused(Some(&run), true).is_ok());
+    }
+
+    #[test]
+    fn skipped_rows_are_written_with_their_line_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(Some(dir.path()), "x", "gin").unwrap();
+        run.write_skipped(&[]).unwrap();
+        assert!(!dir.path().join(SKIPPED_FILE).exists());
+        let skip = Skip {
+            row: 3,
+            line: 5,
+            smiles: "C1,CC".into(),
+            kind: crate::data::SkipKind::InvalidSmiles,
+            message: "unclosed ring".into(),
+        };
+        run.write_skipped(&[skip]).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(SKIPPED_FILE)).unwrap();
+        assert_eq!(
+            text,
+            "line,smiles,reason\n5,\"C1,CC\",invalid-smiles: unclosed ring\n"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anges_trainer::data::{DataError, DataOptions, DatasetRequest, SkipKind, load
 use anges_trainer::featurize::SmilesTokenizer;
 use anges_trainer::featurize::tokens::RegexTokenizer;
 
-fn opts(cache: &Path) -> DataOptions {
+pub(crate) fn opts(cache: &Path) -> DataOptions {
     DataOptions {
         data_dir: None,
         cache_dir: cache.to_owned(),
@@ -19,15 +19,16 @@ fn opts(cache: &Path) -> DataOptions {
     }
 }
 
-fn custom(path: &Path, target: &str) -> DatasetRequest {
+pub(crate) fn custom(path: &Path, target: &str) -> DatasetRequest {
     DatasetRequest {
         dataset: path.to_string_lossy().into_owned(),
         smiles_column: None,
         targets: vec![target.into()],
+        ..Default::default()
     }
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p

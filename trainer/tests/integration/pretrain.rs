@@ -196,7 +196,8 @@ fn gin_attribute_masking_learns_and_fine_tuning_picks_it_up() {
         &run,
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = finetune(&["--pretrained", path_str(&weights)], &run);
+    // (--overwrite: the folder holds the run just made, which is otherwise refused.)
+    let out = finetune(&["--pretrained", path_str(&weights), "--overwrite"], &run);
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(

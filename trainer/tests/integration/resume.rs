@@ -54,7 +54,7 @@ fn fail(flags: &[&str], out: &Path) -> String {
     err
 }
 
-fn epochs(dir: &Path) -> Vec<Value> {
+pub(crate) fn epochs(dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(dir.join("epochs.jsonl"))
         .unwrap_or_default()
         .lines()
@@ -63,7 +63,7 @@ fn epochs(dir: &Path) -> Vec<Value> {
 }
 
 /// What must agree bit for bit between two runs of the same flags (not time or energy).
-fn figures(records: &[Value]) -> Vec<Value> {
+pub(crate) fn figures(records: &[Value]) -> Vec<Value> {
     records
         .iter()
         .map(|r| {
@@ -102,11 +102,11 @@ fn saved_progress(path: &Path) -> Value {
     serde_json::from_str(text).unwrap()
 }
 
-fn bytes(path: &Path) -> Vec<u8> {
+pub(crate) fn bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn summary(dir: &Path) -> Value {
+pub(crate) fn summary(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
