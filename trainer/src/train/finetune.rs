@@ -11,7 +11,8 @@
 //! [`FinetuneTask`] (optimiser: Adam, or AdamW when `--weight-decay > 0`; MolPeg or random
 //! pruning; the stopping policy `--stop full|patience|anges`) and restore an interrupted run's
 //! state into it; start the meter; run the epochs; [`FinetuneTask::finish`] with
-//! `final.safetensors` and `summary.json`.
+//! `final.safetensors`, what prediction needs and the best weights' `test_predictions.csv`
+//! ([`super::predictions`]) and `summary.json`.
 //!
 //! Per epoch the task chooses the epoch's training rows (all, or those MolPeg or random pruning
 //! keeps), trains on them in a seeded shuffled order (gradient norm clipping when
@@ -43,6 +44,7 @@ use super::epochs::{
 use super::metrics::EvalMetrics;
 use super::network::{self, Inputs, Network};
 use super::optim::Optimizer;
+use super::predictions;
 use super::prune::{Pruner, ReferenceModel};
 use super::resume::{self, Saved};
 use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary, replace_atomically};
@@ -52,8 +54,8 @@ use crate::checkpoint::{self, CheckpointError, LoadOptions};
 use crate::config::{FinetuneConfig, ModelConfig, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
 use crate::emissions::{EpochEnergy, EpochMeter, LedgerTotals, MeterFinal};
-use crate::featurize::TokenIds;
-use crate::models::{Collator, Gnn, GnnConfig, GnnKind, HEAD_PREFIX, TransformerConfig};
+use crate::featurize::{SmilesTokenizer, TokenIds};
+use crate::models::{Collator, HEAD_PREFIX, TransformerConfig};
 use crate::policy::{Policy, StopReason};
 use crate::split::{self, Split, SplitPositions};
 
@@ -159,6 +161,8 @@ impl ResumePoint {
 /// The 1D model's inputs: each row's token ids, the padding id and the encoder's configuration.
 struct SequenceInputs {
     tokens: Vec<TokenIds>,
+    /// The tokeniser (saved with the run for `anges-train predict`).
+    tokenizer: SmilesTokenizer,
     pad_id: i64,
     encoder: TransformerConfig,
 }
@@ -213,6 +217,7 @@ impl RunData {
                     tokens,
                     pad_id: tokenizer.pad_id(),
                     encoder,
+                    tokenizer,
                 })
             }
             ModelKind::Gin | ModelKind::Gcn => {
@@ -348,21 +353,7 @@ impl TunedModel {
                 device,
             )?,
             None => {
-                let vs = VarStore::new(device);
-                let kind = match config.model.kind {
-                    ModelKind::Gcn => GnnKind::Gcn,
-                    _ => GnnKind::Gin,
-                };
-                let gnn = Gnn::new(
-                    &vs.root(),
-                    GnnConfig {
-                        kind,
-                        dropout: config.model.dropout,
-                        num_tasks,
-                        gcn_l2_normalize: config.model.gcn_l2_normalize,
-                        ..GnnConfig::default()
-                    },
-                )?;
+                let (vs, net) = network::graph_network(&config.model, num_tasks, device)?;
                 match &data.pretrained {
                     Some(path) => load_pretrained(&vs, path, data.allow_partial)?,
                     None => tracing::warn!(
@@ -372,7 +363,7 @@ impl TunedModel {
                         DataOptions::default().cache_dir.join("models").display()
                     ),
                 }
-                (vs, Network::Graph(gnn))
+                (vs, net)
             }
         };
         Ok(Self { vs, net, device })
@@ -559,6 +550,23 @@ impl<'a> FinetuneTask<'a> {
         if !best_path.is_file() {
             std::fs::copy(&final_path, &best_path).map_err(|e| TrainError::io(&best_path, e))?;
         }
+        predictions::write_run_outputs(&predictions::RunOutputs {
+            dir: self.run.path(),
+            vs: &self.model.vs,
+            net: &self.model.net,
+            inputs: self.ctx.inputs,
+            dataset: &self.data.dataset,
+            test: &self.data.parts.test,
+            standardizer: self.ctx.labels.standardizer.as_ref(),
+            model: self.config.model.kind,
+            sequence: self
+                .data
+                .sequence
+                .as_ref()
+                .map(|s| (&s.tokenizer, &s.encoder)),
+            batch_size: self.config.train.batch_size,
+            device: self.model.device,
+        })?;
         let best = &self.records[best_epoch - 1];
         let tail = meter.as_ref().and_then(|m| m.tail);
         let (data, config) = (self.data, self.config);

@@ -15,9 +15,12 @@ use tch::nn::{self, VarStore};
 use tch::{Device, Tensor};
 
 use super::TrainError;
+use crate::config::{ModelConfig, ModelKind};
 use crate::data::Dataset;
 use crate::featurize::{GraphFeatures, RegexTokenizer, SmilesTokenizer, TokenIds};
-use crate::models::{Collator, Gnn, Pooling, SequenceModel, TransformerConfig, pad_tokens};
+use crate::models::{
+    Collator, Gnn, GnnConfig, GnnKind, Pooling, SequenceModel, TransformerConfig, pad_tokens,
+};
 
 /// The network being fine-tuned (or MolPeg's reference copy of it).
 #[derive(Debug)]
@@ -112,6 +115,31 @@ pub(crate) fn tokenize_rows(
             }
         });
     (tokens, before - ds.rows.len())
+}
+
+/// The 2D network (GIN or GCN) of `model` on `device`, freshly initialised from libtorch's
+/// generator: what a run fine-tunes, and what `anges-train predict` loads a run's weights into.
+pub(crate) fn graph_network(
+    model: &ModelConfig,
+    num_tasks: i64,
+    device: Device,
+) -> Result<(VarStore, Network), TrainError> {
+    let vs = VarStore::new(device);
+    let kind = match model.kind {
+        ModelKind::Gcn => GnnKind::Gcn,
+        _ => GnnKind::Gin,
+    };
+    let gnn = Gnn::new(
+        &vs.root(),
+        GnnConfig {
+            kind,
+            dropout: model.dropout,
+            num_tasks,
+            gcn_l2_normalize: model.gcn_l2_normalize,
+            ..GnnConfig::default()
+        },
+    )?;
+    Ok((vs, Network::Graph(gnn)))
 }
 
 /// The 1D network on `device`: the Hugging Face encoder of `pretrained`, or `cfg` from scratch.
