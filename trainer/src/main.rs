@@ -71,6 +71,17 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::Predict(args)) => {
+            let done = anges_trainer::predict::run_predict(&args.to_config())?;
+            println!(
+                "{} row(s) predicted with {} run(s), {} without a prediction: {}",
+                done.rows - done.unpredicted,
+                done.runs,
+                done.unpredicted,
+                done.out.display()
+            );
+            Ok(())
+        }
         None => {
             tracing::info!("{}", anges_trainer::runtime::describe());
             let s = anges_trainer::train::run_finetune(&cli.finetune.to_config()?)?;

@@ -45,7 +45,11 @@ pub fn read_header(path: &Path) -> Result<Vec<String>, DataError> {
     header_of(path, &mut reader)
 }
 
-fn header_of<R: Read>(path: &Path, reader: &mut csv::Reader<R>) -> Result<Vec<String>, DataError> {
+/// The trimmed header of an open table (an empty one is [`DataError::Empty`]).
+pub(crate) fn header_of<R: Read>(
+    path: &Path,
+    reader: &mut csv::Reader<R>,
+) -> Result<Vec<String>, DataError> {
     let header = reader
         .headers()
         .map_err(|e| csv_error(path, e, 1))?
@@ -71,7 +75,9 @@ fn column(path: &Path, header: &[String], name: &str) -> Result<usize, DataError
         })
 }
 
-fn csv_error(path: &Path, err: csv::Error, fallback_line: u64) -> DataError {
+/// A CSV error of `path` as a [`DataError::Csv`] naming its line (`fallback_line` when the
+/// reader knows none).
+pub(crate) fn csv_error(path: &Path, err: csv::Error, fallback_line: u64) -> DataError {
     let line = err.position().map_or(fallback_line, csv::Position::line);
     let message = match err.kind() {
         csv::ErrorKind::UnequalLengths {
