@@ -158,7 +158,8 @@ impl ResumePoint {
     }
 }
 
-/// The 1D model's inputs: each row's token ids, the padding id and the encoder's configuration.
+/// The 1D model's inputs: each row's token ids, the tokeniser, the padding id and the encoder's
+/// configuration.
 struct SequenceInputs {
     tokens: Vec<TokenIds>,
     /// The tokeniser (saved with the run for `anges-train predict`).
