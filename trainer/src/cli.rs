@@ -20,6 +20,7 @@ use anges_trainer::config::{
     FinetuneConfig, MeterConfig, MeterMode, ModelConfig, ModelKind, OptimConfig, PretrainConfig,
     PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec, TaskType,
 };
+use anges_trainer::predict::PredictConfig;
 use anges_trainer::replay::ReplayGrid;
 use anges_trainer::study::StudyConfig;
 
@@ -153,6 +154,18 @@ pub enum Command {
     ///
     /// Example: anges-train summarize runs/ --csv results.csv
     Summarize(SummarizeArgs),
+    /// Predict the tasks of a finished fine-tuning run (or the mean of several: an ensemble over
+    /// seeds) for the molecules of a CSV file.
+    ///
+    /// Writes one row per input row, in input order: the input's columns, one column per task
+    /// (probability for classification, value in the dataset's units for regression; named
+    /// <task>_pred when the input has a column of that name), with several --run the mean and a
+    /// <task>_std column, and `reason`: empty, or why the row has no prediction (an invalid
+    /// SMILES, an atom the model cannot embed). The runs' best weights are used.
+    ///
+    /// Example: anges-train predict --run runs/bbbp-seed0 --run runs/bbbp-seed1 --input
+    /// molecules.csv --out predictions.csv
+    Predict(PredictArgs),
 }
 
 /// Where the data comes from and how it is split.
@@ -565,6 +578,35 @@ pub struct SummarizeArgs {
     pub csv: Option<PathBuf>,
 }
 
+/// `anges-train predict` (see [`Command::Predict`]).
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// Run directory of a finished fine-tuning run; repeat for an ensemble (same model family
+    /// and tasks).
+    #[arg(long = "run", value_name = "DIR", required = true)]
+    pub runs: Vec<PathBuf>,
+
+    /// CSV (.csv or .csv.gz) of the molecules to predict.
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// Output CSV.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// The input's SMILES column.
+    #[arg(long, value_name = "NAME", default_value = "smiles")]
+    pub smiles_column: String,
+
+    /// Molecules per batch (default: the first run's training batch size).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub compute: ComputeArgs,
+}
+
 /// `anges-train study`.
 ///
 /// Runs, per seed, on one split: the full fine-tuning (`--epochs`), the patience baseline
@@ -887,6 +929,20 @@ impl ReplayArgs {
             consecutive: self.variant.anges_consecutive,
             patience: self.patience.clone(),
             min_delta: self.min_delta,
+        }
+    }
+}
+
+impl PredictArgs {
+    /// The prediction these flags ask for.
+    pub fn to_config(&self) -> PredictConfig {
+        PredictConfig {
+            runs: self.runs.clone(),
+            input: self.input.clone(),
+            out: self.out.clone(),
+            smiles_column: self.smiles_column.clone(),
+            batch_size: self.batch_size,
+            compute: self.compute.to_config(),
         }
     }
 }

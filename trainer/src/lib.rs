@@ -12,7 +12,7 @@
 //! pruning ([`train`]), self-supervised pre-training ([`pretrain`], a task of the same loop), the
 //! per-epoch meter readings ([`emissions`]), the stopping policies as pure state machines
 //! ([`policy`]) and their offline replay on logged runs ([`replay`]), and the trade-off study
-//! ([`study`]) with its report ([`report`]).
+//! ([`study`]) with its report ([`report`]), and prediction with finished runs ([`predict`]).
 
 pub mod checkpoint;
 pub mod chem;
@@ -23,6 +23,7 @@ pub mod featurize;
 pub(crate) mod files;
 pub mod models;
 pub mod policy;
+pub mod predict;
 pub mod pretrain;
 pub mod progress;
 pub mod replay;

@@ -166,6 +166,17 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::Predict(args)) => {
+            let done = anges_trainer::predict::run_predict(&args.to_config())?;
+            println!(
+                "{} row(s) predicted with {} run(s), {} without a prediction: {}",
+                done.rows - done.unpredicted,
+                done.runs,
+                done.unpredicted,
+                done.out.display()
+            );
+            Ok(())
+        }
         None => {
             let config = cli.finetune.to_run_config(matches)?;
             // Before libtorch or featurisation start any thread, which inherit the signal mask.

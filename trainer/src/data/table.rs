@@ -53,7 +53,11 @@ pub fn read_header(path: &Path) -> Result<Vec<String>, DataError> {
     header_of(path, &mut reader)
 }
 
-fn header_of<R: Read>(path: &Path, reader: &mut csv::Reader<R>) -> Result<Vec<String>, DataError> {
+/// The trimmed header of an open table (an empty one is [`DataError::Empty`]).
+pub(crate) fn header_of<R: Read>(
+    path: &Path,
+    reader: &mut csv::Reader<R>,
+) -> Result<Vec<String>, DataError> {
     let header = reader
         .headers()
         .map_err(|e| csv_error(path, e, 1))?
@@ -131,7 +135,7 @@ impl<R: Read> Read for Marked<R> {
     }
 }
 
-fn csv_error(path: &Path, err: csv::Error, fallback_line: u64) -> DataError {
+pub(crate) fn csv_error(path: &Path, err: csv::Error, fallback_line: u64) -> DataError {
     csv_error_at(path, err, |p| p.line(), fallback_line)
 }
 

@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::TrainError;
 use super::metrics::{self, EvalMetrics};
 use super::network::{Inputs, Network};
 use super::optim::Optimizer;
+use super::predictions::{forward_rows, target_units};
 use super::prune::{Pruner, ReferenceModel};
 use super::setup;
 use crate::data::{Dataset, TaskType};
@@ -208,19 +209,15 @@ pub(crate) fn evaluate(
         return Ok(EvalMetrics::default());
     }
     let t = ctx.num_tasks;
-    let mut outputs: Vec<f32> = Vec::with_capacity(positions.len() * t);
-    for chunk in positions.chunks(ctx.batch_size) {
-        let out = tch::no_grad(|| {
-            ctx.net
-                .forward(ctx.inputs, collator, chunk, ctx.device, false)
-        })?;
-        let out = out
-            .f_to_device(Device::Cpu)?
-            .f_to_kind(Kind::Float)?
-            .f_contiguous()?
-            .f_view([-1])?;
-        outputs.extend(Vec::<f32>::try_from(&out)?);
-    }
+    let outputs = forward_rows(
+        ctx.net,
+        ctx.inputs,
+        collator,
+        positions,
+        ctx.batch_size,
+        ctx.device,
+        || {},
+    )?;
     let mut m = match ctx.task_type {
         TaskType::Classification => {
             let labels: Vec<f32> = positions
@@ -242,10 +239,9 @@ pub(crate) fn evaluate(
                 .collect();
             let loss = mse_loss(&outputs, &standardised);
             let predictions: Vec<f32> = match &ctx.labels.standardizer {
-                Some(st) => outputs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &z)| (f64::from(z) * st.std[i % t] + st.mean[i % t]) as f32)
+                Some(st) => target_units(&outputs, Some(st), t)
+                    .into_iter()
+                    .map(|v| v as f32)
                     .collect(),
                 None => outputs,
             };

@@ -12,7 +12,8 @@
 //! [`FinetuneTask`] (optimiser: Adam, or AdamW when `--weight-decay > 0`; MolPeg or random
 //! pruning; the stopping policy `--stop full|patience|anges`) and restore an interrupted run's
 //! state into it; start the meter; run the epochs; [`FinetuneTask::finish`] with
-//! `final.safetensors` and `summary.json`.
+//! `final.safetensors`, what prediction needs and the best weights' `test_predictions.csv`
+//! ([`super::predictions`]) and `summary.json`.
 //!
 //! Per epoch the task chooses the epoch's training rows (all, or those MolPeg or random pruning
 //! keeps), trains on them in a seeded shuffled order (gradient norm clipping when
@@ -44,6 +45,7 @@ use super::epochs::{
 use super::metrics::EvalMetrics;
 use super::network::{self, Inputs, Network};
 use super::optim::Optimizer;
+use super::predictions;
 use super::prune::{Pruner, ReferenceModel};
 use super::resume::{self, Saved};
 use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary, replace_atomically};
@@ -53,8 +55,8 @@ use crate::checkpoint::{self, CheckpointError, KeyMismatch, LoadOptions};
 use crate::config::{FinetuneConfig, ModelConfig, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
 use crate::emissions::{EpochEnergy, EpochMeter, LedgerTotals, MeterFinal};
-use crate::featurize::TokenIds;
-use crate::models::{Collator, Gnn, GnnConfig, GnnKind, HEAD_PREFIX, TransformerConfig};
+use crate::featurize::{SmilesTokenizer, TokenIds};
+use crate::models::{Collator, HEAD_PREFIX, TransformerConfig};
 use crate::policy::{Policy, StopReason};
 use crate::split::{self, Split, SplitPositions};
 
@@ -166,9 +168,12 @@ impl ResumePoint {
     }
 }
 
-/// The 1D model's inputs: each row's token ids, the padding id and the encoder's configuration.
+/// The 1D model's inputs: each row's token ids, the tokeniser, the padding id and the encoder's
+/// configuration.
 struct SequenceInputs {
     tokens: Vec<TokenIds>,
+    /// The tokeniser (saved with the run for `anges-train predict`).
+    tokenizer: SmilesTokenizer,
     pad_id: i64,
     encoder: TransformerConfig,
 }
@@ -230,6 +235,7 @@ impl RunData {
                     tokens,
                     pad_id: tokenizer.pad_id(),
                     encoder,
+                    tokenizer,
                 })
             }
             ModelKind::Gin | ModelKind::Gcn => {
@@ -368,17 +374,7 @@ impl TunedModel {
                 device,
             )?,
             None => {
-                let vs = VarStore::new(device);
-                let gnn = Gnn::new(
-                    &vs.root(),
-                    GnnConfig {
-                        kind: gnn_kind(config.model.kind),
-                        dropout: config.model.dropout,
-                        num_tasks,
-                        gcn_l2_normalize: config.model.gcn_l2_normalize,
-                        ..GnnConfig::default()
-                    },
-                )?;
+                let (vs, net) = network::graph_network(&config.model, num_tasks, device)?;
                 match &data.pretrained {
                     Some(path) => {
                         load_pretrained(&vs, path, data.allow_partial, config.model.kind)?
@@ -390,7 +386,7 @@ impl TunedModel {
                         DataOptions::default().cache_dir.join("models").display()
                     ),
                 }
-                (vs, Network::Graph(gnn))
+                (vs, net)
             }
         };
         Ok(Self { vs, net, device })
@@ -577,6 +573,23 @@ impl<'a> FinetuneTask<'a> {
         if !best_path.is_file() {
             std::fs::copy(&final_path, &best_path).map_err(|e| TrainError::io(&best_path, e))?;
         }
+        predictions::write_run_outputs(&predictions::RunOutputs {
+            dir: self.run.path(),
+            vs: &self.model.vs,
+            net: &self.model.net,
+            inputs: self.ctx.inputs,
+            dataset: &self.data.dataset,
+            test: &self.data.parts.test,
+            standardizer: self.ctx.labels.standardizer.as_ref(),
+            model: self.config.model.kind,
+            sequence: self
+                .data
+                .sequence
+                .as_ref()
+                .map(|s| (&s.tokenizer, &s.encoder)),
+            batch_size: self.config.train.batch_size,
+            device: self.model.device,
+        })?;
         let best = &self.records[best_epoch - 1];
         let tail = meter.as_ref().and_then(|m| m.tail);
         let (data, config) = (self.data, self.config);
@@ -885,14 +898,6 @@ fn cached_checkpoint(model: ModelKind, cache_dir: &Path) -> Option<PathBuf> {
     Some(first)
 }
 
-/// The graph network of a 2D model kind (GIN for anything but GCN).
-fn gnn_kind(kind: ModelKind) -> GnnKind {
-    match kind {
-        ModelKind::Gcn => GnnKind::Gcn,
-        _ => GnnKind::Gin,
-    }
-}
-
 /// Where the weights start from ([`initial_weights`]), checked before any work.
 struct StartWeights {
     /// The checkpoint (`None`: random initialisation).
@@ -933,15 +938,11 @@ fn check_encoder_keys(kind: ModelKind, path: &Path, allow_partial: bool) -> Resu
     let (head, encoder): (Vec<_>, Vec<_>) = state
         .into_iter()
         .partition(|(k, _)| k.starts_with(HEAD_PREFIX));
-    let vs = VarStore::new(Device::Cpu);
-    Gnn::new(
-        &vs.root(),
-        GnnConfig {
-            kind: gnn_kind(kind),
-            num_tasks: 1,
-            ..GnnConfig::default()
-        },
-    )?;
+    let model = crate::config::ModelConfig {
+        kind,
+        ..Default::default()
+    };
+    let (vs, _) = network::graph_network(&model, 1, Device::Cpu)?;
     let opts = LoadOptions {
         allow_missing_prefixes: vec![HEAD_PREFIX.into()],
         strip_prefix: None,

@@ -6,7 +6,7 @@
 //! - [`finetune`]: fine-tuning ([`run_finetune`]) as named steps: data, split, run directory,
 //!   model and weights, the task (optimiser, pruning, the stopping policy of
 //!   [`crate::policy`]), the loop, the summary.
-//! - `network` (private): the network being tuned (GIN/GCN or the SMILES Transformer), its
+//! - `network` (crate): the network being tuned (GIN/GCN or the SMILES Transformer), its
 //!   per-row inputs, how it is built, and MolPeg's reference twin.
 //! - `epoch` (private): one training pass (with MolPeg scoring) and the evaluation of a split.
 //! - [`prune`]: MolPeg and random data pruning, and MolPeg's EMA reference model.
@@ -18,6 +18,8 @@
 //! - `setup` (crate): threads, seed, optimiser and progress bar, shared with
 //!   [`crate::pretrain`].
 //! - [`optim`]: Adam/AdamW, fused on the CPU.
+//! - [`predictions`]: batched inference in the dataset's units, shared by the run's end
+//!   (`predictor.json`, `test_predictions.csv`) and `anges-train predict`.
 //! - [`resume`]: the state saved after every epoch, and `--resume` from it (fine-tuning and
 //!   pre-training).
 
@@ -25,8 +27,9 @@ mod epoch;
 pub mod epochs;
 pub mod finetune;
 pub mod metrics;
-mod network;
+pub(crate) mod network;
 pub mod optim;
+pub mod predictions;
 pub mod prune;
 pub mod resume;
 pub mod rundir;

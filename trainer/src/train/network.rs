@@ -15,9 +15,12 @@ use tch::nn::{self, VarStore};
 use tch::{Device, Tensor};
 
 use super::TrainError;
+use crate::config::{ModelConfig, ModelKind};
 use crate::data::Dataset;
 use crate::featurize::{GraphFeatures, RegexTokenizer, SmilesTokenizer, TokenIds};
-use crate::models::{Collator, Gnn, Pooling, SequenceModel, TransformerConfig, pad_tokens};
+use crate::models::{
+    Collator, Gnn, GnnConfig, GnnKind, Pooling, SequenceModel, TransformerConfig, pad_tokens,
+};
 
 /// The network being fine-tuned (or MolPeg's reference copy of it).
 #[derive(Debug)]
@@ -112,6 +115,35 @@ pub(crate) fn tokenize_rows(
             }
         });
     (tokens, before - ds.rows.len())
+}
+
+/// The 2D network (GIN or GCN) of `model` on `device`, freshly initialised from libtorch's
+/// generator: what a run fine-tunes, and what `anges-train predict` loads a run's weights into.
+pub(crate) fn graph_network(
+    model: &ModelConfig,
+    num_tasks: i64,
+    device: Device,
+) -> Result<(VarStore, Network), TrainError> {
+    let vs = VarStore::new(device);
+    let gnn = Gnn::new(
+        &vs.root(),
+        GnnConfig {
+            kind: gnn_kind(model.kind),
+            dropout: model.dropout,
+            num_tasks,
+            gcn_l2_normalize: model.gcn_l2_normalize,
+            ..GnnConfig::default()
+        },
+    )?;
+    Ok((vs, Network::Graph(gnn)))
+}
+
+/// The graph layer kind of a 2D model kind (GIN for anything but GCN).
+fn gnn_kind(kind: ModelKind) -> GnnKind {
+    match kind {
+        ModelKind::Gcn => GnnKind::Gcn,
+        _ => GnnKind::Gin,
+    }
 }
 
 /// The 1D network on `device`: the Hugging Face encoder of `pretrained`, or `cfg` from scratch.

@@ -16,6 +16,7 @@ mod dataset_cache;
 mod gnn_parity;
 mod learning;
 mod libtorch_smoke;
+mod predict;
 mod pretrain;
 mod report;
 mod resume;
