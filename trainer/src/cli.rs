@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use anges_trainer::config::{
-    AngesOrder, AngesParams, ComputeConfig, ConfigError, DataConfig, DeviceChoice, EncoderSize,
-    FinetuneConfig, MeterConfig, MeterMode, ModelConfig, ModelKind, OptimConfig, PretrainConfig,
-    PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec,
+    AngesOrder, AngesParams, CarbonConfig, ComputeConfig, ConfigError, DataConfig, DeviceChoice,
+    EncoderSize, FinetuneConfig, IntensitySource, MeterConfig, MeterMode, ModelConfig, ModelKind,
+    OptimConfig, PretrainConfig, PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec,
 };
 use anges_trainer::replay::ReplayGrid;
 use anges_trainer::study::StudyConfig;
@@ -298,6 +298,29 @@ pub struct MeterArgs {
     /// Meter socket (else $ANGES_METER_SOCKET, the system socket, the user-mode socket).
     #[arg(long, value_name = "PATH", env = "ANGES_METER_SOCKET")]
     pub socket: Option<PathBuf>,
+
+    /// Grid carbon intensity: a region code of the meter's table (FR, DE, US, WORLD, …). The
+    /// in-process meter applies it; a daemon applies its own (with a warning).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["intensity", "intensity_csv"])]
+    pub region: Option<String>,
+
+    /// Grid carbon intensity: a constant, gCO2eq/kWh.
+    #[arg(long, value_name = "G_PER_KWH", conflicts_with = "intensity_csv")]
+    pub intensity: Option<f64>,
+
+    /// Grid carbon intensity: a time series CSV (`timestamp,g_per_kwh`).
+    #[arg(long, value_name = "FILE")]
+    pub intensity_csv: Option<PathBuf>,
+
+    /// Power usage effectiveness of the facility (≥ 1; default 1).
+    #[arg(long, value_name = "PUE")]
+    pub pue: Option<f64>,
+
+    /// The meter daemon's configuration file whose `[carbon]` section gives the defaults of the
+    /// four flags above (else $XDG_CONFIG_HOME/anges/meterd.toml, else /etc/anges/meterd.toml,
+    /// when they exist).
+    #[arg(long, value_name = "FILE")]
+    pub meter_config: Option<PathBuf>,
 }
 
 /// Everything a fine-tuning run needs.
@@ -557,9 +580,20 @@ impl TrainArgs {
 
 impl MeterArgs {
     fn to_config(&self) -> MeterConfig {
+        let intensity = match (&self.region, self.intensity, &self.intensity_csv) {
+            (Some(code), _, _) => Some(IntensitySource::Region(code.clone())),
+            (_, Some(g), _) => Some(IntensitySource::Constant(g)),
+            (_, _, Some(path)) => Some(IntensitySource::Csv(path.clone())),
+            _ => None,
+        };
         MeterConfig {
             mode: self.meter,
             socket: self.socket.clone(),
+            carbon: CarbonConfig {
+                intensity,
+                pue: self.pue,
+                meter_config: self.meter_config.clone(),
+            },
         }
     }
 }

@@ -51,7 +51,7 @@ use super::setup;
 use crate::checkpoint::{self, CheckpointError, LoadOptions};
 use crate::config::{FinetuneConfig, ModelConfig, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
-use crate::emissions::{EpochEnergy, EpochMeter, LedgerTotals, MeterFinal};
+use crate::emissions::{self, EpochEnergy, EpochMeter, LedgerTotals, MeterFinal};
 use crate::featurize::TokenIds;
 use crate::models::{Collator, Gnn, GnnConfig, GnnKind, HEAD_PREFIX, TransformerConfig};
 use crate::policy::{Policy, StopReason};
@@ -590,6 +590,8 @@ impl<'a> FinetuneTask<'a> {
             meter_gap_epochs: meter.as_ref().map_or(0, |m| m.gap_epochs),
             daemon_job_joules: meter.as_ref().and_then(|m| m.daemon_job_joules),
             daemon_job_grams: meter.as_ref().and_then(|m| m.daemon_job_grams),
+            carbon: meter.as_ref().and_then(|m| m.carbon.clone()),
+            hardware: meter.as_ref().and_then(|m| m.hardware.clone()),
             prune: self.pruner.as_ref().map(|p| PruneSummary {
                 method: p.method(),
                 keep_ratio: p.keep_ratio(),
@@ -601,6 +603,14 @@ impl<'a> FinetuneTask<'a> {
             }),
         };
         self.run.write_summary(&summary)?;
+        if let Some(m) = &meter {
+            emissions::codecarbon::append_run(self.run.path(), summary.seconds, m).map_err(
+                |e| {
+                    let path = self.run.file(emissions::codecarbon::FILE);
+                    TrainError::io(&path, std::io::Error::other(e))
+                },
+            )?;
+        }
         resume::remove(&self.run.file(resume::STATE_FILE))?;
         Ok(summary)
     }

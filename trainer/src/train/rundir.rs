@@ -10,6 +10,8 @@
 //! - `epochs.jsonl` and `epochs.csv`: one [`EpochRecord`] per epoch, appended and flushed as
 //!   each epoch ends (so a run that dies keeps its log);
 //! - `summary.json`: the [`Summary`];
+//! - `emissions.csv`: the run's row in CodeCarbon's format ([`crate::emissions::codecarbon`]; not
+//!   with `--meter off`);
 //! - `best.safetensors` (written at each new best validation epoch) and `final.safetensors`:
 //!   the weights;
 //! - `resume.safetensors` while the run is going: what `--resume` continues from
@@ -176,6 +178,14 @@ pub struct Summary {
     /// Data pruning, when used.
     #[serde(default)]
     pub prune: Option<PruneSummary>,
+    /// The carbon intensity (g/kWh and its source) and the PUE the grams were computed with
+    /// (`null` with `--meter off`).
+    #[serde(default)]
+    pub carbon: Option<crate::emissions::CarbonInfo>,
+    /// The machine: CPU, GPUs, and the meter's sensors, measured or estimated (`null` with
+    /// `--meter off`).
+    #[serde(default)]
+    pub hardware: Option<crate::emissions::Hardware>,
 }
 
 /// What data pruning did over a run.
