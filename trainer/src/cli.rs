@@ -83,7 +83,7 @@ pub enum Command {
     ///
     /// Example: anges-train pretrain --corpus moses_train.csv.gz --limit 100000 --model gin
     /// --epochs 10 --batch-size 256
-    Pretrain(PretrainArgs),
+    Pretrain(Box<PretrainArgs>),
     /// Re-apply stopping policies and parameter grids offline to a logged run and print the
     /// trade-off of each.
     Replay(ReplayArgs),
