@@ -3,10 +3,13 @@
 //! - [`paths`]: where the meter's socket lives and the order in which clients look for it;
 //! - [`protocol`]: the messages exchanged over that socket;
 //! - [`codec`]: their framing (length-delimited `postcard`, bounded frames);
-//! - [`client`]: the blocking and async client libraries (timeouts, reconnection, re-attachment).
+//! - [`client`]: the blocking and async client libraries (timeouts, reconnection, re-attachment);
+//! - [`codecarbon`]: the CodeCarbon-compatible `emissions.csv` that the trainer and `anges-meter`
+//!   write.
 
 pub mod client;
 pub mod codec;
+pub mod codecarbon;
 pub mod paths;
 pub mod protocol;
 

@@ -2,7 +2,8 @@
 //!
 //! A client tries, in order: an explicit path (`--socket` or `ANGES_METER_SOCKET`), the system
 //! daemon's socket, then the user-mode daemon's socket under `$XDG_RUNTIME_DIR`. Each candidate
-//! carries the reason it was chosen so that clients can say which one they used.
+//! carries the reason it was chosen so that clients can say which one they used. The daemon's
+//! configuration files live here too, since the trainer reads their `[carbon]` section.
 //!
 //! The daemon and the clients read `ANGES_METER_SOCKET` through the same function,
 //! [`socket_from_env`]: an empty value counts as unset for both.
@@ -12,6 +13,15 @@ use std::path::{Path, PathBuf};
 
 /// Socket of the system daemon (`systemctl start anges-meterd`).
 pub const SYSTEM_SOCKET: &str = "/run/anges/meterd.sock";
+
+/// The system daemon's configuration file (its `[carbon]` section is also the trainer's default).
+pub const SYSTEM_CONFIG: &str = "/etc/anges/meterd.toml";
+
+/// The user-mode configuration file for a given configuration folder (`$XDG_CONFIG_HOME`):
+/// `<config_dir>/anges/meterd.toml`.
+pub fn user_config(config_dir: &Path) -> PathBuf {
+    config_dir.join("anges").join("meterd.toml")
+}
 
 /// Environment variable that names a socket explicitly.
 pub const SOCKET_ENV: &str = "ANGES_METER_SOCKET";

@@ -21,7 +21,7 @@ use crate::cli::Cli;
 use crate::server::{Bus, ServerConfig};
 
 /// System configuration file.
-pub const SYSTEM_CONFIG: &str = "/etc/anges/meterd.toml";
+pub use anges_common::paths::SYSTEM_CONFIG;
 /// System state directory (the unit's `StateDirectory=anges`, writable under `ProtectSystem=strict`).
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/anges";
 
@@ -59,19 +59,8 @@ pub fn check_publish_interval(ms: u64, user: bool) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `[carbon]` section.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CarbonFile {
-    /// Constant intensity, g/kWh.
-    pub intensity: Option<f64>,
-    /// Region code of the built-in table.
-    pub region: Option<String>,
-    /// Time-series CSV.
-    pub csv: Option<PathBuf>,
-    /// PUE.
-    pub pue: Option<f64>,
-}
+/// `[carbon]` section (in the engine, so that the trainer's in-process meter reads it too).
+pub use anges_meter_engine::carbon::CarbonFile;
 
 /// `[limits]` section: bounds of the socket server (defaults in `SocketLimits`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -180,9 +169,9 @@ pub struct DaemonConfig {
 /// The default config path for the mode.
 pub fn default_config_path(user: bool) -> PathBuf {
     if user {
-        dirs::config_dir()
-            .unwrap_or_else(|| PathBuf::from(".config"))
-            .join("anges/meterd.toml")
+        anges_common::paths::user_config(
+            &dirs::config_dir().unwrap_or_else(|| PathBuf::from(".config")),
+        )
     } else {
         PathBuf::from(SYSTEM_CONFIG)
     }
@@ -253,18 +242,10 @@ impl DaemonConfig {
                 _ => d.intensity.clone(),
             }
         } else {
-            let c = &file.carbon;
-            match (c.intensity, &c.region, &c.csv) {
-                (Some(g), None, None) => IntensitySource::Constant(g),
-                (None, Some(r), None) => IntensitySource::Region(r.clone()),
-                (None, None, Some(p)) => IntensitySource::Csv(p.clone()),
-                (None, None, None) => d.intensity.clone(),
-                _ => {
-                    return Err(ConfigError::Invalid(
-                        "[carbon]: give only one of intensity, region, csv".into(),
-                    ));
-                }
-            }
+            file.carbon
+                .source()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?
+                .unwrap_or_else(|| d.intensity.clone())
         };
         let gpus = match &cli.gpus {
             Some(s) => s.parse().map_err(ConfigError::Invalid)?,

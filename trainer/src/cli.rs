@@ -16,9 +16,10 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 
 use anges_trainer::config::{
-    AngesOrder, AngesParams, ComputeConfig, ConfigError, DataConfig, DeviceChoice, EncoderSize,
-    FinetuneConfig, MeterConfig, MeterMode, ModelConfig, ModelKind, OptimConfig, PretrainConfig,
-    PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec, TaskType,
+    AngesOrder, AngesParams, CarbonConfig, ComputeConfig, ConfigError, DataConfig, DeviceChoice,
+    EncoderSize, FinetuneConfig, IntensitySource, MeterConfig, MeterMode, ModelConfig, ModelKind,
+    OptimConfig, PretrainConfig, PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec,
+    TaskType,
 };
 use anges_trainer::predict::PredictConfig;
 use anges_trainer::replay::ReplayGrid;
@@ -129,7 +130,7 @@ pub enum Command {
     ///
     /// Example: anges-train pretrain --corpus moses_train.csv.gz --limit 100000 --model gin
     /// --epochs 10 --batch-size 256
-    Pretrain(PretrainArgs),
+    Pretrain(Box<PretrainArgs>),
     /// Re-apply stopping policies and parameter grids offline to a logged run and print the
     /// trade-off of each.
     Replay(ReplayArgs),
@@ -378,6 +379,29 @@ pub struct MeterArgs {
     /// Meter socket (else $ANGES_METER_SOCKET, the system socket, the user-mode socket).
     #[arg(long, value_name = "PATH", env = "ANGES_METER_SOCKET")]
     pub socket: Option<PathBuf>,
+
+    /// Grid carbon intensity: a region code of the meter's table (FR, DE, US, WORLD, …). The
+    /// in-process meter applies it; a daemon applies its own (with a warning).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["intensity", "intensity_csv"])]
+    pub region: Option<String>,
+
+    /// Grid carbon intensity: a constant, gCO2eq/kWh.
+    #[arg(long, value_name = "G_PER_KWH", conflicts_with = "intensity_csv")]
+    pub intensity: Option<f64>,
+
+    /// Grid carbon intensity: a time series CSV (`timestamp,g_per_kwh`).
+    #[arg(long, value_name = "FILE")]
+    pub intensity_csv: Option<PathBuf>,
+
+    /// Power usage effectiveness of the facility (≥ 1; default 1).
+    #[arg(long, value_name = "PUE")]
+    pub pue: Option<f64>,
+
+    /// The meter daemon's configuration file whose `[carbon]` section gives the defaults of the
+    /// four flags above (else $XDG_CONFIG_HOME/anges/meterd.toml, else /etc/anges/meterd.toml,
+    /// when they exist).
+    #[arg(long, value_name = "FILE")]
+    pub meter_config: Option<PathBuf>,
 }
 
 /// Everything a fine-tuning run needs.
@@ -681,9 +705,20 @@ impl TrainArgs {
 
 impl MeterArgs {
     fn to_config(&self) -> MeterConfig {
+        let intensity = match (&self.region, self.intensity, &self.intensity_csv) {
+            (Some(code), _, _) => Some(IntensitySource::Region(code.clone())),
+            (_, Some(g), _) => Some(IntensitySource::Constant(g)),
+            (_, _, Some(path)) => Some(IntensitySource::Csv(path.clone())),
+            _ => None,
+        };
         MeterConfig {
             mode: self.meter,
             socket: self.socket.clone(),
+            carbon: CarbonConfig {
+                intensity,
+                pue: self.pue,
+                meter_config: self.meter_config.clone(),
+            },
         }
     }
 }
@@ -796,6 +831,21 @@ impl FinetuneArgs {
             "ema_beta": self.prune.ema_beta => r.prune.ema_beta;
             "meter": self.meter.meter => r.meter.mode;
             "socket": self.meter.socket => r.meter.socket.clone();
+            "pue": self.meter.pue => r.meter.carbon.pue;
+            "meter_config": self.meter.meter_config => r.meter.carbon.meter_config.clone();
+        }
+        // The recorded intensity, unless one of its three flags was given.
+        let c = &mut self.meter;
+        if !["region", "intensity", "intensity_csv"]
+            .iter()
+            .any(|id| given(id))
+        {
+            (c.region, c.intensity, c.intensity_csv) = match &r.meter.carbon.intensity {
+                Some(IntensitySource::Region(code)) => (Some(code.clone()), None, None),
+                Some(IntensitySource::Constant(g)) => (None, Some(*g), None),
+                Some(IntensitySource::Csv(path)) => (None, None, Some(path.clone())),
+                None => (None, None, None),
+            };
         }
         // The parameters of the recorded policy (those of the others are not recorded, and
         // not used).
@@ -1230,6 +1280,12 @@ mod tests {
         r.meter = MeterConfig {
             mode: MeterMode::Local,
             socket: Some("/s".into()),
+            carbon: CarbonConfig {
+                intensity: Some(IntensitySource::Region("FR".into())),
+                pue: Some(1.3),
+                // A file named here must exist when the configuration is checked.
+                meter_config: None,
+            },
         };
         r
     }
@@ -1281,6 +1337,9 @@ mod tests {
         }
         let not_recorded = [
             "log",
+            "quiet",
+            "verbose",
+            "json",
             "device",
             "out",
             "overwrite",

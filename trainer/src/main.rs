@@ -210,6 +210,18 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                     if estimated { " (estimated)" } else { "" }
                 );
             }
+            if let Some(c) = &s.carbon {
+                println!("carbon intensity: {}", c.describe());
+            }
+            if let Some(h) = &s.hardware {
+                println!("hardware: {}", h.describe());
+            }
+            println!(
+                "starting weights: {}",
+                s.pretrained
+                    .as_ref()
+                    .map_or_else(|| "from scratch".to_owned(), |p| p.display().to_string())
+            );
             println!("run directory: {}", s.run_dir.display());
             Ok(())
         }

@@ -172,6 +172,7 @@ pub fn run_study(study: &StudyConfig, command: String) -> Result<StudyOutcome, S
     let mut frontier: Vec<FrontierPoint> = Vec::new();
     let mut metric = Metric::RocAuc;
     let mut meter = String::new();
+    let mut setting = Vec::new();
     for &seed in &study.seeds {
         let mut full: Option<(LoggedRun, Summary)> = None;
         for (label, mut run_config) in plan(study, seed, &dir) {
@@ -188,6 +189,7 @@ pub fn run_study(study: &StudyConfig, command: String) -> Result<StudyOutcome, S
             metric = summary.metric;
             if meter.is_empty() {
                 meter = summary.meter.clone().unwrap_or_default();
+                setting = report::setting_of(&summary);
             }
             let versus = full
                 .as_ref()
@@ -223,6 +225,7 @@ pub fn run_study(study: &StudyConfig, command: String) -> Result<StudyOutcome, S
         seeds: study.seeds.clone(),
         command,
         meter,
+        setting,
         runs,
         frontier,
     };

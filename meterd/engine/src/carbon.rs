@@ -34,6 +34,37 @@ impl Default for IntensitySource {
     }
 }
 
+/// The `[carbon]` section of `meterd.toml`, read by the daemon and by the trainer's in-process
+/// meter (`anges-train --meter-config`), so that both take the same choices from the same file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarbonFile {
+    /// Constant intensity, g/kWh.
+    pub intensity: Option<f64>,
+    /// Region code of the built-in table.
+    pub region: Option<String>,
+    /// Time-series CSV.
+    pub csv: Option<PathBuf>,
+    /// PUE.
+    pub pue: Option<f64>,
+}
+
+impl CarbonFile {
+    /// The intensity source the section names (`None`: it names none); more than one of
+    /// `intensity`, `region` and `csv` is an error.
+    pub fn source(&self) -> Result<Option<IntensitySource>, CarbonError> {
+        match (self.intensity, &self.region, &self.csv) {
+            (Some(g), None, None) => Ok(Some(IntensitySource::Constant(g))),
+            (None, Some(r), None) => Ok(Some(IntensitySource::Region(r.clone()))),
+            (None, None, Some(p)) => Ok(Some(IntensitySource::Csv(p.clone()))),
+            (None, None, None) => Ok(None),
+            _ => Err(CarbonError::Invalid(
+                "[carbon]: give only one of intensity, region, csv".into(),
+            )),
+        }
+    }
+}
+
 /// Errors in carbon configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum CarbonError {

@@ -27,6 +27,7 @@ fn daemon_args(socket: &Path) -> MeterConfig {
     MeterConfig {
         mode: MeterMode::Daemon,
         socket: Some(socket.to_owned()),
+        ..MeterConfig::default()
     }
 }
 
@@ -336,6 +337,7 @@ fn daemon_mode_without_a_daemon_is_a_clear_error_and_auto_meters_locally() {
     let auto = MeterConfig {
         mode: MeterMode::Auto,
         socket: Some(socket.clone()),
+        ..MeterConfig::default()
     };
     let t = Instant::now();
     let mut meter = EpochMeter::start_with(&auto, "e2e-auto", &MeterOptions::estimated())

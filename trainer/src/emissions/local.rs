@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use anges_meter_engine::jobs::JobTotals;
-use anges_meter_engine::sensors::Provenance;
+use anges_meter_engine::sensors::{DomainKind, Provenance};
 use anges_meter_engine::{Engine, EngineConfig, EngineError, JobId, JobSpec};
 
 use super::ledger::Sample;
@@ -54,6 +54,7 @@ pub(crate) struct LocalMeter {
     job: JobId,
     provenance: String,
     measured: bool,
+    gpu_domains: usize,
     fresh_timeout: Duration,
 }
 
@@ -80,10 +81,16 @@ impl LocalMeter {
         };
         let mut measured_sources = Vec::new();
         let mut estimated_sources = Vec::new();
+        let mut gpu_domains = 0;
         for s in engine.health().sources {
             if s.domains.is_empty() {
                 continue;
             }
+            gpu_domains += s
+                .domains
+                .iter()
+                .filter(|(id, _)| id.starts_with("gpu:"))
+                .count();
             if s.domains.iter().all(|(_, p)| *p == Provenance::Measured) {
                 measured_sources.push(s.source);
             } else {
@@ -96,6 +103,7 @@ impl LocalMeter {
             job,
             provenance,
             measured,
+            gpu_domains,
             fresh_timeout,
         })
     }
@@ -108,6 +116,26 @@ impl LocalMeter {
     /// Whether every energy source of the engine is a hardware counter.
     pub(crate) fn measured(&self) -> bool {
         self.measured
+    }
+
+    /// How many GPUs the engine meters.
+    pub(crate) fn gpu_domains(&self) -> usize {
+        self.gpu_domains
+    }
+
+    /// The job's energy so far by kind of domain: CPU, memory, GPU, joules.
+    pub(crate) fn by_kind(&self) -> Option<[f64; 3]> {
+        let job = self.engine.job(self.job)?;
+        let mut out = [0.0; 3];
+        for d in job.domains.values() {
+            let i = match d.kind {
+                DomainKind::Cpu => 0,
+                DomainKind::Dram => 1,
+                DomainKind::Gpu => 2,
+            };
+            out[i] += d.joules;
+        }
+        Some(out)
     }
 
     /// The accounting tick published so far (take it before the work a reading must include).

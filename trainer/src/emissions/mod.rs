@@ -18,22 +18,32 @@
 //! standby's increment for an epoch the daemon cannot vouch for (a *gap*: unreachable, restarted,
 //! job lost, totals gone back), marked in the log and in [`EpochEnergy::fault`]. See
 //! [`ledger`] for the precise rules.
+//!
+//! Carbon: the in-process meter applies the carbon options of [`crate::config::CarbonConfig`]
+//! (the daemon's flags and its file's `[carbon]` section); a daemon applies its own, and a run that
+//! asked for others is warned with both values. The run states what was applied, with the
+//! machine and its sensors ([`facts`]), and writes a CodeCarbon-compatible `emissions.csv`
+//! ([`codecarbon`]).
 
+pub mod codecarbon;
 mod daemon;
+pub mod facts;
 pub mod ledger;
 mod local;
 
 use std::time::Duration;
 
 use anges_common::client::{ClientConfig, ClientError};
-use anges_meter_engine::carbon::IntensitySource;
+use anges_meter_engine::carbon::{Carbon, CarbonError, IntensitySource};
+use anges_meter_engine::engine::unix_now;
 use anges_meter_engine::sensors::SensorChoice;
 use anges_meter_engine::sensors::detect::GpuSelection;
 use anges_meter_engine::{EngineConfig, EngineError};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MeterConfig, MeterMode};
+use crate::config::{ConfigError, MeterConfig, MeterMode, ResolvedCarbon};
 use daemon::DaemonLink;
+pub use facts::{CarbonInfo, Hardware};
 pub use ledger::{
     DaemonObservation, EnergySource, EpochEnergy, Ledger, LedgerTotals, Sample, Tail,
 };
@@ -64,6 +74,12 @@ pub enum MeterError {
     /// The in-process meter could not start (or could not register this process).
     #[error("the in-process meter failed to start: {0}")]
     Local(EngineError),
+    /// The carbon options are unusable (an unknown region, a PUE < 1, a bad file).
+    #[error("{0}")]
+    Options(#[from] ConfigError),
+    /// The carbon intensity could not be set up (an unreadable or malformed time series).
+    #[error("carbon intensity: {0}")]
+    Carbon(#[from] CarbonError),
 }
 
 /// The meter's figures at the end of a run.
@@ -91,6 +107,16 @@ pub struct MeterFinal {
     /// Every epoch's energy came from hardware counters (before any epoch: the meter's sources
     /// are all counters).
     pub measured: bool,
+    /// The carbon intensity and PUE applied (absent from figures recorded before it).
+    #[serde(default)]
+    pub carbon: Option<CarbonInfo>,
+    /// The machine and the meter's sensors.
+    #[serde(default)]
+    pub hardware: Option<Hardware>,
+    /// Shares of the job's energy by kind of domain (CPU, memory, GPU), from the in-process
+    /// meter's per-domain totals (the daemon's standby beside a daemon); `None` when unknown.
+    #[serde(default)]
+    pub kind_shares: Option<[f64; 3]>,
 }
 
 impl MeterFinal {
@@ -176,6 +202,8 @@ pub struct EpochMeter {
     ledger: Ledger,
     describe: String,
     measured: bool,
+    carbon: CarbonInfo,
+    hardware: Hardware,
 }
 
 impl EpochMeter {
@@ -192,13 +220,15 @@ impl EpochMeter {
         job_name: &str,
         opts: &MeterOptions,
     ) -> Result<Option<EpochMeter>, MeterError> {
+        if args.mode == MeterMode::Off {
+            tracing::info!("emissions: not metered (--meter off)");
+            return Ok(None);
+        }
+        let carbon = args.carbon.resolve()?;
         match args.mode {
-            MeterMode::Off => {
-                tracing::info!("emissions: not metered (--meter off)");
-                Ok(None)
-            }
+            MeterMode::Off => Ok(None),
             MeterMode::Local => {
-                let meter = Self::local(job_name, opts)?;
+                let meter = Self::local(job_name, opts, &carbon)?;
                 tracing::info!(
                     "emissions: {} (--meter local): figures are {}",
                     meter.describe,
@@ -206,11 +236,11 @@ impl EpochMeter {
                 );
                 Ok(Some(meter))
             }
-            MeterMode::Daemon => Self::daemon(args, job_name, opts).map(Some),
-            MeterMode::Auto => match Self::daemon(args, job_name, opts) {
+            MeterMode::Daemon => Self::daemon(args, job_name, opts, &carbon).map(Some),
+            MeterMode::Auto => match Self::daemon(args, job_name, opts, &carbon) {
                 Ok(m) => Ok(Some(m)),
                 Err(MeterError::DaemonUnreachable { tried }) => {
-                    let meter = Self::local(job_name, opts)?;
+                    let meter = Self::local(job_name, opts, &carbon)?;
                     tracing::info!(
                         "--meter auto: no meter daemon answered (tried: {}); emissions: {}: \
                          figures are {}",
@@ -221,7 +251,7 @@ impl EpochMeter {
                     Ok(Some(meter))
                 }
                 Err(e) => {
-                    let meter = Self::local(job_name, opts)?;
+                    let meter = Self::local(job_name, opts, &carbon)?;
                     tracing::warn!(
                         "--meter auto: the meter daemon is unusable ({e}); emissions: {}: \
                          figures are {}",
@@ -234,19 +264,30 @@ impl EpochMeter {
         }
     }
 
-    fn local(job_name: &str, opts: &MeterOptions) -> Result<EpochMeter, MeterError> {
-        let meter =
-            LocalMeter::start(opts.local_engine.clone(), job_name).map_err(MeterError::Local)?;
+    fn local(
+        job_name: &str,
+        opts: &MeterOptions,
+        resolved: &ResolvedCarbon,
+    ) -> Result<EpochMeter, MeterError> {
+        let mut engine = opts.local_engine.clone();
+        engine.intensity = resolved.intensity.clone();
+        engine.pue = resolved.pue;
+        let carbon = CarbonInfo::local(resolved, &Carbon::new(&engine.intensity, engine.pue)?);
+        let meter = LocalMeter::start(engine, job_name).map_err(MeterError::Local)?;
         let start = meter
             .current()
             .unwrap_or_else(|_| Sample::new(0.0, 0.0, meter.measured()));
         let describe = format!("local ({})", meter.provenance());
         let measured = meter.measured();
+        let hardware = Hardware::detect(meter.gpu_domains(), meter.provenance().to_owned());
+        tracing::info!("emissions: carbon intensity {}", carbon.describe());
         Ok(EpochMeter {
             backend: Backend::Local(meter),
             ledger: Ledger::local(start),
             describe,
             measured,
+            carbon,
+            hardware,
         })
     }
 
@@ -254,6 +295,7 @@ impl EpochMeter {
         args: &MeterConfig,
         job_name: &str,
         opts: &MeterOptions,
+        resolved: &ResolvedCarbon,
     ) -> Result<EpochMeter, MeterError> {
         let mut cfg = ClientConfig::discover(args.socket.clone());
         cfg.request_timeout = opts.request_timeout;
@@ -265,6 +307,20 @@ impl EpochMeter {
         })?;
         let mut standby_cfg = opts.standby_engine.clone();
         let intensity = link.intensity();
+        let carbon = CarbonInfo::daemon(intensity);
+        let asked = &args.carbon;
+        if asked.intensity.is_some() || asked.pue.is_some() || asked.meter_config.is_some() {
+            tracing::warn!(
+                "the meter daemon applies its own carbon intensity ({intensity} g/kWh now, with                  the PUE of its configuration), not the one asked for ({} g/kWh from {}, PUE {}                  from {}); use --meter local to apply yours",
+                Carbon::new(&resolved.intensity, resolved.pue).map_or_else(
+                    |_| "?".to_owned(),
+                    |c| c.intensity_at(unix_now()).to_string()
+                ),
+                resolved.intensity_origin,
+                resolved.pue,
+                resolved.pue_origin
+            );
+        }
         if intensity.is_finite() && intensity > 0.0 {
             standby_cfg.intensity = IntensitySource::Constant(intensity);
         }
@@ -281,6 +337,10 @@ impl EpochMeter {
         let local_start = standby.as_ref().and_then(|m| m.current().ok());
         let describe = format!("daemon {} ({})", link.socket().display(), link.provenance());
         let measured = link.measured();
+        let hardware = Hardware::detect(
+            standby.as_ref().map_or(0, LocalMeter::gpu_domains),
+            link.provenance().to_owned(),
+        );
         tracing::info!(
             "emissions: {describe}, job {}: figures are {}; gap filler: {}",
             link.job(),
@@ -298,6 +358,8 @@ impl EpochMeter {
             ledger: Ledger::with_daemon(start, local_start),
             describe,
             measured,
+            carbon,
+            hardware,
         })
     }
 
@@ -373,6 +435,14 @@ impl EpochMeter {
     /// Ends metering: unregisters the job(s) and stops the in-process engine; returns the run's
     /// figures, with the daemon's own final totals of the job when there was a daemon.
     pub fn finish(self) -> MeterFinal {
+        let by_kind = match &self.backend {
+            Backend::Daemon { standby, .. } => standby.as_ref().and_then(LocalMeter::by_kind),
+            Backend::Local(meter) => meter.by_kind(),
+        };
+        let kind_shares = by_kind.and_then(|k| {
+            let sum: f64 = k.iter().sum();
+            (sum > 0.0).then(|| k.map(|j| j / sum))
+        });
         let (daemon_final, standby_final) = match self.backend {
             Backend::Daemon { link, standby } => {
                 let job = link.job();
@@ -392,7 +462,7 @@ impl EpochMeter {
         };
         let (cumulative_j, cumulative_g) = self.ledger.cumulative();
         let tail = self.ledger.tail(daemon_final, standby_final);
-        let out = MeterFinal {
+        let mut out = MeterFinal {
             cumulative_j,
             cumulative_g,
             tail,
@@ -402,7 +472,14 @@ impl EpochMeter {
             epochs: self.ledger.epochs(),
             describe: self.describe,
             measured: self.ledger.all_measured().unwrap_or(self.measured),
+            carbon: None,
+            hardware: Some(self.hardware),
+            kind_shares,
         };
+        let (joules, grams) = out.total();
+        let mut carbon = self.carbon;
+        carbon.settle(joules, grams);
+        out.carbon = Some(carbon);
         tracing::info!(
             "emissions: {:.3} J, {:.6} g CO2-eq over {} epoch(s), {} after the last one ({}{}); \
              local meter total {}",
@@ -449,7 +526,11 @@ mod tests {
     }
 
     fn args(mode: MeterMode, socket: Option<std::path::PathBuf>) -> MeterConfig {
-        MeterConfig { mode, socket }
+        MeterConfig {
+            mode,
+            socket,
+            ..MeterConfig::default()
+        }
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub(crate) fn markdown(report: &StudyReport) -> String {
     );
     let _ = writeln!(md, "- Seeds: {}", seed_list(report));
     let _ = writeln!(md, "- Energy meter: {}", md_escape(&report.meter));
+    for (what, value) in &report.setting {
+        let _ = writeln!(md, "- {}: {}", md_escape(what), md_escape(value));
+    }
     let _ = writeln!(
         md,
         "- Runs: {}; replayed β-grid points: {}\n",
@@ -216,10 +219,19 @@ pub(crate) fn html(report: &StudyReport, curve_svg: &str, frontier_svg: &str) ->
     let _ = writeln!(
         h,
         "<ul>\n<li>Metric: {metric} (validation selects the delivered weights, test reports)</li>\n\
-         <li>Seeds: {}</li>\n<li>Energy meter: {}</li>\n\
+         <li>Seeds: {}</li>\n<li>Energy meter: {}</li>\n{}\
          <li>Runs: {}; replayed β-grid points: {}</li>\n</ul>",
         html_escape(&seed_list(report)),
         html_escape(&report.meter),
+        report
+            .setting
+            .iter()
+            .map(|(what, value)| format!(
+                "<li>{}: {}</li>\n",
+                html_escape(what),
+                html_escape(value)
+            ))
+            .collect::<String>(),
         report.runs.len(),
         report.frontier.len()
     );
@@ -296,5 +308,22 @@ mod tests {
         assert!(md.contains("100·(E(G) − E(F)) / E(F)"));
         assert!(md.contains("](curve.png)") && md.contains("](frontier.png)"));
         assert!(md.contains("anges-train study --dataset '<x>' && echo"));
+    }
+
+    #[test]
+    fn reports_state_the_setting_lines() {
+        let mut r = report(Vec::new());
+        r.setting.insert(
+            0,
+            (
+                "Carbon intensity".to_owned(),
+                "56 g/kWh (region FR (56 g/kWh), flag), PUE 1.200".to_owned(),
+            ),
+        );
+        for page in [markdown(&r), html(&r, "", "")] {
+            assert!(page.contains("Carbon intensity: 56 g/kWh"), "{page}");
+            assert!(page.contains("PUE 1.200"), "{page}");
+            assert!(page.contains("Starting weights: from scratch"), "{page}");
+        }
     }
 }

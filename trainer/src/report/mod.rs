@@ -138,10 +138,33 @@ pub struct StudyReport {
     pub command: String,
     /// Where the energy came from (e.g. `daemon (measured)`, `local (estimated)`).
     pub meter: String,
+    /// How the figures were obtained, as `(what, value)` lines of the report's setting: the
+    /// carbon intensity with its source and the PUE, the hardware and its sensors, the starting
+    /// weights ([`setting_of`]).
+    #[serde(default)]
+    pub setting: Vec<(String, String)>,
     /// Every run, all seeds.
     pub runs: Vec<StudyRun>,
     /// The replayed β grid.
     pub frontier: Vec<FrontierPoint>,
+}
+
+/// The setting lines a run's summary states: carbon intensity and PUE, hardware and sensors
+/// (both when metered), starting weights.
+pub fn setting_of(summary: &crate::train::Summary) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(c) = &summary.carbon {
+        out.push(("Carbon intensity".to_owned(), c.describe()));
+    }
+    if let Some(h) = &summary.hardware {
+        out.push(("Hardware".to_owned(), h.describe()));
+    }
+    let weights = summary
+        .pretrained
+        .as_ref()
+        .map_or_else(|| "from scratch".to_owned(), |p| p.display().to_string());
+    out.push(("Starting weights".to_owned(), weights));
+    out
 }
 
 /// Builders of synthetic reports for the unit tests.
@@ -202,6 +225,7 @@ pub(crate) mod test_support {
             seeds,
             command: "anges-train study --dataset bbbp".to_owned(),
             meter: "local (estimated)".to_owned(),
+            setting: vec![("Starting weights".to_owned(), "from scratch".to_owned())],
             runs,
             frontier: Vec::new(),
         }

@@ -26,6 +26,7 @@
 //! start of every epoch from the seed and the epoch). libtorch's generator is process-global: do
 //! not run two fine-tunings at once in one process if they must be reproducible.
 
+use super::predictions::BEST_WEIGHTS_FILE;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,7 +55,7 @@ use super::setup;
 use crate::checkpoint::{self, CheckpointError, KeyMismatch, LoadOptions};
 use crate::config::{FinetuneConfig, ModelConfig, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
-use crate::emissions::{EpochEnergy, EpochMeter, LedgerTotals, MeterFinal};
+use crate::emissions::{self, EpochEnergy, EpochMeter, LedgerTotals, MeterFinal};
 use crate::featurize::{SmilesTokenizer, TokenIds};
 use crate::models::{Collator, HEAD_PREFIX, TransformerConfig};
 use crate::policy::{Policy, StopReason};
@@ -519,7 +520,7 @@ impl<'a> FinetuneTask<'a> {
             self.resumed_stop = Some(reason);
             last = self.records.len();
         }
-        let best_path = self.run.file("best.safetensors");
+        let best_path = self.run.file(BEST_WEIGHTS_FILE);
         if best_is_last {
             save_weights(&self.model.vs, &best_path)?;
         } else if self.policy.best_epoch().is_some() && !best_path.is_file() {
@@ -568,7 +569,7 @@ impl<'a> FinetuneTask<'a> {
         // Weights and summary (best.safetensors was written at each new best epoch).
         let final_path = self.run.file("final.safetensors");
         save_weights(&self.model.vs, &final_path)?;
-        let best_path = self.run.file("best.safetensors");
+        let best_path = self.run.file(BEST_WEIGHTS_FILE);
         let best_epoch = self.policy.best_epoch().unwrap_or(last.epoch);
         if !best_path.is_file() {
             std::fs::copy(&final_path, &best_path).map_err(|e| TrainError::io(&best_path, e))?;
@@ -621,6 +622,8 @@ impl<'a> FinetuneTask<'a> {
             meter_gap_epochs: meter.as_ref().map_or(0, |m| m.gap_epochs),
             daemon_job_joules: meter.as_ref().and_then(|m| m.daemon_job_joules),
             daemon_job_grams: meter.as_ref().and_then(|m| m.daemon_job_grams),
+            carbon: meter.as_ref().and_then(|m| m.carbon.clone()),
+            hardware: meter.as_ref().and_then(|m| m.hardware.clone()),
             prune: self.pruner.as_ref().map(|p| PruneSummary {
                 method: p.method(),
                 keep_ratio: p.keep_ratio(),
@@ -632,6 +635,14 @@ impl<'a> FinetuneTask<'a> {
             }),
         };
         self.run.write_summary(&summary)?;
+        if let Some(m) = &meter {
+            emissions::codecarbon::append_run(self.run.path(), summary.seconds, m).map_err(
+                |e| {
+                    let path = self.run.file(emissions::codecarbon::FILE);
+                    TrainError::io(&path, std::io::Error::other(e))
+                },
+            )?;
+        }
         resume::remove(&self.run.file(resume::STATE_FILE))?;
         Ok(summary)
     }
@@ -773,7 +784,7 @@ impl EpochTask for FinetuneTask<'_> {
     /// After the state (see [`resume`]): never an epoch later than the saved one.
     fn after_state(&mut self, _epoch: usize) -> Result<(), TrainError> {
         if std::mem::take(&mut self.new_best) {
-            save_weights(&self.model.vs, &self.run.file("best.safetensors"))?;
+            save_weights(&self.model.vs, &self.run.file(BEST_WEIGHTS_FILE))?;
         }
         Ok(())
     }

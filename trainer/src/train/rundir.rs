@@ -10,6 +10,8 @@
 //! - `epochs.jsonl` and `epochs.csv`: one [`EpochRecord`] per epoch, appended and flushed as
 //!   each epoch ends (so a run that dies keeps its log);
 //! - `summary.json`: the [`Summary`];
+//! - `emissions.csv`: the run's row in CodeCarbon's format ([`crate::emissions::codecarbon`]; not
+//!   with `--meter off`);
 //! - `best.safetensors` (written at each new best validation epoch) and `final.safetensors`:
 //!   the weights;
 //! - `resume.safetensors` while the run is going: what `--resume` continues from
@@ -23,6 +25,7 @@
 //! folder is fine. The folder of the run going on in this process is published ([`open_run`])
 //! so that an interrupt handler can say how to continue it.
 
+use super::predictions::{BEST_WEIGHTS_FILE, PREDICTOR_FILE, TEST_PREDICTIONS_FILE};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -183,6 +186,14 @@ pub struct Summary {
     /// Data pruning, when used.
     #[serde(default)]
     pub prune: Option<PruneSummary>,
+    /// The carbon intensity (g/kWh and its source) and the PUE the grams were computed with
+    /// (`null` with `--meter off`).
+    #[serde(default)]
+    pub carbon: Option<crate::emissions::CarbonInfo>,
+    /// The machine: CPU, GPUs, and the meter's sensors, measured or estimated (`null` with
+    /// `--meter off`).
+    #[serde(default)]
+    pub hardware: Option<crate::emissions::Hardware>,
 }
 
 /// What data pruning did over a run.
@@ -212,10 +223,13 @@ const RUN_FILES: &[&str] = &[
     "epochs.jsonl",
     "epochs.csv",
     "summary.json",
-    "best.safetensors",
+    BEST_WEIGHTS_FILE,
     "final.safetensors",
     super::resume::STATE_FILE,
     SKIPPED_FILE,
+    PREDICTOR_FILE,
+    TEST_PREDICTIONS_FILE,
+    crate::emissions::codecarbon::FILE,
 ];
 
 /// The run directory open in this process ([`open_run`]).
@@ -370,10 +384,13 @@ impl RunDir {
     pub fn clear_outputs(&self) -> Result<(), TrainError> {
         for name in [
             "summary.json",
-            "best.safetensors",
+            BEST_WEIGHTS_FILE,
             "final.safetensors",
             super::resume::STATE_FILE,
             SKIPPED_FILE,
+            PREDICTOR_FILE,
+            TEST_PREDICTIONS_FILE,
+            crate::emissions::codecarbon::FILE,
         ] {
             let path = self.file(name);
             crate::files::remove_if_present(&path).map_err(|e| TrainError::io(&path, e))?;

@@ -8,6 +8,7 @@
 mod common;
 
 mod bad_inputs;
+mod carbon;
 mod chem_parity;
 mod cli;
 mod custom_csv;

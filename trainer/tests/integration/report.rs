@@ -105,6 +105,7 @@ fn synthetic() -> StudyReport {
         command: "anges-train study --dataset bbbp --model gin --seeds 0,1 --out \"r & d\""
             .to_owned(),
         meter: "local (estimated)".to_owned(),
+        setting: vec![("Starting weights".to_owned(), "from scratch".to_owned())],
         runs,
         frontier,
     }
