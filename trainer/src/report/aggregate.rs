@@ -83,6 +83,10 @@ pub struct AggregateRow {
     pub wall_s_mean: f64,
     /// Standard deviation of the wall-clock seconds.
     pub wall_s_std: f64,
+    /// Every run of this label stopped at the same epoch as the full run of its seed: they did
+    /// the same work, so their %ΔEmiss is the meter's run-to-run noise, not a saving.
+    #[serde(default)]
+    pub same_epochs_as_full: bool,
 }
 
 /// Per-label aggregate over seeds (mean ± sample std; std 0 with one seed).
@@ -108,6 +112,15 @@ pub fn aggregate(report: &StudyReport) -> Vec<AggregateRow> {
             let kwh = num(StudyRun::kwh);
             let co2 = num(|r| r.co2_g);
             let wall = num(|r| r.wall_s);
+            let full_stop = |seed: u64| {
+                report
+                    .runs
+                    .iter()
+                    .find(|f| f.label == "full" && f.seed == seed)
+                    .map(|f| f.stop_epoch)
+            };
+            let same_epochs_as_full =
+                label != "full" && runs.iter().all(|r| full_stop(r.seed) == Some(r.stop_epoch));
             AggregateRow {
                 label: label.to_owned(),
                 runs: runs.len(),
@@ -125,6 +138,7 @@ pub fn aggregate(report: &StudyReport) -> Vec<AggregateRow> {
                 co2_g_std: co2.std,
                 wall_s_mean: wall.mean,
                 wall_s_std: wall.std,
+                same_epochs_as_full,
             }
         })
         .collect()

@@ -10,6 +10,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::glyphs::GlyphBackend;
+
 /// Width of every plot, pixels.
 pub const PLOT_WIDTH: u32 = 960;
 /// Height of every plot, pixels.
@@ -142,22 +144,204 @@ pub(crate) fn padded_range(values: impl Iterator<Item = f64>, include_zero: bool
     (lo - pad)..(hi + pad)
 }
 
-/// Width of the legend panel right of the plot, pixels.
-const LEGEND_WIDTH: i32 = 190;
+/// Narrowest and widest legend panel right of the plot, pixels (names longer than the widest
+/// panel allows are shortened with an ellipsis).
+const LEGEND_WIDTH: std::ops::RangeInclusive<i32> = 120..=300;
+/// Size of the legend's and the point texts' font, pixels.
+const SMALL_TEXT: f64 = 14.0;
+/// Size of the point texts' font, pixels.
+const POINT_TEXT: f64 = 13.0;
 /// Height of one legend entry, pixels.
 const LEGEND_ROW: i32 = 22;
 /// Half-size of the markers, pixels.
 const MARKER: i32 = 5;
 
+/// A rectangle in canvas pixels: `(left, top)` to `(right, bottom)`, exclusive of the far edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rect {
+    /// Left edge.
+    pub(crate) left: i32,
+    /// Top edge.
+    pub(crate) top: i32,
+    /// Right edge (exclusive).
+    pub(crate) right: i32,
+    /// Bottom edge (exclusive).
+    pub(crate) bottom: i32,
+}
+
+impl Rect {
+    /// The `width × height` rectangle with its top-left corner at `(left, top)`.
+    pub(crate) fn at(left: i32, top: i32, width: i32, height: i32) -> Self {
+        Rect {
+            left,
+            top,
+            right: left + width,
+            bottom: top + height,
+        }
+    }
+
+    /// Whether the two rectangles share any pixel.
+    pub(crate) fn intersects(&self, other: &Rect) -> bool {
+        self.left < other.right
+            && other.left < self.right
+            && self.top < other.bottom
+            && other.top < self.bottom
+    }
+
+    /// Whether `self` lies entirely inside `outer`.
+    pub(crate) fn inside(&self, outer: &Rect) -> bool {
+        self.left >= outer.left
+            && self.right <= outer.right
+            && self.top >= outer.top
+            && self.bottom <= outer.bottom
+    }
+}
+
+/// Where [`draw_chart`] put the texts it placed itself, for the checks that they neither overlap
+/// nor leave the canvas.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ChartLayout {
+    /// The whole canvas.
+    pub(crate) canvas: Option<Rect>,
+    /// The legend's frame.
+    pub(crate) legend: Option<Rect>,
+    /// The point texts drawn, with their boxes.
+    pub(crate) labels: Vec<(String, Rect)>,
+    /// Point texts left out because no free place was found near their point.
+    pub(crate) hidden: usize,
+}
+
+/// Texts of points less than this many pixels apart are merged into one.
+const MERGE_DISTANCE: i32 = 4;
+
+/// Merges texts like `β=0.1`, `β=0.2` into `β=0.1, 0.2` (the common `name=` prefix once); many
+/// values become `β=0.1 … 0.7 (7 values)`.
+pub(crate) fn merge_texts(texts: &[&str]) -> String {
+    let prefix = |t: &str| t.find('=').map(|i| t[..=i].to_owned());
+    let shared = prefix(texts[0]).filter(|p| texts.iter().all(|t| t.starts_with(p.as_str())));
+    let (head, mut values): (String, Vec<&str>) = match &shared {
+        Some(p) => (p.clone(), texts.iter().map(|t| &t[p.len()..]).collect()),
+        None => (String::new(), texts.to_vec()),
+    };
+    // Numbers in increasing order, so that a range reads from its smallest to its largest.
+    if values.iter().all(|v| v.parse::<f64>().is_ok()) {
+        values.sort_by(|a, b| {
+            let (a, b) = (a.parse::<f64>(), b.parse::<f64>());
+            a.unwrap_or(f64::NAN).total_cmp(&b.unwrap_or(f64::NAN))
+        });
+    }
+    if values.len() > 3 {
+        format!(
+            "{head}{} … {} ({} values)",
+            values[0],
+            values[values.len() - 1],
+            values.len()
+        )
+    } else {
+        format!("{head}{}", values.join(", "))
+    }
+}
+
+/// Places label boxes of `sizes` next to their `anchors` so that no two overlap, none covers an
+/// `obstacle` (the markers) and all stay inside `bounds`: for each label in turn, the first free
+/// spot among eight positions around its anchor, tried at three growing distances. A label with
+/// no free spot is `None` (left out).
+pub(crate) fn place_labels(
+    anchors: &[(i32, i32)],
+    sizes: &[(i32, i32)],
+    obstacles: &[Rect],
+    bounds: &Rect,
+) -> Vec<Option<Rect>> {
+    let mut placed: Vec<Rect> = Vec::new();
+    anchors
+        .iter()
+        .zip(sizes)
+        .map(|(&(x, y), &(w, h))| {
+            let spot = [7, 16, 28].iter().find_map(|&gap| {
+                let candidates = [
+                    (x + gap, y - h / 2),
+                    (x + gap, y - h - gap / 2),
+                    (x + gap, y + gap / 2),
+                    (x - gap - w, y - h / 2),
+                    (x - w / 2, y - gap - h),
+                    (x - w / 2, y + gap),
+                    (x - gap - w, y - h - gap / 2),
+                    (x - gap - w, y + gap / 2),
+                ];
+                candidates.into_iter().find_map(|(left, top)| {
+                    let r = Rect::at(left, top, w, h);
+                    let free = r.inside(bounds)
+                        && !placed.iter().any(|p| p.intersects(&r))
+                        && !obstacles.iter().any(|o| o.intersects(&r));
+                    free.then_some(r)
+                })
+            });
+            if let Some(r) = spot {
+                placed.push(r);
+            }
+            spot
+        })
+        .collect()
+}
+
+/// `text` shortened with an ellipsis to at most `max_width` pixels at `size`.
+fn fit_text(text: &str, size: f64, max_width: i32) -> String {
+    let width = |t: &str| super::font::layout(t, size as f32).1.ceil() as i32;
+    if width(text) <= max_width {
+        return text.to_owned();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    (0..chars.len())
+        .rev()
+        .map(|n| format!("{}…", chars[..n].iter().collect::<String>()))
+        .find(|t| width(t) <= max_width)
+        .unwrap_or_else(|| "…".to_owned())
+}
+
+/// The pixel size of `text` as plotters lays it out at `size` (width; height `size / 1.24`).
+fn text_size(text: &str, size: f64) -> (i32, i32) {
+    let width = super::font::layout(text, size as f32).1.ceil() as i32;
+    (width, (size / 1.24).ceil() as i32)
+}
+
 /// Draws `chart` on `root`: the caption across the top, the plot, and the legend in a panel on
-/// its right (so that it never hides a point). `font`: the registered font family for the texts
-/// (caption, axis labels, legend, point texts); `None` draws no text at all (and touches no
-/// font).
+/// its right (so that it never hides a point), sized to its names and inside the canvas; the
+/// point texts are merged where points coincide and placed where they overlap nothing (see
+/// [`place_labels`]). `font`: the registered font family for the texts (caption, axis labels,
+/// legend, point texts); `None` draws no text at all (and touches no font).
 pub(crate) fn draw_chart<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart,
     font: Option<&str>,
-) -> Result<(), String> {
+) -> Result<ChartLayout, String> {
+    let mut layout = ChartLayout::default();
+    let (canvas_w, canvas_h) = root.dim_in_pixel();
+    layout.canvas = Some(Rect::at(0, 0, canvas_w as i32, canvas_h as i32));
+    // Legend names as drawn: shortened to the widest panel.
+    let name_room = LEGEND_WIDTH.end() - 56;
+    let legend_names: Vec<String> = chart
+        .lines
+        .iter()
+        .filter(|l| !l.name.is_empty() && !l.points.is_empty())
+        .map(|l| &l.name)
+        .chain(
+            chart
+                .markers
+                .iter()
+                .filter(|m| !m.name.is_empty() && !m.points.is_empty())
+                .map(|m| &m.name),
+        )
+        .map(|n| match font {
+            Some(_) => fit_text(n, SMALL_TEXT, name_room),
+            None => n.clone(),
+        })
+        .collect();
+    let legend_width = legend_names
+        .iter()
+        .map(|n| text_size(n, SMALL_TEXT).0 + 56)
+        .max()
+        .unwrap_or(0)
+        .clamp(*LEGEND_WIDTH.start(), *LEGEND_WIDTH.end());
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
     let (plot_area, legend) = match font {
@@ -168,7 +352,7 @@ pub(crate) fn draw_chart<DB: DrawingBackend>(
                 .map_err(err)?;
             if chart.legend_entries() > 0 {
                 let width = body.dim_in_pixel().0 as i32;
-                let (plot, panel) = body.split_horizontally(width - LEGEND_WIDTH);
+                let (plot, panel) = body.split_horizontally(width - legend_width);
                 (plot, Some((panel, family)))
             } else {
                 (body, None)
@@ -179,10 +363,12 @@ pub(crate) fn draw_chart<DB: DrawingBackend>(
     if let Some((panel, _)) = &legend {
         let height = LEGEND_ROW * chart.legend_entries() as i32 + 12;
         let frame = Rectangle::new(
-            [(0, 20), (LEGEND_WIDTH - 12, 20 + height)],
+            [(0, 20), (legend_width - 12, 20 + height)],
             RGBColor(170, 170, 170),
         );
         panel.draw(&frame).map_err(err)?;
+        let (x0, y0) = panel.get_base_pixel();
+        layout.legend = Some(Rect::at(x0, y0 + 20, legend_width - 11, height + 1));
     }
     // Legend entry `i`: the sample centred at `sample`, the name at `text`.
     let entry_at = |i: usize| {
@@ -190,7 +376,7 @@ pub(crate) fn draw_chart<DB: DrawingBackend>(
         ((20, y), (40, y))
     };
     let draw_name = |panel: &DrawingArea<DB, Shift>, family: &str, at: (i32, i32), name: &str| {
-        let style = (family, 14.0)
+        let style = (family, SMALL_TEXT)
             .into_font()
             .color(&BLACK)
             .pos(Pos::new(HPos::Left, VPos::Center));
@@ -199,6 +385,8 @@ pub(crate) fn draw_chart<DB: DrawingBackend>(
             .map_err(err)
     };
     let mut entry = 0;
+    // The point texts (pixel anchor, text), placed once every marker is known.
+    let mut point_texts: Vec<((i32, i32), &str)> = Vec::new();
 
     let (x_range, y_range) = chart.ranges();
     let mut builder = ChartBuilder::on(&plot_area);
@@ -264,15 +452,10 @@ pub(crate) fn draw_chart<DB: DrawingBackend>(
                 .map(|&p| Circle::new(p, 3, color.filled())),
         )
         .map_err(err)?;
-        if let Some(family) = font {
-            let style = (family, 13.0).into_font().color(&RGBColor(40, 40, 40));
-            let texts = line.points.iter().zip(&line.texts);
-            ctx.draw_series(
-                texts.map(|(&p, t)| {
-                    EmptyElement::at(p) + Text::new(t.clone(), (7, 3), style.clone())
-                }),
-            )
-            .map_err(err)?;
+        if font.is_some() {
+            for (p, t) in line.points.iter().zip(&line.texts) {
+                point_texts.push((ctx.plotting_area().map_coordinate(p), t.as_str()));
+            }
         }
         if let (Some((panel, family)), false, false) =
             (&legend, line.name.is_empty(), line.points.is_empty())
@@ -281,7 +464,7 @@ pub(crate) fn draw_chart<DB: DrawingBackend>(
             entry += 1;
             let sample = PathElement::new(vec![(x - 10, y), (x + 10, y)], color.stroke_width(2));
             panel.draw(&sample).map_err(err)?;
-            draw_name(panel, family, text, &line.name)?;
+            draw_name(panel, family, text, &legend_names[entry - 1])?;
         }
     }
 
@@ -300,7 +483,7 @@ pub(crate) fn draw_chart<DB: DrawingBackend>(
                     entry += 1;
                     let $color = series.legend_color;
                     panel.draw(&$make).map_err(err)?;
-                    draw_name(panel, family, text, &series.name)?;
+                    draw_name(panel, family, text, &legend_names[entry - 1])?;
                 }
             }};
         }
@@ -319,7 +502,69 @@ pub(crate) fn draw_chart<DB: DrawingBackend>(
                 + Circle::new((0, 0), MARKER + 2, BLACK.stroke_width(2))),
         }
     }
-    root.present().map_err(err)
+    if let Some(family) = font {
+        let (xs, ys) = ctx.plotting_area().get_pixel_range();
+        let bounds = Rect {
+            left: xs.start,
+            top: ys.start,
+            right: xs.end,
+            bottom: ys.end,
+        };
+        let obstacles: Vec<Rect> = chart
+            .points()
+            .map(|p| ctx.plotting_area().map_coordinate(&p))
+            .map(|(x, y)| {
+                Rect::at(
+                    x - MARKER - 2,
+                    y - MARKER - 2,
+                    2 * MARKER + 5,
+                    2 * MARKER + 5,
+                )
+            })
+            .collect();
+        // Merge the texts of points that coincide on the canvas.
+        let mut merged: Vec<((i32, i32), Vec<&str>)> = Vec::new();
+        for (at, text) in point_texts {
+            let near = merged.iter_mut().find(|(a, _)| {
+                (a.0 - at.0).abs() < MERGE_DISTANCE && (a.1 - at.1).abs() < MERGE_DISTANCE
+            });
+            match near {
+                Some((_, texts)) => texts.push(text),
+                None => merged.push((at, vec![text])),
+            }
+        }
+        let texts: Vec<String> = merged.iter().map(|(_, t)| merge_texts(t)).collect();
+        let anchors: Vec<(i32, i32)> = merged.iter().map(|(a, _)| *a).collect();
+        let sizes: Vec<(i32, i32)> = texts
+            .iter()
+            .map(|t| {
+                let (w, h) = text_size(t, POINT_TEXT);
+                (w + 2, h + 4)
+            })
+            .collect();
+        let style = (family, POINT_TEXT)
+            .into_font()
+            .color(&RGBColor(40, 40, 40));
+        for (text, spot) in texts
+            .into_iter()
+            .zip(place_labels(&anchors, &sizes, &obstacles, &bounds))
+        {
+            match spot {
+                Some(r) => {
+                    root.draw(&Text::new(
+                        text.clone(),
+                        (r.left + 1, r.top + 2),
+                        style.clone(),
+                    ))
+                    .map_err(err)?;
+                    layout.labels.push((text, r));
+                }
+                None => layout.hidden += 1,
+            }
+        }
+    }
+    root.present().map_err(err)?;
+    Ok(layout)
 }
 
 /// `chart` as the text of an SVG document.
@@ -332,9 +577,15 @@ pub(crate) fn render_svg(chart: &Chart, font: Option<&str>) -> Result<String, St
     Ok(svg)
 }
 
-/// Writes `chart` as a PNG file at `path`.
-pub(crate) fn render_png(chart: &Chart, path: &Path, font: Option<&str>) -> Result<(), String> {
-    let root = BitMapBackend::new(path, (PLOT_WIDTH, PLOT_HEIGHT)).into_drawing_area();
+/// Writes `chart` as a PNG file at `path` (texts drawn by [`GlyphBackend`]); returns where its
+/// texts went.
+pub(crate) fn render_png(
+    chart: &Chart,
+    path: &Path,
+    font: Option<&str>,
+) -> Result<ChartLayout, String> {
+    let root =
+        GlyphBackend(BitMapBackend::new(path, (PLOT_WIDTH, PLOT_HEIGHT))).into_drawing_area();
     draw_chart(&root, chart, font)
 }
 
@@ -363,6 +614,38 @@ mod tests {
             y_zero: true,
             zero_lines: true,
         }
+    }
+
+    #[test]
+    fn merged_texts_read_in_order() {
+        assert_eq!(merge_texts(&["β=0.2", "β=0.1"]), "β=0.1, 0.2");
+        assert_eq!(
+            merge_texts(&["β=0.3", "β=0.01", "β=0.2", "β=0.5"]),
+            "β=0.01 … 0.5 (4 values)"
+        );
+        assert_eq!(merge_texts(&["a", "b"]), "a, b");
+    }
+
+    #[test]
+    fn placed_labels_never_overlap_and_stay_inside() {
+        let bounds = Rect::at(0, 0, 400, 300);
+        // Twenty labels all wanting the same spot, plus one at the very edge.
+        let mut anchors = vec![(200, 150); 20];
+        anchors.push((399, 0));
+        let sizes = vec![(60, 14); anchors.len()];
+        let obstacles = [Rect::at(190, 140, 20, 20)];
+        let spots = place_labels(&anchors, &sizes, &obstacles, &bounds);
+        let placed: Vec<Rect> = spots.iter().flatten().copied().collect();
+        assert!(placed.len() >= 8, "{placed:?}");
+        for (i, a) in placed.iter().enumerate() {
+            assert!(a.inside(&bounds), "{a:?}");
+            assert!(!a.intersects(&obstacles[0]), "{a:?}");
+            for b in &placed[i + 1..] {
+                assert!(!a.intersects(b), "{a:?} {b:?}");
+            }
+        }
+        // The corner label found a place inside the bounds.
+        assert!(spots[20].is_some());
     }
 
     #[test]

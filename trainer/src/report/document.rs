@@ -85,6 +85,9 @@ fn md_table(cells: &Cells) -> String {
     for r in &cells.rows {
         out.push_str(&row(r));
     }
+    for note in &cells.notes {
+        out.push_str(&format!("\n{}\n", md_escape(note)));
+    }
     out
 }
 
@@ -191,6 +194,9 @@ fn html_table(cells: &Cells) -> String {
         out.push_str("</tr>\n");
     }
     out.push_str("</tbody>\n</table>\n");
+    for note in &cells.notes {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", html_escape(note));
+    }
     out
 }
 
@@ -200,7 +206,8 @@ color:#222}table{border-collapse:collapse;margin:1em 0;font-size:0.92em}\
 th,td{border-bottom:1px solid #ddd;padding:0.3em 0.7em;white-space:nowrap}\
 th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}\
 pre{background:#f6f6f6;padding:0.8em;overflow-x:auto;white-space:pre-wrap}\
-figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555}";
+figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555}\
+.note{color:#555;font-size:0.9em}";
 
 /// The self-contained HTML report, with the two plots' SVG documents inlined.
 pub(crate) fn html(report: &StudyReport, curve_svg: &str, frontier_svg: &str) -> String {

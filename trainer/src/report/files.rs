@@ -67,7 +67,7 @@ impl StudyCsvRow {
 }
 
 /// The header of `aggregate.csv`: the fields of [`AggregateRow`](super::AggregateRow), in order.
-const AGGREGATE_HEADER: [&str; 16] = [
+const AGGREGATE_HEADER: [&str; 17] = [
     "label",
     "runs",
     "stop_epoch_mean",
@@ -84,6 +84,7 @@ const AGGREGATE_HEADER: [&str; 16] = [
     "co2_g_std",
     "wall_s_mean",
     "wall_s_std",
+    "same_epochs_as_full",
 ];
 
 impl From<&StudyRun> for StudyCsvRow {

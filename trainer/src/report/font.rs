@@ -1,73 +1,93 @@
-//! The plots' font: a TTF found at run time (`$ANGES_PLOT_FONT`, then common system paths) and
-//! registered once per process with plotters' `ab_glyph` renderer as `sans-serif`.
+//! The plots' font: DejaVu Sans, embedded in the binary (`trainer/assets/fonts/`, with its
+//! licence), so that every machine draws the same plots and none depends on a system font.
 //!
-//! Without a font the plots are still drawn, without any text, and a warning is logged once.
+//! [`register`] hands it to plotters once per process as the family [`FAMILY`] (plotters
+//! measures texts with it, and the SVG plots name the family); [`layout`] places a text's glyphs
+//! the way the PNG plots draw them (see `report::glyphs`).
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use ab_glyph::{Font, FontRef, ScaleFont};
 use plotters::style::{FontStyle, register_font};
 
-/// Environment variable naming the TTF/OTF file the plots use.
-pub const FONT_ENV: &str = "ANGES_PLOT_FONT";
+/// The embedded font file (DejaVu Sans, Bitstream Vera licence: `assets/fonts/DejaVuSans.LICENSE`).
+pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
-/// Font files tried, in order, after `$ANGES_PLOT_FONT`.
-const FONT_PATHS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "/Library/Fonts/Arial.ttf",
-];
+/// The family name the plots use for every text.
+pub const FAMILY: &str = "sans-serif";
 
-/// The font registered for this process, if any.
-static FONT: OnceLock<Option<PathBuf>> = OnceLock::new();
-
-/// Registers the plot font on first call; returns whether one is available (the plots then
-/// carry their captions, axis labels and legends).
-pub fn font_available() -> bool {
-    FONT.get_or_init(register).is_some()
+/// The parsed embedded font.
+pub(crate) fn font() -> &'static FontRef<'static> {
+    static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        // The bytes are compiled in and checked by `embedded_font_parses_and_registers`.
+        FontRef::try_from_slice(FONT_BYTES).expect("the embedded font is a valid TrueType file")
+    })
 }
 
-/// The font file registered for this process, if any (registers it on first call).
-pub fn font_path() -> Option<PathBuf> {
-    FONT.get_or_init(register).clone()
-}
-
-/// Tries `$ANGES_PLOT_FONT`, then [`FONT_PATHS`]; registers the first readable, valid font.
-fn register() -> Option<PathBuf> {
-    let from_env = std::env::var_os(FONT_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let candidates = from_env
-        .iter()
-        .cloned()
-        .chain(FONT_PATHS.iter().map(PathBuf::from));
-    for path in candidates {
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                if from_env.as_ref() == Some(&path) {
-                    tracing::warn!("{FONT_ENV}={}: cannot read it ({e})", path.display());
-                }
-                continue;
-            }
-        };
-        // plotters keeps a `'static` reference to the font: the bytes live for the process
-        // (at most one leak per candidate, and registration happens once per process).
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        if register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-            tracing::debug!("plot font: {}", path.display());
-            return Some(path);
+/// Registers the embedded font with plotters as [`FAMILY`] (once per process).
+pub(crate) fn register() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        if register_font(FAMILY, FontStyle::Normal, FONT_BYTES).is_err() {
+            // Only if the bytes were not a font, which the unit test rules out.
+            tracing::error!("the embedded plot font could not be registered");
         }
-        tracing::warn!("{}: not a usable font file", path.display());
+    });
+}
+
+/// One glyph of a laid-out text: its pen position (pixels from the text's origin, before the
+/// glyph's own bearing) and the glyph.
+pub(crate) struct PlacedGlyph {
+    /// Horizontal pen position, pixels.
+    pub(crate) pen_x: f32,
+    /// The glyph, scaled to the text's size.
+    pub(crate) glyph: ab_glyph::Glyph,
+}
+
+/// The glyphs of `text` at `size` pixels with advance widths and kerning, and the text's
+/// width; the layout box is `width × size / 1.24`, as plotters measures texts (so that anchors
+/// and label areas agree with what is drawn).
+pub(crate) fn layout(text: &str, size: f32) -> (Vec<PlacedGlyph>, f32) {
+    let scaled = font().as_scaled(size);
+    let mut pen = 0.0f32;
+    let mut prev = None;
+    let mut glyphs = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = prev {
+            pen += scaled.kern(p, id);
+        }
+        glyphs.push(PlacedGlyph {
+            pen_x: pen,
+            glyph: id.with_scale(size),
+        });
+        pen += scaled.h_advance(id);
+        prev = Some(id);
     }
-    tracing::warn!(
-        "no font found for the study plots (set {FONT_ENV} to a .ttf file): \
-         the plots are written without text"
-    );
-    None
+    (glyphs, pen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_font_parses_and_registers() {
+        assert!(font().glyph_id('β').0 != 0, "β must have a glyph");
+        assert!(font().glyph_id('Δ').0 != 0, "Δ must have a glyph");
+        register();
+        let style = plotters::style::IntoFont::into_font((FAMILY, 14.0));
+        let (w, h) = style.box_size("ROC-AUC").expect("the family is registered");
+        assert!(w > 40 && h > 5, "{w}×{h}");
+    }
+
+    #[test]
+    fn layout_agrees_with_plotters_measure() {
+        register();
+        let (_, width) = layout("%ΔPerf (test ROC-AUC)", 14.0);
+        let style = plotters::style::IntoFont::into_font((FAMILY, 14.0));
+        let (w, _) = style.box_size("%ΔPerf (test ROC-AUC)").unwrap();
+        assert!((width - w as f32).abs() <= 1.0, "{width} vs {w}");
+    }
 }

@@ -13,7 +13,16 @@ pub(crate) struct Cells {
     pub(crate) rows: Vec<Vec<String>>,
     /// Whether each column is numeric (right-aligned).
     pub(crate) numeric: Vec<bool>,
+    /// Notes printed under the table, for the marks some cells carry.
+    pub(crate) notes: Vec<String>,
 }
+
+/// The mark on a %ΔEmiss that is only the meter's noise, and its note.
+const NOISE_MARK: &str = " (noise)";
+/// The note explaining [`NOISE_MARK`].
+const NOISE_NOTE: &str = "(noise): these runs stopped at the same epoch as the full run of \
+                          their seed and did the same work; their %ΔEmiss is the meter's \
+                          run-to-run noise, not a saving.";
 
 /// The cells of the aggregated table of `report`.
 pub(crate) fn cells(report: &StudyReport) -> Cells {
@@ -28,13 +37,20 @@ pub(crate) fn cells(report: &StudyReport) -> Cells {
         "g CO2-eq".to_owned(),
         "wall s".to_owned(),
     ];
-    let rows = aggregate(report).iter().map(row_cells).collect();
+    let aggregated = aggregate(report);
+    let rows = aggregated.iter().map(row_cells).collect();
     let mut numeric = vec![true; header.len()];
     numeric[0] = false;
+    let notes = if aggregated.iter().any(|r| r.same_epochs_as_full) {
+        vec![NOISE_NOTE.to_owned()]
+    } else {
+        Vec::new()
+    };
     Cells {
         header: header.to_vec(),
         rows,
         numeric,
+        notes,
     }
 }
 
@@ -82,6 +98,7 @@ pub(crate) fn run_cells(report: &StudyReport) -> Cells {
         header: header.to_vec(),
         rows,
         numeric,
+        notes: Vec::new(),
     }
 }
 
@@ -107,6 +124,7 @@ pub(crate) fn frontier_cells(report: &StudyReport) -> Cells {
         header: header.iter().map(|h| (*h).to_owned()).collect(),
         rows,
         numeric: vec![true; header.len()],
+        notes: Vec::new(),
     }
 }
 
@@ -127,7 +145,14 @@ fn row_cells(row: &AggregateRow) -> Vec<String> {
         ),
         fixed(row.test_metric_mean, row.test_metric_std, 4, false),
         fixed(row.delta_perf_pct_mean, row.delta_perf_pct_std, 2, true),
-        fixed(row.delta_emiss_pct_mean, row.delta_emiss_pct_std, 1, true),
+        {
+            let emiss = fixed(row.delta_emiss_pct_mean, row.delta_emiss_pct_std, 1, true);
+            if row.same_epochs_as_full {
+                emiss + NOISE_MARK
+            } else {
+                emiss
+            }
+        },
         stat(Some(row.kwh_mean), Some(row.kwh_std), None, false, spread),
         stat(
             Some(row.co2_g_mean),
@@ -218,6 +243,10 @@ pub fn table(report: &StudyReport) -> String {
         out.push_str(&line(row));
         out.push('\n');
     }
+    for note in &cells.notes {
+        out.push_str(note);
+        out.push('\n');
+    }
     out
 }
 
@@ -254,6 +283,26 @@ mod tests {
         let widths: Vec<usize> = text.lines().map(|l| l.chars().count()).collect();
         // Every row ends with the right-aligned wall-clock column: same width.
         assert!(widths.iter().all(|&w| w == widths[0]), "{widths:?}\n{text}");
+    }
+
+    #[test]
+    fn same_epochs_as_the_full_run_is_marked_as_noise() {
+        let mut same = report(vec![
+            run("full", 0, 10, Some(0.9), 3.6e6, 2.0, 3.0),
+            run("anges", 0, 10, Some(0.9), 3.6e6, 1.99, 3.0),
+            run("patience", 0, 6, Some(0.88), 2.0e6, 1.2, 2.0),
+        ]);
+        same.runs[1].delta_emiss_pct = Some(-0.5);
+        same.runs[2].delta_emiss_pct = Some(-40.0);
+        let text = table(&same);
+        let anges = text.lines().find(|l| l.starts_with("anges")).unwrap();
+        let patience = text.lines().find(|l| l.starts_with("patience")).unwrap();
+        assert!(anges.contains("-0.5 (noise)"), "{text}");
+        assert!(!patience.contains("(noise)"), "{text}");
+        assert!(text.contains("not a saving"), "{text}");
+        // Without such a row, no note.
+        same.runs.remove(1);
+        assert!(!table(&same).contains("not a saving"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::chart::{render_png, render_svg};
 use super::document::{html, markdown};
 use super::error::ReportError;
 use super::files::{write_aggregate_csv, write_json, write_study_csv, write_text};
-use super::font::font_available;
+use super::font::{FAMILY, register};
 use super::plots::{curve_chart, frontier_chart};
 
 /// The paths of the files [`write_all`] wrote.
@@ -67,8 +67,7 @@ impl ReportFiles {
 
 /// Writes everything into `dir` (created if missing) and returns the paths written.
 ///
-/// The plots carry text only when a font was found (see [`font_available`]); without one they
-/// are still written, and a warning is logged once.
+/// The plots' texts use the font embedded in the binary (`report::font`).
 pub fn write_all(report: &StudyReport, dir: &Path) -> Result<ReportFiles, ReportError> {
     std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
     let files = ReportFiles::in_dir(dir);
@@ -76,7 +75,8 @@ pub fn write_all(report: &StudyReport, dir: &Path) -> Result<ReportFiles, Report
     write_study_csv(report, &files.study_csv)?;
     write_aggregate_csv(report, &files.aggregate_csv)?;
 
-    let font = font_available().then_some("sans-serif");
+    register();
+    let font = Some(FAMILY);
     let mut svgs = Vec::with_capacity(2);
     for (chart, png, svg) in [
         (curve_chart(report), &files.curve_png, &files.curve_svg),

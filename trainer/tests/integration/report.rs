@@ -10,7 +10,7 @@ use std::time::Instant;
 use anges_trainer::data::Metric;
 use anges_trainer::report::{
     AggregateRow, EpochPoint, FrontierPoint, PLOT_HEIGHT, PLOT_WIDTH, ReportFiles, StudyCsvRow,
-    StudyReport, StudyRun, curve_caption, font_available, frontier_caption, table, write_all,
+    StudyReport, StudyRun, curve_caption, frontier_caption, table, write_all,
 };
 
 const LABELS: [&str; 4] = ["full", "patience", "anges", "molpeg-0.5"];
@@ -268,25 +268,21 @@ fn writes_every_file_and_they_parse_back() {
     assert!((agg[1].stop_epoch_std - 0.5f64.sqrt()).abs() < 1e-12);
     assert_eq!(agg[0].delta_perf_pct_mean, None);
 
-    // Plots: captions and legends when a font is available.
+    // Plots: captions, legends and β labels (the font is embedded).
     let curve = std::fs::read_to_string(&files.curve_svg).unwrap();
     let frontier = std::fs::read_to_string(&files.frontier_svg).unwrap();
-    if font_available() {
-        let caption = curve_caption(&report);
-        assert_eq!(
-            caption,
-            "BBBP / gin: validation ROC-AUC vs cumulative CO2-eq (seed 0)"
-        );
-        assert!(curve.contains(&caption), "curve.svg lacks its caption");
-        assert!(curve.contains("stop epoch"));
-        assert!(frontier.contains(&frontier_caption(&report)));
-        assert!(frontier.contains("β=0.05"), "β labels");
-        assert!(frontier.contains("%ΔEmiss"), "x axis label");
-        for label in &LABELS[1..] {
-            assert!(curve.contains(label) && frontier.contains(label), "{label}");
-        }
-    } else {
-        eprintln!("no plot font found: text checks of the SVGs skipped");
+    let caption = curve_caption(&report);
+    assert_eq!(
+        caption,
+        "BBBP / gin: validation ROC-AUC vs cumulative CO2-eq (seed 0)"
+    );
+    assert!(curve.contains(&caption), "curve.svg lacks its caption");
+    assert!(curve.contains("stop epoch"));
+    assert!(frontier.contains(&frontier_caption(&report)));
+    assert!(frontier.contains("β=0.05"), "β labels");
+    assert!(frontier.contains("%ΔEmiss"), "x axis label");
+    for label in &LABELS[1..] {
+        assert!(curve.contains(label) && frontier.contains(label), "{label}");
     }
 
     // report.html: self-contained, both plots inline, every label, escaped command.
@@ -396,4 +392,159 @@ fn unwritable_folder_is_an_error_naming_the_path() {
     std::fs::write(&blocker, b"x").unwrap();
     let err = write_all(&synthetic(), &blocker.join("sub")).unwrap_err();
     assert!(err.to_string().contains("a-file"), "{err}");
+}
+
+/// The boxes of the SVG `<text>` elements whose text starts with `prefix`: `(text, left, top,
+/// right, bottom)`, the width estimated generously (0.62 em per character, DejaVu Sans' average
+/// is ≈ 0.55 em).
+fn svg_text_boxes(svg: &str, prefix: &str) -> Vec<(String, f64, f64, f64, f64)> {
+    let attr = |tag: &str, name: &str| -> Option<f64> {
+        let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        let end = start + tag[start..].find('"')?;
+        tag[start..end].parse().ok()
+    };
+    let mut boxes = Vec::new();
+    for piece in svg.split("<text").skip(1) {
+        let Some(close) = piece.find('>') else {
+            continue;
+        };
+        let (tag, rest) = (&piece[..close], &piece[close + 1..]);
+        let text = rest.split("</text>").next().unwrap_or("").trim().to_owned();
+        if !text.starts_with(prefix) {
+            continue;
+        }
+        let (x, y, size) = (
+            attr(tag, "x").unwrap(),
+            attr(tag, "y").unwrap(),
+            attr(tag, "font-size").unwrap_or(13.0),
+        );
+        let width = 0.62 * size * text.chars().count() as f64;
+        boxes.push((text, x, y, x + width, y + size));
+    }
+    boxes
+}
+
+/// Issue 28: seven β values that all stop at the same epoch used to print their labels on top
+/// of each other; labels are now merged where points coincide and placed where they overlap
+/// nothing, and the legend stays inside the canvas.
+#[test]
+fn frontier_labels_never_overlap() {
+    let mut report = synthetic();
+    report.frontier = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5]
+        .iter()
+        .enumerate()
+        .map(|(i, &beta)| FrontierPoint {
+            seed: 0,
+            alpha: 0.3,
+            beta,
+            warmup: 2,
+            stop_epoch: 9,
+            // Five share one point, two sit a hair away: every label wants the same place.
+            delta_perf_pct: Some(if i < 5 { -0.4 } else { -0.41 }),
+            delta_emiss_pct: Some(if i < 5 { -10.0 } else { -10.2 }),
+        })
+        .collect();
+    report.runs[0].label = "a policy with a rather long descriptive label".to_owned();
+    let (_tmp, files) = write_checked(&report, "overlap");
+    let svg = std::fs::read_to_string(&files.frontier_svg).unwrap();
+    let boxes = svg_text_boxes(&svg, "β=");
+    assert!(!boxes.is_empty(), "no β label drawn");
+    let shown: String = boxes.iter().map(|b| b.0.as_str()).collect();
+    assert!(
+        shown.contains("β=0.01") && shown.contains("0.5"),
+        "coinciding β values are merged into one label: {boxes:?}"
+    );
+    for (i, a) in boxes.iter().enumerate() {
+        assert!(
+            a.1 >= 0.0 && a.3 <= f64::from(PLOT_WIDTH),
+            "{a:?} leaves the canvas"
+        );
+        for b in &boxes[i + 1..] {
+            let disjoint = a.3 <= b.1 || b.3 <= a.1 || a.4 <= b.2 || b.4 <= a.2;
+            assert!(disjoint, "labels overlap: {a:?} and {b:?}");
+        }
+    }
+    // Every text of the SVG (legend included) starts inside the canvas.
+    for (text, x, ..) in svg_text_boxes(&svg, "") {
+        assert!(
+            (0.0..f64::from(PLOT_WIDTH)).contains(&x),
+            "{text:?} at x = {x}"
+        );
+    }
+}
+
+/// Issue 28: `report.html` as a reader sees it — loaded by Debian's Chromium in headless mode
+/// (installed by `scripts/setup`): it renders, both plots are drawn with a size, no image is
+/// broken and the page logs nothing to the console.
+#[test]
+fn report_renders_in_headless_chromium() {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("chromium must be installed (scripts/setup installs it)");
+    let (_tmp, files) = write_checked(&synthetic(), "chromium");
+    let dir = files.report_html.parent().unwrap();
+    // A page beside the report that loads it in a frame and writes what it finds into the DOM,
+    // which `--dump-dom` prints once the page has loaded.
+    std::fs::write(
+        dir.join("check.html"),
+        r#"<!doctype html><html><body><pre id="out">pending</pre>
+<iframe id="r" src="report.html" width="1280" height="1000"></iframe>
+<script>
+window.addEventListener('load', () => {
+  const d = document.getElementById('r').contentDocument;
+  const out = {svgs: 0, blank_svgs: 0, imgs: 0, broken: [], text: 0};
+  if (d) {
+    for (const s of d.querySelectorAll('svg')) {
+      out.svgs++;
+      const r = s.getBoundingClientRect();
+      if (!(r.width > 100 && r.height > 100)) out.blank_svgs++;
+    }
+    for (const i of d.images) {
+      out.imgs++;
+      if (!(i.complete && i.naturalWidth > 0)) out.broken.push(i.src);
+    }
+    out.text = d.body.innerText.length;
+  }
+  document.getElementById('out').textContent = 'RESULT' + JSON.stringify(out);
+});
+</script></body></html>"#,
+    )
+    .unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--allow-file-access-from-files",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", dir.join("check.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed: {log}");
+    let json = dom
+        .split("RESULT")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_else(|| panic!("the check page did not run: {dom}\n{log}"));
+    let found: serde_json::Value = serde_json::from_str(&json.replace("&quot;", "\"")).unwrap();
+    assert_eq!(found["svgs"], 2, "{found}");
+    assert_eq!(found["blank_svgs"], 0, "{found}");
+    assert_eq!(found["broken"], serde_json::json!([]), "{found}");
+    assert!(found["text"].as_u64().unwrap() > 500, "{found}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
 }
