@@ -56,6 +56,43 @@ pub struct Energies {
     pub grams: f64,
 }
 
+impl Energies {
+    /// The energies of a meter reading's `totals` over `duration_s`: each domain goes to the
+    /// column its name says (`dram…` → RAM, `gpu…` → GPU, anything else → CPU).
+    pub fn of_totals(totals: &crate::protocol::Totals, duration_s: f64) -> Self {
+        let mut e = Energies {
+            duration_s,
+            cpu_j: 0.0,
+            gpu_j: 0.0,
+            ram_j: 0.0,
+            grams: totals.grams_co2,
+        };
+        for d in &totals.domains {
+            let name = d.name.to_ascii_lowercase();
+            let column = if name.contains("dram") {
+                &mut e.ram_j
+            } else if name.contains("gpu") {
+                &mut e.gpu_j
+            } else {
+                &mut e.cpu_j
+            };
+            *column += d.joules;
+        }
+        e
+    }
+
+    /// The PUE these figures imply at `intensity_g_per_kwh` (1 when they cannot tell).
+    pub fn implied_pue(&self, intensity_g_per_kwh: f64) -> f64 {
+        let kwh = (self.cpu_j + self.gpu_j + self.ram_j) / JOULES_PER_KWH;
+        let pue = self.grams / (kwh * intensity_g_per_kwh);
+        if pue.is_finite() && pue >= 1.0 {
+            pue
+        } else {
+            1.0
+        }
+    }
+}
+
 /// One row of `emissions.csv`, in CodeCarbon's units. Empty strings and `None` are written as
 /// empty fields.
 #[derive(Debug, Clone, PartialEq)]

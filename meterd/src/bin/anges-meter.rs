@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anges_common::client::{Client, ClientConfig};
-use anges_common::protocol::{JobId, JobReading, JobTarget, Reading};
+use anges_common::protocol::{JobId, JobReading, JobTarget, Reading, Totals};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -53,7 +53,8 @@ enum Cmd {
     Status,
     /// The jobs you can see (yours; every job for root and the admin group).
     Jobs,
-    /// Live table of the machine and your jobs (Ctrl-C to stop).
+    /// Live table of the machine and your jobs, with the power (W) of each domain over the last
+    /// refresh and the time of the reading (Ctrl-C to stop).
     Watch {
         /// Refresh period in milliseconds (raised to the daemon's publication interval).
         #[arg(long, value_name = "MS", default_value_t = 1000)]
@@ -69,6 +70,10 @@ enum Cmd {
         /// Job name (default: the command's name).
         #[arg(long)]
         name: Option<String>,
+        /// Also append the figures to FILE as a row of CodeCarbon's emissions.csv (its columns
+        /// and units: kWh, kg CO2-eq, W), so that CodeCarbon's tools read it.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -196,9 +201,56 @@ fn jobs_table(jobs: &[JobReading]) -> String {
     out
 }
 
+/// Power per domain from successive cumulative readings: what `watch` shows.
+#[derive(Debug, Default)]
+struct PowerMeter {
+    /// The previous totals of the machine (`None`) and of each job.
+    last: std::collections::HashMap<Option<JobId>, Totals>,
+}
+
+impl PowerMeter {
+    /// Mean power of each domain of `who` since its previous totals, W (`None` the first time,
+    /// or when no time passed).
+    fn power(&mut self, who: Option<JobId>, totals: &Totals) -> Option<Vec<(String, f64)>> {
+        let previous = self.last.insert(who, totals.clone())?;
+        let seconds = totals.timestamp_ms.checked_sub(previous.timestamp_ms)? as f64 / 1000.0;
+        if seconds <= 0.0 {
+            return None;
+        }
+        Some(
+            totals
+                .domains
+                .iter()
+                .map(|d| {
+                    let before = previous
+                        .domains
+                        .iter()
+                        .find(|p| p.name == d.name)
+                        .map_or(0.0, |p| p.joules);
+                    (d.name.clone(), ((d.joules - before) / seconds).max(0.0))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// `cpu:package-0 12.3 W, dram:package-0 1.2 W; total 13.5 W`, or `-` before two readings.
+fn fmt_power(power: Option<&[(String, f64)]>) -> String {
+    let Some(power) = power else {
+        return "-".to_owned();
+    };
+    let total: f64 = power.iter().map(|(_, w)| w).sum();
+    let parts: Vec<String> = power
+        .iter()
+        .map(|(name, w)| format!("{name} {w:.1} W"))
+        .collect();
+    format!("{}; total {total:.1} W", parts.join(", "))
+}
+
 fn watch(client: &mut Client, interval_ms: u64, count: Option<u64>) -> Result<()> {
     let period = client.subscribe(None, Duration::from_millis(interval_ms))?;
     let tty = std::io::stdout().is_terminal();
+    let mut meter = PowerMeter::default();
     let mut n = 0u64;
     loop {
         let update = client.next_update()?;
@@ -207,12 +259,28 @@ fn watch(client: &mut Client, interval_ms: u64, count: Option<u64>) -> Result<()
         if tty {
             write!(out, "\x1b[2J\x1b[H")?;
         }
+        let totals = &update.reading.totals;
+        let at = anges_common::codecarbon::iso8601_utc(totals.timestamp_ms as f64 / 1000.0);
         writeln!(
             out,
-            "machine (every {period:?}): {}",
+            "{at} UTC  machine (every {period:?}): {}",
             fmt_reading(&update.reading)
         )?;
+        writeln!(
+            out,
+            "  power: {}",
+            fmt_power(meter.power(None, totals).as_deref())
+        )?;
         write!(out, "{}", jobs_table(&jobs))?;
+        for j in &jobs {
+            let power = meter.power(Some(j.job.id), &j.reading.totals);
+            writeln!(
+                out,
+                "  job {} power: {}",
+                j.job.id,
+                fmt_power(power.as_deref())
+            )?;
+        }
         out.flush()?;
         n += 1;
         if count.is_some_and(|c| n >= c) {
@@ -241,8 +309,8 @@ fn main() -> ExitCode {
 
 fn real_main(cli: &Cli) -> Result<ExitCode> {
     match &cli.cmd {
-        Cmd::Run { name, command } => {
-            return run::run(client_config(cli), name.clone(), command);
+        Cmd::Run { name, csv, command } => {
+            return run::run(client_config(cli), name.clone(), csv.as_deref(), command);
         }
         Cmd::Status => status(&mut connect(cli)?)?,
         Cmd::Jobs => print!("{}", jobs_table(&connect(cli)?.jobs()?)),
@@ -295,5 +363,46 @@ mod tests {
             run::exit_code(ExitStatus::from_raw(libc::SIGTERM)),
             ExitCode::from(128 + libc::SIGTERM as u8)
         );
+    }
+
+    #[test]
+    fn watch_shows_power_per_domain_from_successive_totals() {
+        use anges_common::protocol::DomainEnergy;
+        let totals = |ms: u64, cpu: f64, dram: f64| Totals {
+            domains: vec![
+                DomainEnergy {
+                    name: "cpu:package-0".into(),
+                    joules: cpu,
+                    measured: true,
+                },
+                DomainEnergy {
+                    name: "dram:package-0".into(),
+                    joules: dram,
+                    measured: true,
+                },
+            ],
+            timestamp_ms: ms,
+            ..Totals::default()
+        };
+        let mut meter = PowerMeter::default();
+        assert_eq!(meter.power(None, &totals(1_000, 10.0, 1.0)), None);
+        let p = meter.power(None, &totals(3_000, 34.0, 2.0)).unwrap();
+        assert_eq!(
+            fmt_power(Some(&p)),
+            "cpu:package-0 12.0 W, dram:package-0 0.5 W; total 12.5 W"
+        );
+        // Jobs are tracked apart from the machine.
+        assert_eq!(meter.power(Some(JobId(1)), &totals(3_000, 1.0, 0.0)), None);
+        assert_eq!(fmt_power(None), "-");
+    }
+
+    #[test]
+    fn run_takes_a_codecarbon_csv() {
+        let cli =
+            Cli::try_parse_from(["anges-meter", "run", "--csv", "e.csv", "--", "true"]).unwrap();
+        match cli.cmd {
+            Cmd::Run { csv, .. } => assert_eq!(csv, Some(PathBuf::from("e.csv"))),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! engine's own tests are in `meterd/engine/tests/meter_engine/`.
 
 mod abuse;
+mod cli_csv;
 mod restart;
 mod server_common;
 mod server_dbus;

@@ -8,14 +8,19 @@
 //!   command included; the figures are printed as a *local estimate*.
 //! - The daemon stops answering mid-run (beyond the client's reconnect window): the command keeps
 //!   running; at its exit the last reading received is printed, labelled *incomplete*.
+//!
+//! With `--csv FILE`, the figures printed are also appended to `FILE` as one row of CodeCarbon's
+//! `emissions.csv` format (`anges_common::codecarbon`, the writer the trainer uses).
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anges_common::client::{Client, ClientConfig, ClientError};
-use anges_common::protocol::{JobId, JobReading, JobTarget, Reading};
+use anges_common::codecarbon::{self, EmissionsRow, Energies, TrackingMode};
+use anges_common::protocol::{JobId, JobReading, JobTarget, Reading, Totals};
 use anges_meter_engine::{Engine, EngineConfig};
 use anges_meterd::server::{JobSpec, MeterBackend};
 use anyhow::{Result, bail};
@@ -57,8 +62,9 @@ impl DaemonJob {
         }
     }
 
-    /// A fresh reading and the final totals, or the last reading labelled incomplete.
-    fn finish(mut self) {
+    /// A fresh reading and the final totals, or the last reading labelled incomplete; returns
+    /// the totals printed.
+    fn finish(mut self) -> Totals {
         let last = match self.lost.take() {
             Some(e) => Err(e),
             None => self.client.job(self.job, true).and_then(|r| {
@@ -67,20 +73,26 @@ impl DaemonJob {
             }),
         };
         match last {
-            Ok(last) => eprintln!(
-                "anges-meter: job {} ({}): {}",
-                self.job,
-                self.name,
-                fmt_reading(&last.reading)
-            ),
-            Err(e) => eprintln!(
-                "anges-meter: job {} ({}): {} up to tick {}; incomplete: the daemon stopped \
-                 answering ({e})",
-                self.job,
-                self.name,
-                fmt_reading(&self.last.reading),
-                self.last.reading.tick
-            ),
+            Ok(last) => {
+                eprintln!(
+                    "anges-meter: job {} ({}): {}",
+                    self.job,
+                    self.name,
+                    fmt_reading(&last.reading)
+                );
+                last.reading.totals
+            }
+            Err(e) => {
+                eprintln!(
+                    "anges-meter: job {} ({}): {} up to tick {}; incomplete: the daemon stopped \
+                     answering ({e})",
+                    self.job,
+                    self.name,
+                    fmt_reading(&self.last.reading),
+                    self.last.reading.tick
+                );
+                self.last.reading.totals
+            }
         }
     }
 }
@@ -112,11 +124,12 @@ impl LocalMeter {
         }
     }
 
-    /// Waits for the next accounting tick, unregisters the job and prints its figures.
-    fn finish(self, name: &str) {
+    /// Waits for the next accounting tick, unregisters the job and prints its figures; returns
+    /// them.
+    fn finish(self, name: &str) -> Option<Totals> {
         let backend: &dyn MeterBackend = &self.engine;
         backend.wait_for_tick(backend.tick(), LOCAL_FRESH_TIMEOUT);
-        match backend.unregister_job(self.job) {
+        let totals = match backend.unregister_job(self.job) {
             Ok(j) => {
                 let reading = Reading {
                     totals: j.totals,
@@ -128,12 +141,17 @@ impl LocalMeter {
                      anges-meter included): {}",
                     fmt_reading(&reading)
                 );
+                Some(reading.totals)
             }
-            Err(e) => eprintln!("anges-meter: {name}: no local estimate: {e}"),
-        }
+            Err(e) => {
+                eprintln!("anges-meter: {name}: no local estimate: {e}");
+                None
+            }
+        };
         if let Err(e) = self.engine.shutdown() {
             tracing::warn!("stopping the local meter: {e}");
         }
+        totals
     }
 }
 
@@ -175,8 +193,34 @@ fn wait(child: &mut Child, mut daemon: Option<&mut DaemonJob>) -> Result<ExitSta
     }
 }
 
+/// Appends the run's `totals` to `csv` as one CodeCarbon row (a failure is reported, never
+/// fatal: the command's status is what `run` returns).
+fn append_csv(csv: &Path, name: &str, totals: &Totals, seconds: f64) {
+    let energies = Energies::of_totals(totals, seconds);
+    let pue = energies.implied_pue(totals.intensity_g_per_kwh);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let row = EmissionsRow::new(
+        "anges-meter",
+        name,
+        codecarbon::iso8601_utc(now),
+        energies,
+        TrackingMode::Process,
+        pue,
+    );
+    if let Err(e) = codecarbon::append(csv, &row) {
+        eprintln!("anges-meter: {e}");
+    }
+}
+
 /// `anges-meter run`: see the module documentation.
-pub(crate) fn run(cfg: ClientConfig, name: Option<String>, command: &[String]) -> Result<ExitCode> {
+pub(crate) fn run(
+    cfg: ClientConfig,
+    name: Option<String>,
+    csv: Option<&Path>,
+    command: &[String],
+) -> Result<ExitCode> {
     let Some((program, args)) = command.split_first() else {
         bail!("no command given");
     };
@@ -193,6 +237,7 @@ pub(crate) fn run(cfg: ClientConfig, name: Option<String>, command: &[String]) -
     };
     // Registered before the command starts, so none of its work escapes the local meter.
     let mut local_meter = if client.is_none() { local(&name) } else { None };
+    let started = Instant::now();
     let mut child = match Command::new(program).args(args).spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -228,11 +273,13 @@ pub(crate) fn run(cfg: ClientConfig, name: Option<String>, command: &[String]) -
         }
     }
     let status = wait(&mut child, daemon.as_mut())?;
-    if let Some(d) = daemon {
-        d.finish();
-    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut totals = daemon.map(DaemonJob::finish);
     if let Some(m) = local_meter {
-        m.finish(&name);
+        totals = m.finish(&name).or(totals);
+    }
+    if let (Some(csv), Some(totals)) = (csv, &totals) {
+        append_csv(csv, &name, totals, seconds);
     }
     Ok(exit_code(status))
 }
