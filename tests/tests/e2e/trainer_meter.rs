@@ -243,7 +243,8 @@ fn a_daemon_that_forgot_the_job_gets_it_registered_again() {
     let home = tempfile::tempdir().unwrap();
     let fixture = Arc::new(PowercapFixture::new(&home.path().join("sysfs")).unwrap());
     let pump = PowerFeed::start(fixture.clone(), 5.0);
-    // Saved only every 30 s (the default): killed at once, it restarts without the job.
+    // Killed, then its state directory lost (a wiped or new state folder): it restarts without
+    // the job. (A plain kill -9 no longer loses it: every publication is journalled.)
     let daemon = MeterDaemon::start(home.path(), fixture.root(), &[]).expect("daemon");
     let socket = daemon.socket().to_owned();
     let mut meter = daemon_meter(&socket, "e2e-forgotten");
@@ -252,6 +253,7 @@ fn a_daemon_that_forgot_the_job_gets_it_registered_again() {
         assert_eq!(epoch(&mut meter, &mut log).source, D);
     }
     daemon.kill().expect("kill the daemon");
+    std::fs::remove_dir_all(home.path().join("state/anges")).expect("wipe the state directory");
     let daemon = MeterDaemon::start(home.path(), fixture.root(), &[]).expect("daemon again");
     let e = epoch(&mut meter, &mut log);
     assert_eq!(e.source, G, "{e:?}");
