@@ -18,11 +18,12 @@ fn run_appends_a_codecarbon_row_per_command() {
         let out = meter_cli(ALICE, daemon.socket())
             .args(["run", "--name", "busy", "--csv"])
             .arg(&csv)
+            // About a second of CPU: several accounting ticks (10 per second) charge the job.
             .args([
                 "--",
                 "sh",
                 "-c",
-                "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done",
+                "i=0; while [ $i -lt 800000 ]; do i=$((i+1)); done",
             ])
             .output()
             .expect("run anges-meter");

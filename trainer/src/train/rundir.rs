@@ -380,7 +380,9 @@ impl RunDir {
     }
 
     /// Removes what an earlier run left in a reused directory (`summary.json`, weights, resume
-    /// state), so that a fresh run interrupted there does not look finished or resumable.
+    /// state, predictions), so that a fresh run interrupted there does not look finished or
+    /// resumable. `emissions.csv` stays: the replaced run's emissions happened, and the new run
+    /// appends its row under the same header, as CodeCarbon does in its output folder.
     pub fn clear_outputs(&self) -> Result<(), TrainError> {
         for name in [
             "summary.json",
@@ -390,7 +392,6 @@ impl RunDir {
             SKIPPED_FILE,
             PREDICTOR_FILE,
             TEST_PREDICTIONS_FILE,
-            crate::emissions::codecarbon::FILE,
         ] {
             let path = self.file(name);
             crate::files::remove_if_present(&path).map_err(|e| TrainError::io(&path, e))?;

@@ -59,7 +59,7 @@ fn close(a: f64, b: f64) -> bool {
 
 /// The grams of a run are its joules at the intensity and PUE given, summary.json and the printed
 /// summary say which, and emissions.csv holds the run in CodeCarbon's columns and units; a
-/// second run into the same folder appends a row under the one header.
+/// second run into the same folder (`--overwrite`) appends a row under the one header.
 #[test]
 fn intensity_and_pue_flags_set_the_grams_and_emissions_csv_follows_codecarbon() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,7 +136,7 @@ fn intensity_and_pue_flags_set_the_grams_and_emissions_csv_follows_codecarbon() 
     let ts = field("timestamp");
     assert_eq!((ts.len(), &ts[4..5], &ts[10..11]), (19, "-", "T"), "{ts}");
 
-    succeed(&flags, &out);
+    succeed(&[&flags[..], &["--overwrite"]].concat(), &out);
     let text = std::fs::read_to_string(out.join("emissions.csv")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "one header, one row per run:\n{text}");

@@ -73,6 +73,9 @@ fn run_outlives_a_daemon_killed_mid_run() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The job is published; give the registration's answer time to reach the CLI (a daemon
+    // killed before answering leaves a job the CLI never learnt of: it then meters locally).
+    std::thread::sleep(Duration::from_millis(300));
     daemon.kill9();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
