@@ -289,7 +289,17 @@ pub struct RunDir {
 
 const CSV_HEADER: &str = "epoch,train_loss,valid_loss,valid_roc_auc,valid_prc_auc,valid_rmse,\
 valid_mae,test_loss,test_roc_auc,test_prc_auc,test_rmse,test_mae,best,seconds,energy_j,co2_g,\
-cumulative_j,cumulative_co2_g,meter_source,measured,samples_used,anges_aer,anges_ema,anges_decision\n";
+co2_g_per_kwh,cumulative_j,cumulative_co2_g,meter_source,measured,samples_used,anges_aer,\
+anges_ema,anges_decision\n";
+
+/// The grams of CO2-eq charged per kWh in an epoch: the grid intensity × PUE the meter applied
+/// to it (a time-series intensity varies from epoch to epoch). `None` without energy.
+fn grams_per_kwh(r: &EpochRecord) -> Option<f64> {
+    match (r.energy_j, r.co2_g) {
+        (Some(j), Some(g)) if j > 0.0 => Some(g / (j / 3.6e6)),
+        _ => None,
+    }
+}
 
 impl RunDir {
     /// Creates (or reuses) `out`, or a fresh `runs/<UTC time>-<dataset>-<model>/`, and opens
@@ -497,7 +507,7 @@ fn csv_row(r: &EpochRecord) -> String {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
         r.epoch,
         r.train_loss,
         part(&r.valid),
@@ -506,6 +516,7 @@ fn csv_row(r: &EpochRecord) -> String {
         r.seconds,
         f(r.energy_j),
         f(r.co2_g),
+        f(grams_per_kwh(r)),
         f(r.cumulative_j),
         f(r.cumulative_co2_g),
         r.meter_source.as_deref().unwrap_or_default(),
@@ -677,7 +688,15 @@ mod tests {
         let rows: Vec<&str> = csv.lines().collect();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].split(',').count(), rows[1].split(',').count());
-        assert_eq!(rows[1], "1,0.5,,0.75,,,,,,,,,true,1.5,,,,,,,10,,,");
+        assert_eq!(rows[1], "1,0.5,,0.75,,,,,,,,,true,1.5,,,,,,,,10,,,");
+        // With energy, the epoch's charge per kWh (intensity × PUE) is stated.
+        let charged = EpochRecord {
+            energy_j: Some(7.2e6),
+            co2_g: Some(300.0),
+            ..rec.clone()
+        };
+        assert_eq!(grams_per_kwh(&charged), Some(150.0));
+        assert!(csv_row(&charged).contains(",7200000,300,150,"));
 
         // Reopened at the first epoch: the second is dropped from both logs, and appending
         // goes on after the first.

@@ -78,6 +78,21 @@ fn intensity_and_pue_flags_set_the_grams_and_emissions_csv_follows_codecarbon() 
     assert_eq!(num(&c["pue"]), 1.5, "{c}");
     assert_eq!(c["source"], "constant", "{c}");
     assert_eq!(c["origin"], "flag", "{c}");
+    // epochs.csv states each epoch's charge per kWh: the intensity × PUE.
+    let mut epochs = csv::Reader::from_path(out.join("epochs.csv")).expect("epochs.csv");
+    let column = epochs
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "co2_g_per_kwh")
+        .expect("a co2_g_per_kwh column");
+    for row in epochs.records() {
+        let charged: f64 = row.unwrap()[column].parse().expect("a number");
+        assert!(
+            close(charged, 150.0),
+            "{charged} g/kWh charged, not 100 × 1.5"
+        );
+    }
     let h = &s["hardware"];
     assert!(h["sensors"].as_str().is_some_and(|t| !t.is_empty()), "{h}");
     assert!(
