@@ -12,6 +12,7 @@ pub mod codec;
 pub mod codecarbon;
 pub mod paths;
 pub mod protocol;
+pub mod time;
 
 /// Version of the meter's wire protocol, exchanged in the opening handshake.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -260,7 +260,7 @@ fn watch(client: &mut Client, interval_ms: u64, count: Option<u64>) -> Result<()
             write!(out, "\x1b[2J\x1b[H")?;
         }
         let totals = &update.reading.totals;
-        let at = anges_common::codecarbon::iso8601_utc(totals.timestamp_ms as f64 / 1000.0);
+        let at = anges_common::time::iso8601_utc(totals.timestamp_ms as f64 / 1000.0);
         writeln!(
             out,
             "{at} UTC  machine (every {period:?}): {}",

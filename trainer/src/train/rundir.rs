@@ -553,26 +553,10 @@ pub(crate) fn default_path(root: &Path, dataset: &str, model: &str) -> PathBuf {
     path
 }
 
-/// `YYYYMMDDTHHMMSSZ` of a Unix time (proleptic Gregorian calendar, UTC).
+/// `YYYYMMDDTHHMMSSZ` of a Unix time (UTC): the ISO 8601 stamp without separators.
 fn utc_stamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let iso = anges_common::time::iso8601_utc(secs as f64);
+    format!("{}Z", iso.replace(['-', ':'], ""))
 }
 
 #[cfg(test)]
