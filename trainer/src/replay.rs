@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::data::Metric;
-use crate::policy::{AngesOrder, AngesParams, Policy, StopPolicy, StopSpec};
+use crate::policy::{AngesParams, Policy, StopPolicy, StopSpec};
 use crate::train::{EpochRecord, Summary};
 
 /// Why a run could not be replayed.
@@ -198,9 +198,16 @@ pub fn tradeoff(
 
 /// Runs `spec` over the logged trajectory; the trade-off is against the whole log.
 pub fn replay(run: &LoggedRun, spec: StopSpec) -> Outcome {
+    replay_within(run, spec, run.epochs.len())
+}
+
+/// Runs `spec` over the first `max_epochs` logged epochs (a run given that many epochs: a
+/// fixed budget with [`StopSpec::Full`]); the trade-off is against the whole log.
+pub fn replay_within(run: &LoggedRun, spec: StopSpec, max_epochs: usize) -> Outcome {
+    let epochs = &run.epochs[..max_epochs.clamp(1, run.epochs.len())];
     let mut policy = Policy::new(spec, run.metric.higher_is_better());
-    let mut stop = (run.epochs.len(), false);
-    for rec in &run.epochs {
+    let mut stop = (epochs.len(), false);
+    for rec in epochs {
         let verdict = policy.observe(rec.epoch, rec.valid.get(run.metric), rec.cumulative_co2_g);
         if verdict.stop.is_some() {
             stop = (rec.epoch, true);
@@ -229,23 +236,19 @@ pub fn replay(run: &LoggedRun, spec: StopSpec) -> Outcome {
 }
 
 /// A replay's parameter grid: the policy and the values of its parameters to try (every
-/// combination of the listed values).
+/// combination of the listed values; an empty list means the base parameters' value).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayGrid {
     /// The policy replayed.
     pub stop: StopPolicy,
+    /// AN-GES: the variant's parameters the grid varies (its order, signal, window, K, …).
+    pub anges: AngesParams,
     /// AN-GES α values.
     pub alpha: Vec<f64>,
     /// AN-GES β values.
     pub beta: Vec<f64>,
     /// AN-GES warm-up lengths.
     pub warmup: Vec<usize>,
-    /// AN-GES initial EMA.
-    pub ema_init: f64,
-    /// AN-GES order of update and comparison.
-    pub order: AngesOrder,
-    /// AN-GES triggering epochs in a row.
-    pub consecutive: usize,
     /// Patience values.
     pub patience: Vec<usize>,
     /// Patience's minimum improvement.
@@ -253,20 +256,26 @@ pub struct ReplayGrid {
 }
 
 impl Default for ReplayGrid {
-    /// The defaults of `anges-train replay`: AN-GES at α 0.9, β 0.2, W 5.
+    /// The defaults of `anges-train replay`: the default AN-GES variant's parameters.
     fn default() -> Self {
-        let p = AngesParams::default();
         Self {
             stop: StopPolicy::Anges,
-            alpha: vec![p.alpha],
-            beta: vec![p.beta],
-            warmup: vec![p.warmup],
-            ema_init: p.ema_init,
-            order: p.order,
-            consecutive: p.consecutive,
+            anges: AngesParams::default(),
+            alpha: Vec::new(),
+            beta: Vec::new(),
+            warmup: Vec::new(),
             patience: vec![10],
             min_delta: 0.0,
         }
+    }
+}
+
+/// The listed values, or the base value when none is listed.
+fn or_base<T: Copy>(values: &[T], base: T) -> Vec<T> {
+    if values.is_empty() {
+        vec![base]
+    } else {
+        values.to_vec()
     }
 }
 
@@ -287,16 +296,15 @@ pub fn grid(args: &ReplayGrid) -> Result<Vec<StopSpec>, ReplayError> {
             }
         }
         StopPolicy::Anges => {
-            for &alpha in &args.alpha {
-                for &beta in &args.beta {
-                    for &warmup in &args.warmup {
+            let base = args.anges;
+            for alpha in or_base(&args.alpha, base.alpha) {
+                for beta in or_base(&args.beta, base.beta) {
+                    for warmup in or_base(&args.warmup, base.warmup) {
                         let p = AngesParams {
                             alpha,
                             beta,
                             warmup,
-                            ema_init: args.ema_init,
-                            order: args.order,
-                            consecutive: args.consecutive,
+                            ..base
                         };
                         p.validate().map_err(bad)?;
                         specs.push(StopSpec::Anges(p));
@@ -384,7 +392,7 @@ fn delivered(run: &LoggedRun, epochs: usize) -> (Option<f64>, Option<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Anges, AngesParams, Decision};
+    use crate::policy::{Anges, AngesParams, AngesVariant, Decision};
     use crate::train::EvalMetrics;
     use proptest::prelude::*;
 
@@ -509,8 +517,8 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
-        /// The live rule, fed epoch by epoch and stopped at its first Stop, and the replay of the
-        /// full log agree; and the replay of the live run's own (truncated) log stops at the
+        /// For every variant, the live rule, fed epoch by epoch and stopped at its first Stop,
+        /// and the replay of the full log agree; and the replay of the live run's own (truncated) log stops at the
         /// same epoch.
         #[test]
         fn replay_and_live_decisions_agree(
@@ -518,8 +526,10 @@ mod tests {
             alpha in 0.05f64..=1.0,
             beta in -0.5f64..1.5,
             warmup in 0usize..8,
+            variant in 0usize..AngesVariant::ALL.len(),
         ) {
-            let params = AngesParams { alpha, beta, warmup, ..AngesParams::default() };
+            let base = AngesVariant::ALL[variant].preset();
+            let params = AngesParams { alpha, beta, warmup, ..base };
             let mut live = Anges::new(params, true);
             let mut live_stop = None;
             for (i, &(v, _, e)) in traj.iter().enumerate() {

@@ -99,7 +99,7 @@ struct VariantV1 {
 impl ArgsV1 {
     fn into_config(self) -> Result<FinetuneConfig, ConfigError> {
         let variant = self.stop.variant.unwrap_or(VariantV1 {
-            ema_init: AngesParams::default().ema_init,
+            ema_init: AngesParams::literal().ema_init,
             anges_order: AngesOrder::UpdateThenCompare,
             anges_consecutive: 1,
         });
@@ -110,6 +110,7 @@ impl ArgsV1 {
             ema_init: variant.ema_init,
             order: variant.anges_order,
             consecutive: variant.anges_consecutive,
+            ..AngesParams::literal()
         };
         let stop = StopSpec::from_parts(
             self.stop.stop,
@@ -192,7 +193,7 @@ mod tests {
         want.compute.threads = 1;
         want.stop = StopSpec::Anges(AngesParams {
             beta: 0.3,
-            ..AngesParams::default()
+            ..AngesParams::literal()
         });
         want.out = Some("/runs/x".into());
         assert_eq!(c, want);

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::data::TaskType;
 pub use crate::models::{ModelKind, Pooling};
-pub use crate::policy::{AngesOrder, AngesParams, StopPolicy, StopSpec};
+pub use crate::policy::{AngesOrder, AngesParams, AngesSignal, AngesVariant, StopPolicy, StopSpec};
 pub use crate::runtime::DeviceChoice;
 pub use crate::split::SplitKind;
 pub use anges_meter_engine::carbon::IntensitySource;

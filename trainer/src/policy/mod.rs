@@ -12,7 +12,7 @@ pub mod patience;
 
 use serde::{Deserialize, Serialize};
 
-pub use anges::{Anges, AngesOrder, AngesParams, AngesStep, Decision};
+pub use anges::{Anges, AngesOrder, AngesParams, AngesSignal, AngesStep, AngesVariant, Decision};
 pub use patience::Patience;
 
 /// The stopping policies, by name (`--stop`).
