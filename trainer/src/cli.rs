@@ -16,10 +16,10 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 
 use anges_trainer::config::{
-    AngesOrder, AngesParams, CarbonConfig, ComputeConfig, ConfigError, DataConfig, DeviceChoice,
-    EncoderSize, FinetuneConfig, IntensitySource, MeterConfig, MeterMode, ModelConfig, ModelKind,
-    OptimConfig, PretrainConfig, PruneConfig, PruneMethod, SplitKind, StopPolicy, StopSpec,
-    TaskType,
+    AngesOrder, AngesParams, AngesSignal, AngesVariant, CarbonConfig, ComputeConfig, ConfigError,
+    DataConfig, DeviceChoice, EncoderSize, FinetuneConfig, IntensitySource, MeterConfig, MeterMode,
+    ModelConfig, ModelKind, OptimConfig, PretrainConfig, PruneConfig, PruneMethod, SplitKind,
+    StopPolicy, StopSpec, TaskType,
 };
 use anges_trainer::predict::PredictConfig;
 use anges_trainer::replay::ReplayGrid;
@@ -134,6 +134,22 @@ pub enum Command {
     /// Re-apply stopping policies and parameter grids offline to a logged run and print the
     /// trade-off of each.
     Replay(ReplayArgs),
+    /// Compare stopping rules on logged full runs, with their parameters chosen on other
+    /// datasets: every AN-GES variant, patience and fixed epoch budgets, over their grids.
+    ///
+    /// Nothing is trained: each rule is replayed on the logs (runs with --stop full, found at
+    /// any depth under the given folders; others are skipped with a warning). Per held-out
+    /// dataset, each family's parameters are chosen on the other datasets' runs by one
+    /// criterion (the most CO2 saved with a mean test loss ≤ --tolerance: ROC-AUC points, or
+    /// percent of an error metric) and reported on the held-out runs; the tolerance sweep draws
+    /// each family's held-out frontier. The hindsight bound is the earliest stop, run by run,
+    /// that loses at most the tolerance. Random-init and pre-trained runs are evaluated apart.
+    ///
+    /// Writes evaluation.json, evaluation.csv, runs.csv and frontier-<group>.{png,svg} into
+    /// --out, and prints the held-out table (the JSON document with --json).
+    ///
+    /// Example: anges-train evaluate docs/results/runs --out evaluation
+    Evaluate(EvaluateArgs),
     /// Run full, patience, AN-GES and MolPeg fine-tuning on one split and report their trade-offs
     /// (table, CSV/JSON, plots, HTML report).
     ///
@@ -300,22 +316,43 @@ pub struct TrainArgs {
     pub clip_grad: f64,
 }
 
-/// The AN-GES parameters that live runs and replays share (α, β and W differ: one value live,
-/// a grid in a replay).
+/// The AN-GES variant and its knobs, shared by live runs and replays (α, β and W are apart: one
+/// value live, a grid in a replay). A knob left out takes the variant's default.
 #[derive(Debug, Clone, Args)]
 pub struct AngesVariantArgs {
-    /// AN-GES initial EMA when the warm-up collected nothing.
-    #[arg(long, default_value_t = 1e-3)]
-    pub ema_init: f64,
+    /// AN-GES variant (docs/green.md, "AN-GES variants"): literal = Algorithm 1 as written
+    /// (stops at the first validation dip after the warm-up); history = compare with the EMA
+    /// of the earlier epochs; smoothed = history on the metric's EMA; consecutive = history,
+    /// K triggers in a row; plateau = history on the best metric so far, K triggers in a row;
+    /// window = history, AER over several epochs. Sets every knob below that is not given.
+    #[arg(long, value_enum, value_name = "VARIANT", default_value_t = AngesVariant::DEFAULT)]
+    pub anges_variant: AngesVariant,
 
-    /// AN-GES variant: update the EMA then compare (Algorithm 1 as written), or compare with
-    /// the previous EMA then update.
-    #[arg(long, value_enum, default_value_t = AngesOrder::UpdateThenCompare)]
-    pub anges_order: AngesOrder,
+    /// AN-GES initial EMA when the warm-up collected nothing [default: the variant's].
+    #[arg(long)]
+    pub ema_init: Option<f64>,
 
-    /// AN-GES variant: stop only after K triggering epochs in a row (1 = the literal rule).
-    #[arg(long, value_name = "K", default_value_t = 1)]
-    pub anges_consecutive: usize,
+    /// AN-GES order: update the EMA then compare (Algorithm 1 as written), or compare with the
+    /// previous EMA then update [default: the variant's].
+    #[arg(long, value_enum)]
+    pub anges_order: Option<AngesOrder>,
+
+    /// AN-GES: stop only after K triggering epochs in a row [default: the variant's].
+    #[arg(long, value_name = "K")]
+    pub anges_consecutive: Option<usize>,
+
+    /// AN-GES performance signal: the raw validation metric, its EMA (--anges-smoothing), or
+    /// the best so far [default: the variant's].
+    #[arg(long, value_enum)]
+    pub anges_signal: Option<AngesSignal>,
+
+    /// AN-GES: weight γ of the history in the metric's EMA, in [0, 1) [default: the variant's].
+    #[arg(long, value_name = "GAMMA")]
+    pub anges_smoothing: Option<f64>,
+
+    /// AN-GES: epochs the AER spans [default: the variant's].
+    #[arg(long, value_name = "EPOCHS")]
+    pub anges_window: Option<usize>,
 }
 
 /// Stopping policy and its parameters.
@@ -326,17 +363,17 @@ pub struct StopArgs {
     #[arg(long, value_enum, default_value_t = StopPolicy::Full)]
     pub stop: StopPolicy,
 
-    /// AN-GES smoothing α of the AER's EMA.
-    #[arg(long, default_value_t = 0.9)]
-    pub alpha: f64,
+    /// AN-GES smoothing α of the AER's EMA [default: the variant's].
+    #[arg(long)]
+    pub alpha: Option<f64>,
 
-    /// AN-GES threshold β: stop when AER < β·EMA.
-    #[arg(long, default_value_t = 0.2)]
-    pub beta: f64,
+    /// AN-GES threshold β: stop when AER < β·EMA [default: the variant's].
+    #[arg(long)]
+    pub beta: Option<f64>,
 
-    /// AN-GES warm-up epochs W.
-    #[arg(long, default_value_t = 5)]
-    pub warmup: usize,
+    /// AN-GES warm-up epochs W [default: the variant's].
+    #[arg(long)]
+    pub warmup: Option<usize>,
 
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -565,16 +602,16 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value_t = StopPolicy::Anges)]
     pub stop: StopPolicy,
 
-    /// Grid of AN-GES β values (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "0.2")]
+    /// Grid of AN-GES β values (comma-separated) [default: the variant's β].
+    #[arg(long, value_delimiter = ',')]
     pub beta: Vec<f64>,
 
-    /// Grid of AN-GES α values (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "0.9")]
+    /// Grid of AN-GES α values (comma-separated) [default: the variant's α].
+    #[arg(long, value_delimiter = ',')]
     pub alpha: Vec<f64>,
 
-    /// Grid of AN-GES warm-up lengths (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "5")]
+    /// Grid of AN-GES warm-up lengths (comma-separated) [default: the variant's W].
+    #[arg(long, value_delimiter = ',')]
     pub warmup: Vec<usize>,
 
     #[command(flatten)]
@@ -588,6 +625,42 @@ pub struct ReplayArgs {
     /// Minimum validation improvement for --stop patience.
     #[arg(long, default_value_t = 0.0)]
     pub min_delta: f64,
+}
+
+/// `anges-train evaluate` (see [`Command::Evaluate`]).
+#[derive(Debug, Clone, Args)]
+pub struct EvaluateArgs {
+    /// Run directories, or folders holding them at any depth.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Folder for evaluation.json, evaluation.csv, runs.csv and the frontier plots.
+    #[arg(long, value_name = "DIR", default_value = "evaluation")]
+    pub out: PathBuf,
+
+    /// The criterion's largest mean test loss (ROC-AUC points, or percent of an error metric).
+    #[arg(long, default_value_t = 1.0)]
+    pub tolerance: f64,
+
+    /// Tolerances whose held-out choices draw the frontiers (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,1,1.5,2,3,5")]
+    pub sweep: Vec<f64>,
+
+    /// CO2 saving (percent of the full runs') the goal asks for at --tolerance.
+    #[arg(long, default_value_t = 40.0)]
+    pub goal_saved: f64,
+}
+
+impl EvaluateArgs {
+    /// The evaluation these flags ask for.
+    pub fn to_config(&self) -> anges_trainer::evaluate::EvaluateConfig {
+        anges_trainer::evaluate::EvaluateConfig {
+            paths: self.paths.clone(),
+            tolerance: self.tolerance,
+            sweep: self.sweep.clone(),
+            goal_saved_pct: self.goal_saved,
+        }
+    }
 }
 
 /// `anges-train summarize` (see [`Command::Summarize`]).
@@ -724,16 +797,20 @@ impl MeterArgs {
 }
 
 impl AngesVariantArgs {
-    /// The AN-GES parameters with these variant flags and the given α, β, W.
-    fn params(&self, alpha: f64, beta: f64, warmup: usize) -> AngesParams {
-        AngesParams {
-            alpha,
-            beta,
-            warmup,
-            ema_init: self.ema_init,
-            order: self.anges_order,
-            consecutive: self.anges_consecutive,
-        }
+    /// The variant's parameters with the knobs given laid over them, and α, β, W where given.
+    fn params(&self, alpha: Option<f64>, beta: Option<f64>, warmup: Option<usize>) -> AngesParams {
+        let mut p = self.anges_variant.preset();
+        let or = |given: Option<f64>, default: f64| given.unwrap_or(default);
+        p.alpha = or(alpha, p.alpha);
+        p.beta = or(beta, p.beta);
+        p.warmup = warmup.unwrap_or(p.warmup);
+        p.ema_init = or(self.ema_init, p.ema_init);
+        p.order = self.anges_order.unwrap_or(p.order);
+        p.consecutive = self.anges_consecutive.unwrap_or(p.consecutive);
+        p.signal = self.anges_signal.unwrap_or(p.signal);
+        p.smoothing = or(self.anges_smoothing, p.smoothing);
+        p.window = self.anges_window.unwrap_or(p.window);
+        p
     }
 }
 
@@ -859,14 +936,20 @@ impl FinetuneArgs {
                 "patience": s.patience => patience;
                 "min_delta": s.min_delta => min_delta;
             },
-            StopSpec::Anges(p) => recorded! {
-                "alpha": s.alpha => p.alpha;
-                "beta": s.beta => p.beta;
-                "warmup": s.warmup => p.warmup;
-                "ema_init": s.variant.ema_init => p.ema_init;
-                "anges_order": s.variant.anges_order => p.order;
-                "anges_consecutive": s.variant.anges_consecutive => p.consecutive;
+            // A variant given on the command line brings its own knobs: a run recorded with
+            // another one is then refused by the resume check.
+            StopSpec::Anges(p) if !given("anges_variant") => recorded! {
+                "alpha": s.alpha => Some(p.alpha);
+                "beta": s.beta => Some(p.beta);
+                "warmup": s.warmup => Some(p.warmup);
+                "ema_init": s.variant.ema_init => Some(p.ema_init);
+                "anges_order": s.variant.anges_order => Some(p.order);
+                "anges_consecutive": s.variant.anges_consecutive => Some(p.consecutive);
+                "anges_signal": s.variant.anges_signal => Some(p.signal);
+                "anges_smoothing": s.variant.anges_smoothing => Some(p.smoothing);
+                "anges_window": s.variant.anges_window => Some(p.window);
             },
+            StopSpec::Anges(_) => {}
         }
     }
 
@@ -971,12 +1054,10 @@ impl ReplayArgs {
     pub fn to_grid(&self) -> ReplayGrid {
         ReplayGrid {
             stop: self.stop,
+            anges: self.variant.params(None, None, None),
             alpha: self.alpha.clone(),
             beta: self.beta.clone(),
             warmup: self.warmup.clone(),
-            ema_init: self.variant.ema_init,
-            order: self.variant.anges_order,
-            consecutive: self.variant.anges_consecutive,
             patience: self.patience.clone(),
             min_delta: self.min_delta,
         }
@@ -1111,6 +1192,70 @@ mod tests {
             }
         );
         assert!(finetune(&["--pooling", "mean"]).is_ok());
+    }
+
+    #[test]
+    fn a_variant_sets_the_knobs_not_given_and_the_literal_rule_stays_reachable() {
+        let stop = |flags: &[&str]| match finetune(flags).unwrap().stop {
+            StopSpec::Anges(p) => p,
+            other => panic!("expected AN-GES, got {other:?}"),
+        };
+        assert_eq!(stop(&["--stop", "anges"]), AngesVariant::DEFAULT.preset());
+        assert_eq!(
+            stop(&["--stop", "anges", "--anges-variant", "literal"]),
+            AngesParams::literal()
+        );
+        assert_eq!(
+            stop(&[
+                "--stop",
+                "anges",
+                "--anges-variant",
+                "plateau",
+                "--anges-consecutive",
+                "7",
+                "--warmup",
+                "3"
+            ]),
+            AngesParams {
+                consecutive: 7,
+                warmup: 3,
+                ..AngesVariant::Plateau.preset()
+            }
+        );
+        assert_eq!(
+            stop(&[
+                "--stop",
+                "anges",
+                "--anges-signal",
+                "ema",
+                "--anges-smoothing",
+                "0.5"
+            ]),
+            AngesParams {
+                signal: AngesSignal::Ema,
+                smoothing: 0.5,
+                ..AngesVariant::DEFAULT.preset()
+            }
+        );
+        let err = finetune(&["--stop", "anges", "--anges-window", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--anges-window"), "{err}");
+        // A replay grid varies α, β, W over the variant's other knobs.
+        let cli = Cli::try_parse_from([
+            "anges-train",
+            "replay",
+            "runs/x",
+            "--anges-variant",
+            "window",
+            "--beta",
+            "0.1,0.2",
+        ])
+        .unwrap();
+        let Some(Command::Replay(r)) = cli.command else {
+            panic!("expected replay")
+        };
+        let grid = r.to_grid();
+        assert_eq!(grid.anges, AngesVariant::Window.preset());
+        assert_eq!(grid.beta, [0.1, 0.2]);
     }
 
     #[test]
@@ -1271,6 +1416,9 @@ mod tests {
             ema_init: 0.01,
             order: AngesOrder::CompareThenUpdate,
             consecutive: 2,
+            signal: AngesSignal::Ema,
+            smoothing: 0.5,
+            window: 3,
         });
         r.prune = PruneConfig {
             method: PruneMethod::Molpeg,
