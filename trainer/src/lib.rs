@@ -19,6 +19,7 @@ pub mod chem;
 pub mod config;
 pub mod data;
 pub mod emissions;
+pub mod evaluate;
 pub mod featurize;
 pub(crate) mod files;
 pub mod models;

@@ -133,6 +133,18 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some(Command::Evaluate(args)) => {
+            use anges_trainer::evaluate;
+            let evaluation = evaluate::run_evaluate(&args.to_config())?;
+            let files = evaluate::output::write_all(&evaluation, &args.out)?;
+            if json {
+                print_json(&evaluation)?;
+            } else {
+                print!("{}", evaluate::output::table(&evaluation));
+            }
+            eprintln!("evaluation written to {}", files.json.display());
+            Ok(())
+        }
         Some(Command::Study(args)) => {
             let config = args.to_config()?;
             describe_runtime(&config.base.compute)?;

@@ -108,8 +108,8 @@ impl From<&StudyRun> for StudyCsvRow {
     }
 }
 
-/// Writes `report` as pretty-printed JSON at `path`.
-pub(crate) fn write_json(report: &StudyReport, path: &Path) -> Result<(), ReportError> {
+/// Writes `report` (a study report, an evaluation, …) as pretty-printed JSON at `path`.
+pub(crate) fn write_json<T: Serialize>(report: &T, path: &Path) -> Result<(), ReportError> {
     let file = File::create(path).map_err(|e| ReportError::io(path, e))?;
     let mut out = BufWriter::new(file);
     serde_json::to_writer_pretty(&mut out, report).map_err(|source| ReportError::Json {
@@ -122,7 +122,7 @@ pub(crate) fn write_json(report: &StudyReport, path: &Path) -> Result<(), Report
 }
 
 /// Writes `rows` as a CSV file at `path`, under `header` (written even without rows).
-fn write_csv<T: Serialize>(
+pub(crate) fn write_csv<T: Serialize>(
     header: &[&str],
     rows: impl IntoIterator<Item = T>,
     path: &Path,

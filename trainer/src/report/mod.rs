@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
 use crate::data::Metric;
 
 mod aggregate;
-mod chart;
+pub(crate) mod chart;
 mod document;
 mod error;
-mod files;
+pub(crate) mod files;
 mod font;
 mod glyphs;
-mod plots;
+pub(crate) mod plots;
 pub mod runs;
 mod table;
 mod write;
@@ -36,6 +36,7 @@ pub use error::ReportError;
 pub use files::StudyCsvRow;
 pub use plots::{curve_caption, frontier_caption};
 pub use table::table;
+pub(crate) use write::save_chart;
 pub use write::{ReportFiles, write_all};
 
 /// The display name of `metric` (`ROC-AUC`, `PRC-AUC`, `RMSE`, `MAE`).

@@ -9,7 +9,7 @@ use super::chart::{Chart, Line, Markers, Shape};
 use super::{StudyReport, metric_name};
 
 /// Colours of the policy labels, in order of first appearance (Tableau 10).
-const PALETTE: [RGBColor; 10] = [
+pub(crate) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

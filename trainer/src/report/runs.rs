@@ -27,6 +27,8 @@ const MAX_DEPTH: usize = 8;
 pub struct FoundRuns {
     /// The summaries, in path order.
     pub summaries: Vec<Summary>,
+    /// The `summary.json` file of each summary, in the same order.
+    pub files: Vec<PathBuf>,
     /// `(file, why)` of each `summary.json` skipped.
     pub skipped: Vec<(PathBuf, String)>,
 }
@@ -52,7 +54,10 @@ pub fn find_runs(paths: &[PathBuf]) -> Result<FoundRuns, ReportError> {
             .map_err(|e| e.to_string())
             .and_then(|text| serde_json::from_str::<Summary>(&text).map_err(|e| e.to_string()));
         match parsed {
-            Ok(summary) => found.summaries.push(summary),
+            Ok(summary) => {
+                found.summaries.push(summary);
+                found.files.push(file);
+            }
             Err(why) => {
                 tracing::warn!("skipped {}: {why}", file.display());
                 found.skipped.push((file, why));

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StudyReport;
-use super::chart::{render_png, render_svg};
+use super::chart::{Chart, render_png, render_svg};
 use super::document::{html, markdown};
 use super::error::ReportError;
 use super::files::{write_aggregate_csv, write_json, write_study_csv, write_text};
@@ -75,8 +75,6 @@ pub fn write_all(report: &StudyReport, dir: &Path) -> Result<ReportFiles, Report
     write_study_csv(report, &files.study_csv)?;
     write_aggregate_csv(report, &files.aggregate_csv)?;
 
-    register();
-    let font = Some(FAMILY);
     let mut svgs = Vec::with_capacity(2);
     for (chart, png, svg) in [
         (curve_chart(report), &files.curve_png, &files.curve_svg),
@@ -86,17 +84,24 @@ pub fn write_all(report: &StudyReport, dir: &Path) -> Result<ReportFiles, Report
             &files.frontier_svg,
         ),
     ] {
-        let plot_err = |path: &Path| {
-            let path = path.to_owned();
-            move |message| ReportError::Plot { path, message }
-        };
-        let text = render_svg(&chart, font).map_err(plot_err(svg))?;
-        write_text(&text, svg)?;
-        render_png(&chart, png, font).map_err(plot_err(png))?;
-        svgs.push(text);
+        svgs.push(save_chart(&chart, png, svg)?);
     }
 
     write_text(&markdown(report), &files.report_md)?;
     write_text(&html(report, &svgs[0], &svgs[1]), &files.report_html)?;
     Ok(files)
+}
+
+/// Writes `chart` as `png` and `svg` (texts in the embedded font) and returns the SVG's text.
+pub(crate) fn save_chart(chart: &Chart, png: &Path, svg: &Path) -> Result<String, ReportError> {
+    register();
+    let font = Some(FAMILY);
+    let plot_err = |path: &Path| {
+        let path = path.to_owned();
+        move |message| ReportError::Plot { path, message }
+    };
+    let text = render_svg(chart, font).map_err(plot_err(svg))?;
+    write_text(&text, svg)?;
+    render_png(chart, png, font).map_err(plot_err(png))?;
+    Ok(text)
 }
