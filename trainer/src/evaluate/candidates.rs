@@ -88,11 +88,11 @@ fn anges_grid(
 }
 
 /// The families `anges-train evaluate` compares, for logs of up to `max_epochs` epochs: each
-/// AN-GES variant over its grid (α 0.9 throughout, the spec's), patience 3–40 and fixed budgets
-/// every 5 epochs.
+/// AN-GES variant over its grid (α 0.9 throughout, the spec's; warm-ups 5–40), patience 3–40 and
+/// fixed budgets every 5 epochs.
 pub fn default_families(max_epochs: usize) -> Vec<Family> {
     let betas = [0.05, 0.1, 0.2, 0.3, 0.5, 1.0];
-    let warmups = [5, 10, 15, 20, 30];
+    let warmups = [5, 10, 15, 20, 30, 40];
     let set_k: fn(&mut AngesParams, f64) = |p, v| p.consecutive = v as usize;
     let set_gamma: fn(&mut AngesParams, f64) = |p, v| p.smoothing = v;
     let set_window: fn(&mut AngesParams, f64) = |p, v| p.window = v as usize;
@@ -115,7 +115,7 @@ pub fn default_families(max_epochs: usize) -> Vec<Family> {
             anges_grid(
                 AngesVariant::Smoothed,
                 &[0.05, 0.1, 0.2, 0.5],
-                &[5, 10, 20],
+                &warmups,
                 &[set_gamma],
                 &[&[0.5, 0.7, 0.8, 0.9]],
             ),
@@ -125,9 +125,9 @@ pub fn default_families(max_epochs: usize) -> Vec<Family> {
             anges_grid(
                 AngesVariant::Consecutive,
                 &[0.1, 0.2, 0.5],
-                &[5, 10, 20],
+                &warmups,
                 &[set_k],
-                &[&[2.0, 3.0, 5.0, 8.0, 12.0]],
+                &[&[2.0, 3.0, 5.0, 8.0, 12.0, 20.0]],
             ),
         ),
         anges(
@@ -135,9 +135,9 @@ pub fn default_families(max_epochs: usize) -> Vec<Family> {
             anges_grid(
                 AngesVariant::Plateau,
                 &[0.05, 0.1, 0.2, 0.5],
-                &[5, 10, 20],
+                &warmups,
                 &[set_k],
-                &[&[5.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0]],
+                &[&[5.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0]],
             ),
         ),
         anges(
@@ -145,7 +145,7 @@ pub fn default_families(max_epochs: usize) -> Vec<Family> {
             anges_grid(
                 AngesVariant::Window,
                 &[0.05, 0.1, 0.2, 0.5],
-                &[10, 20],
+                &warmups,
                 &[set_window, set_gamma],
                 &[&[3.0, 5.0, 10.0], &[0.0, 0.5, 0.8]],
             ),

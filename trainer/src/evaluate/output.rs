@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::select::{Evaluation, GroupEvaluation};
 use crate::report::ReportError;
-use crate::report::chart::{Chart, Line};
+use plotters::style::RGBColor;
+
+use crate::report::chart::{Chart, Line, Markers, Shape};
 use crate::report::files::{write_csv, write_json};
 use crate::report::plots::PALETTE;
 use crate::report::save_chart;
@@ -193,40 +195,39 @@ fn slug(name: &str) -> String {
 /// The frontier plot of one group: per family, the held-out points over the tolerance sweep
 /// (x: mean %ΔEmiss, y: mean change of the test metric, `−loss`), and the bound.
 pub(crate) fn frontier_chart(group: &GroupEvaluation, tolerance: f64) -> Chart {
+    let finite = |(x, y): &(f64, f64)| x.is_finite() && y.is_finite();
     let mut lines = Vec::new();
+    let mut chosen = Vec::new();
     for (i, family) in group.families.iter().enumerate() {
-        let points: Vec<(f64, f64)> = family
-            .frontier()
-            .iter()
-            .map(|p| (p.delta_emiss_pct, -p.loss))
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .collect();
-        let texts = family
-            .frontier()
-            .iter()
-            .map(|p| {
-                if p.tolerance == tolerance && !family.baseline {
-                    family.family.clone()
-                } else {
-                    String::new()
-                }
-            })
-            .collect();
+        let color = PALETTE[i % PALETTE.len()];
+        let frontier = family.frontier();
         lines.push(Line {
             name: family.family.clone(),
-            color: PALETTE[i % PALETTE.len()],
-            points,
-            texts,
+            color,
+            points: frontier
+                .iter()
+                .map(|p| (p.delta_emiss_pct, -p.loss))
+                .filter(finite)
+                .collect(),
+            texts: Vec::new(),
         });
+        chosen.extend(
+            frontier
+                .iter()
+                .filter(|p| p.tolerance == tolerance)
+                .map(|p| (p.delta_emiss_pct, -p.loss))
+                .filter(finite)
+                .map(|p| (p, color)),
+        );
     }
     lines.push(Line {
         name: "hindsight bound".into(),
-        color: plotters::style::RGBColor(0, 0, 0),
+        color: RGBColor(0, 0, 0),
         points: group
             .bound
             .iter()
             .map(|b| (b.delta_emiss_pct, -b.loss))
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .filter(finite)
             .collect(),
         texts: Vec::new(),
     });
@@ -240,7 +241,12 @@ pub(crate) fn frontier_chart(group: &GroupEvaluation, tolerance: f64) -> Chart {
         x_desc: "%ΔEmiss against the full run (held-out mean)".into(),
         y_desc: format!("test metric change ({}, held-out mean)", group.loss_unit),
         lines,
-        markers: Vec::new(),
+        markers: vec![Markers {
+            name: format!("chosen at tolerance {tolerance}"),
+            shape: Shape::Ring,
+            legend_color: RGBColor(200, 200, 200),
+            points: chosen,
+        }],
         x_zero: true,
         y_zero: true,
         zero_lines: true,

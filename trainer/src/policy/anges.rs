@@ -119,35 +119,35 @@ impl AngesVariant {
             Self::Literal => literal,
             Self::History => AngesParams {
                 beta: 1.0,
-                warmup: 30,
+                warmup: 40,
                 ..history
             },
             Self::Smoothed => AngesParams {
                 signal: AngesSignal::Ema,
-                smoothing: 0.5,
-                beta: 0.5,
-                warmup: 20,
+                smoothing: 0.9,
+                beta: 0.2,
+                warmup: 40,
                 ..history
             },
             Self::Consecutive => AngesParams {
-                consecutive: 5,
+                consecutive: 3,
                 beta: 0.1,
-                warmup: 5,
+                warmup: 40,
                 ..history
             },
             Self::Plateau => AngesParams {
                 signal: AngesSignal::Best,
-                consecutive: 20,
+                consecutive: 10,
                 beta: 0.05,
-                warmup: 20,
+                warmup: 40,
                 ..history
             },
             Self::Window => AngesParams {
                 signal: AngesSignal::Ema,
-                smoothing: 0.8,
+                smoothing: 0.5,
                 window: 10,
-                beta: 0.05,
-                warmup: 20,
+                beta: 0.1,
+                warmup: 40,
                 ..history
             },
         }

@@ -281,3 +281,41 @@ fn each_variant_stops_live_where_its_replay_does() {
         "only {fired} of 6 variants fired: the test checks too little"
     );
 }
+
+/// The variants' default parameters, and the default variant, are what `anges-train evaluate`
+/// chooses on the logged random-init runs: when new logs change the choice, this fails until
+/// the presets (and docs/green.md) follow.
+#[test]
+fn the_presets_are_the_evaluations_choices_on_the_logged_runs() {
+    let config = EvaluateConfig {
+        paths: vec![logged_runs()],
+        ..EvaluateConfig::default()
+    };
+    let evaluation = evaluate::run_evaluate(&config).unwrap();
+    let group = evaluation
+        .groups
+        .iter()
+        .find(|g| g.init == "random-init")
+        .unwrap();
+    assert_eq!(group.runs.len(), 21);
+    for variant in AngesVariant::ALL
+        .into_iter()
+        .filter(|v| *v != AngesVariant::Literal)
+    {
+        let family = group.family(variant.name()).unwrap();
+        assert_eq!(
+            family.chosen_on_all,
+            StopSpec::Anges(variant.preset()).label(),
+            "{variant}"
+        );
+    }
+    assert_eq!(
+        group.recommended.as_deref(),
+        Some(AngesVariant::DEFAULT.name())
+    );
+    let plateau = group.family("plateau").unwrap().at(1.0).unwrap().pooled;
+    eprintln!(
+        "plateau held out: {:.2} points lost, {:.1} % CO2",
+        plateau.loss, plateau.delta_emiss_pct
+    );
+}
