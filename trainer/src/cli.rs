@@ -643,14 +643,15 @@ pub struct StudyArgs {
     #[allow(missing_docs)]
     pub finetune: FinetuneArgs,
 
-    /// MolPeg keep ratios to include (comma-separated fractions KEPT; empty to skip MolPeg).
+    /// MolPeg keep ratios to include (comma-separated fractions KEPT; empty, `--keep-ratios ''`,
+    /// to skip MolPeg).
     #[arg(
         long,
-        value_delimiter = ',',
+        value_parser = parse_keep_ratios,
         default_value = "0.5",
         help_heading = "Study"
     )]
-    pub keep_ratios: Vec<f64>,
+    pub keep_ratios: KeepRatios,
 
     /// Also run dynamic random pruning at each keep ratio (the MolPeg baseline).
     #[arg(long, help_heading = "Study")]
@@ -677,6 +678,25 @@ pub struct StudyArgs {
         help_heading = "Study"
     )]
     pub frontier_betas: Vec<f64>,
+}
+
+/// `--keep-ratios`: a comma-separated list of fractions, where the empty string is the empty list
+/// (a list flag split by clap would refuse `''` as a number).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepRatios(pub Vec<f64>);
+
+fn parse_keep_ratios(text: &str) -> Result<KeepRatios, String> {
+    if text.trim().is_empty() {
+        return Ok(KeepRatios(Vec::new()));
+    }
+    text.split(',')
+        .map(|r| {
+            r.trim()
+                .parse::<f64>()
+                .map_err(|e| format!("{:?} is not a number: {e}", r.trim()))
+        })
+        .collect::<Result<_, _>>()
+        .map(KeepRatios)
 }
 
 // From flags to the library's validated configuration: the one place that maps the one onto the
@@ -1011,7 +1031,7 @@ impl StudyArgs {
             anges: stop.anges(),
             patience: stop.patience,
             min_delta: stop.min_delta,
-            keep_ratios: self.keep_ratios.clone(),
+            keep_ratios: self.keep_ratios.0.clone(),
             with_random: self.with_random,
             combine: self.combine,
             seeds: self.seeds.clone(),
@@ -1149,6 +1169,40 @@ mod tests {
             let err = pretrain(flags).unwrap_err().to_string();
             assert!(err.starts_with("invalid options"), "{flags:?}: {err}");
         }
+    }
+
+    /// `--keep-ratios ''` is the empty list (no MolPeg run).
+    #[test]
+    fn study_keep_ratios_may_be_empty() {
+        let study = |flags: &[&str]| {
+            let args = ["anges-train", "study", "--dataset", "bace"];
+            match Cli::try_parse_from(args.iter().chain(flags))
+                .unwrap()
+                .command
+            {
+                Some(Command::Study(s)) => s.to_config().unwrap(),
+                other => panic!("expected study, got {other:?}"),
+            }
+        };
+        assert_eq!(study(&[]).keep_ratios, vec![0.5]);
+        assert!(
+            study(&["--keep-ratios", "", "--seeds", "0"])
+                .keep_ratios
+                .is_empty()
+        );
+        assert_eq!(
+            study(&["--keep-ratios", "0.3, 0.5"]).keep_ratios,
+            vec![0.3, 0.5]
+        );
+        let bad = [
+            "anges-train",
+            "study",
+            "--dataset",
+            "bace",
+            "--keep-ratios",
+            "0.3,,0.5",
+        ];
+        assert!(Cli::try_parse_from(bad).is_err());
     }
 
     /// `study --help` shows what the study uses, not the flags it sets itself (they were listed
