@@ -14,7 +14,7 @@ use crate::data::Metric;
 use crate::policy::{AngesParams, StopSpec};
 use crate::replay::{self, LoggedRun, ReplayError};
 use crate::report::{
-    self, EpochPoint, FrontierPoint, ReportError, ReportFiles, StudyReport, StudyRun,
+    self, EpochPoint, FrontierPoint, ReportError, ReportFiles, RunSource, StudyReport, StudyRun,
 };
 use crate::train::{self, Summary, TrainError};
 
@@ -271,6 +271,9 @@ fn study_run(
         measured: s.measured.unwrap_or(false),
         delta_perf_pct,
         delta_emiss_pct,
+        source: RunSource::Live,
+        replayed_from: None,
+        live_matches_replay: None,
     }
 }
 
