@@ -23,5 +23,6 @@ mod report;
 mod resume;
 mod run_folder;
 mod split_parity;
+mod study;
 mod terminal;
 mod transformer_parity;
