@@ -150,8 +150,14 @@ pub enum Command {
     ///
     /// Example: anges-train evaluate docs/results/runs --out evaluation
     Evaluate(EvaluateArgs),
-    /// Run full, patience, AN-GES and MolPeg fine-tuning on one split and report their trade-offs
-    /// (table, CSV/JSON, plots, HTML report).
+    /// Compare full, patience, AN-GES and MolPeg fine-tuning on one split and report their
+    /// trade-offs (table, CSV/JSON, plots, HTML report).
+    ///
+    /// Per seed, only the runs that change the trajectory are trained: the full run and MolPeg
+    /// (and random pruning) at each keep ratio. Patience and AN-GES are replayed on the full
+    /// run's log, AN-GES + MolPeg on the MolPeg run's log, since a stopping policy only decides
+    /// where the same trajectory ends (bit-identical for the same seed and thread count);
+    /// --live-policies also trains them to show live = replay.
     ///
     /// The study sets each run's stopping policy, pruning and seed itself: --stop, --prune,
     /// --keep-ratio and --seed are not its flags (see --seeds, --keep-ratios).
@@ -706,32 +712,46 @@ pub struct PredictArgs {
 
 /// `anges-train study`.
 ///
-/// Runs, per seed, on one split: the full fine-tuning (`--epochs`), the patience baseline
-/// (`--patience`), AN-GES live (`--alpha --beta --warmup …`) and MolPeg at each keep ratio, then
-/// replays the full run over the β grid. `--stop`, `--prune`, `--keep-ratio` and `--seed` are
-/// hidden from its `--help` and ignored: the study runs every policy, and every seed, itself.
+/// Per seed, on one split: trains the full fine-tuning (`--epochs`) and MolPeg at each keep
+/// ratio, derives the patience baseline (`--patience`) and AN-GES (`--alpha --beta --warmup …`)
+/// by replay of the full run's log (and AN-GES + MolPeg of the MolPeg run's; `--live-policies`
+/// trains them as well), then replays the full run over the β grid. `--stop`, `--prune`,
+/// `--keep-ratio` and `--seed` are hidden from its `--help` and ignored: the study runs every
+/// policy, and every seed, itself.
 #[derive(Debug, Clone, Args)]
 pub struct StudyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub finetune: FinetuneArgs,
 
-    /// MolPeg keep ratios to include (comma-separated fractions KEPT; empty to skip MolPeg).
+    /// MolPeg keep ratios to include (comma-separated fractions KEPT; empty, `--keep-ratios ''`,
+    /// to skip MolPeg).
     #[arg(
         long,
-        value_delimiter = ',',
+        value_parser = parse_keep_ratios,
         default_value = "0.5",
         help_heading = "Study"
     )]
-    pub keep_ratios: Vec<f64>,
+    pub keep_ratios: KeepRatios,
 
     /// Also run dynamic random pruning at each keep ratio (the MolPeg baseline).
     #[arg(long, help_heading = "Study")]
     pub with_random: bool,
 
-    /// Also run AN-GES combined with MolPeg at each keep ratio.
+    /// Also report AN-GES combined with MolPeg at each keep ratio (replayed on the MolPeg run's
+    /// log).
     #[arg(long, help_heading = "Study")]
     pub combine: bool,
+
+    /// Also train the replayed policies live (patience-live, anges-live, and with --combine
+    /// anges+molpeg-R-live, each in its own run folder and metered as its own job), and check
+    /// that each stops at its replay's stop epoch with the same best epoch: the first epochs of
+    /// a run are bit-identical for the same seed and thread count, so live = replay (a mismatch
+    /// is a warning, recorded in the report). AN-GES also reads the meter, whose noise a second
+    /// run does not reproduce: an AN-GES run right at its threshold may stop an epoch apart.
+    /// Costs one training per replayed policy and seed.
+    #[arg(long, help_heading = "Study")]
+    pub live_policies: bool,
 
     /// Seeds to run and aggregate (mean ± std), comma-separated.
     #[arg(
@@ -750,6 +770,25 @@ pub struct StudyArgs {
         help_heading = "Study"
     )]
     pub frontier_betas: Vec<f64>,
+}
+
+/// `--keep-ratios`: a comma-separated list of fractions, where the empty string is the empty list
+/// (a list flag split by clap would refuse `''` as a number).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepRatios(pub Vec<f64>);
+
+fn parse_keep_ratios(text: &str) -> Result<KeepRatios, String> {
+    if text.trim().is_empty() {
+        return Ok(KeepRatios(Vec::new()));
+    }
+    text.split(',')
+        .map(|r| {
+            r.trim()
+                .parse::<f64>()
+                .map_err(|e| format!("{:?} is not a number: {e}", r.trim()))
+        })
+        .collect::<Result<_, _>>()
+        .map(KeepRatios)
 }
 
 // From flags to the library's validated configuration: the one place that maps the one onto the
@@ -1092,9 +1131,10 @@ impl StudyArgs {
             anges: stop.anges(),
             patience: stop.patience,
             min_delta: stop.min_delta,
-            keep_ratios: self.keep_ratios.clone(),
+            keep_ratios: self.keep_ratios.0.clone(),
             with_random: self.with_random,
             combine: self.combine,
+            live_policies: self.live_policies,
             seeds: self.seeds.clone(),
             frontier_betas: self.frontier_betas.clone(),
         };
@@ -1296,6 +1336,40 @@ mod tests {
         }
     }
 
+    /// `--keep-ratios ''` is the empty list (no MolPeg run); `--live-policies` reaches the
+    /// study's configuration.
+    #[test]
+    fn study_keep_ratios_may_be_empty() {
+        let study = |flags: &[&str]| {
+            let args = ["anges-train", "study", "--dataset", "bace"];
+            match Cli::try_parse_from(args.iter().chain(flags))
+                .unwrap()
+                .command
+            {
+                Some(Command::Study(s)) => s.to_config().unwrap(),
+                other => panic!("expected study, got {other:?}"),
+            }
+        };
+        assert_eq!(study(&[]).keep_ratios, vec![0.5]);
+        assert!(!study(&[]).live_policies);
+        let none = study(&["--keep-ratios", "", "--seeds", "0", "--live-policies"]);
+        assert!(none.keep_ratios.is_empty());
+        assert!(none.live_policies);
+        assert_eq!(
+            study(&["--keep-ratios", "0.3, 0.5"]).keep_ratios,
+            vec![0.3, 0.5]
+        );
+        let bad = [
+            "anges-train",
+            "study",
+            "--dataset",
+            "bace",
+            "--keep-ratios",
+            "0.3,,0.5",
+        ];
+        assert!(Cli::try_parse_from(bad).is_err());
+    }
+
     /// `study --help` shows what the study uses, not the flags it sets itself (they were listed
     /// among ≈60 fine-tuning flags before).
     #[test]
@@ -1318,6 +1392,7 @@ mod tests {
             "--seeds <",
             "--beta <",
             "--patience <",
+            "--live-policies",
             "--epochs <",
         ] {
             assert!(help.contains(shown), "study --help lacks {shown}:\n{help}");

@@ -178,6 +178,10 @@ fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
             &[
                 "--epochs",
                 "8",
+                // The literal rule, which fires on the first validation dip: the default
+                // variant waits 40 epochs.
+                "--anges-variant",
+                "literal",
                 "--warmup",
                 "3",
                 "--patience",
@@ -186,6 +190,9 @@ fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
                 "0.5",
                 "--seeds",
                 "0",
+                // The live AN-GES run is the one metered against the daemon below; without the
+                // flag the study replays AN-GES on the full run's log.
+                "--live-policies",
             ],
         )
         .arg("--out")
@@ -202,7 +209,19 @@ fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
     let study = read_json(&out.join("study.json"));
     let runs = study["runs"].as_array().unwrap();
     let labels: Vec<&str> = runs.iter().map(|r| r["label"].as_str().unwrap()).collect();
-    assert_eq!(labels, ["full", "patience", "anges", "molpeg-0.5"]);
+    assert_eq!(
+        labels,
+        [
+            "full",
+            "patience",
+            "patience-live",
+            "anges",
+            "anges-live",
+            "molpeg-0.5"
+        ]
+    );
+    assert_eq!(runs[3]["source"], "replayed");
+    assert_eq!(runs[4]["source"], "live");
     assert!(!study["frontier"].as_array().unwrap().is_empty());
     let csv = std::fs::read_to_string(out.join("study.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + runs.len(), "{csv}");
@@ -216,7 +235,7 @@ fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
 
     // AN-GES used fewer joules than the full run.
     let summary = |label: &str| read_json(&out.join("seed0").join(label).join("summary.json"));
-    let (full, anges) = (summary("full"), summary("anges"));
+    let (full, anges) = (summary("full"), summary("anges-live"));
     assert_eq!(
         full["measured"],
         Value::Bool(true),
@@ -231,8 +250,15 @@ fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
     // Replaying the live AN-GES run's own log with its parameters stops where it stopped.
     let bin = anges_e2e::binary("anges-trainer", "anges-train").unwrap();
     let replay = Command::new(bin)
-        .args(["replay", "--warmup", "3", "--json"])
-        .arg(out.join("seed0/anges"))
+        .args([
+            "replay",
+            "--anges-variant",
+            "literal",
+            "--warmup",
+            "3",
+            "--json",
+        ])
+        .arg(out.join("seed0/anges-live"))
         .output()
         .unwrap();
     assert!(replay.status.success(), "{replay:?}");
@@ -244,7 +270,7 @@ fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
     // total accounts for its job's within 1 %: its epochs, plus the tail the daemon charged
     // after the last epoch's reading (a tick of the busy-time policy can land there; a few
     // percent of these 1-second epochs), which stays a small part of the run.
-    let reported = f(&runs[2], "delta_emiss_pct");
+    let reported = f(&runs[4], "delta_emiss_pct");
     let (d_full, d_anges) = (f(&full, "daemon_job_grams"), f(&anges, "daemon_job_grams"));
     let by_daemon = 100.0 * (d_anges - d_full) / d_full;
     eprintln!(
@@ -259,7 +285,7 @@ fn a_study_on_a_metered_machine_reports_what_the_meter_measured() {
         (reported - by_daemon).abs() <= 1.0,
         "reported {reported:.3} %, daemon {by_daemon:.3} %"
     );
-    for (label, s) in [("full", &full), ("anges", &anges)] {
+    for (label, s) in [("full", &full), ("anges-live", &anges)] {
         let (run_g, job_g, tail_g) = (f(s, "co2_g"), f(s, "daemon_job_grams"), f(s, "tail_co2_g"));
         let last = epochs(&out.join("seed0").join(label));
         let epochs_g = f(last.last().unwrap(), "cumulative_co2_g");

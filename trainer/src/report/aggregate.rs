@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{StudyReport, StudyRun};
+use super::{RunSource, StudyReport, StudyRun};
 
 /// Mean and sample standard deviation of the finite values of one figure.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,8 +83,10 @@ pub struct AggregateRow {
     pub wall_s_mean: f64,
     /// Standard deviation of the wall-clock seconds.
     pub wall_s_std: f64,
-    /// Every run of this label stopped at the same epoch as the full run of its seed: they did
-    /// the same work, so their %ΔEmiss is the meter's run-to-run noise, not a saving.
+    /// Every run of this label was trained live and stopped at the same epoch as the full run of
+    /// its seed: they did the same work, so their %ΔEmiss is the meter's run-to-run noise, not a
+    /// saving. (A replayed run that reaches the full run's last epoch has exactly its epochs'
+    /// emissions: %ΔEmiss 0, no noise.)
     #[serde(default)]
     pub same_epochs_as_full: bool,
 }
@@ -119,8 +121,10 @@ pub fn aggregate(report: &StudyReport) -> Vec<AggregateRow> {
                     .find(|f| f.label == "full" && f.seed == seed)
                     .map(|f| f.stop_epoch)
             };
-            let same_epochs_as_full =
-                label != "full" && runs.iter().all(|r| full_stop(r.seed) == Some(r.stop_epoch));
+            let same_epochs_as_full = label != "full"
+                && runs.iter().all(|r| {
+                    r.source == RunSource::Live && full_stop(r.seed) == Some(r.stop_epoch)
+                });
             AggregateRow {
                 label: label.to_owned(),
                 runs: runs.len(),

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::table::{Cells, cells, frontier_cells, run_cells};
-use super::{StudyReport, metric_name};
+use super::{RunSource, StudyReport, metric_name};
 
 /// The definitions both reports state, as (name, formula, explanation) in plain text.
 fn definitions(report: &StudyReport) -> [(&'static str, &'static str, String); 2] {
@@ -40,6 +40,24 @@ fn definitions(report: &StudyReport) -> [(&'static str, &'static str, String); 2
                 .to_owned(),
         ),
     ]
+}
+
+/// The number of runs, and how many of them were replayed rather than trained: `5 (2
+/// replayed on a live run's log, not trained)`.
+fn run_count(report: &StudyReport) -> String {
+    let replayed = report
+        .runs
+        .iter()
+        .filter(|r| r.source == RunSource::Replayed)
+        .count();
+    if replayed == 0 {
+        report.runs.len().to_string()
+    } else {
+        format!(
+            "{} ({replayed} replayed on a live run's log, not trained)",
+            report.runs.len()
+        )
+    }
 }
 
 /// The seeds as `0, 1, 2`.
@@ -120,7 +138,7 @@ pub(crate) fn markdown(report: &StudyReport) -> String {
     let _ = writeln!(
         md,
         "- Runs: {}; replayed β-grid points: {}\n",
-        report.runs.len(),
+        run_count(report),
         report.frontier.len()
     );
     let _ = writeln!(md, "Command:\n\n{}", md_code(&report.command));
@@ -147,7 +165,7 @@ pub(crate) fn markdown(report: &StudyReport) -> String {
     let _ = writeln!(
         md,
         "![%ΔPerf vs %ΔEmiss](frontier.png)\n\n\
-         %ΔPerf against %ΔEmiss: the β grid replayed on the full runs (line) and the live runs \
+         %ΔPerf against %ΔEmiss: the β grid replayed on the full runs (line) and the study's runs \
          (markers) ([SVG](frontier.svg)).\n"
     );
     let _ = writeln!(md, "## Runs (all seeds)\n");
@@ -239,7 +257,7 @@ pub(crate) fn html(report: &StudyReport, curve_svg: &str, frontier_svg: &str) ->
                 html_escape(value)
             ))
             .collect::<String>(),
-        report.runs.len(),
+        html_escape(&run_count(report)),
         report.frontier.len()
     );
     let _ = writeln!(
@@ -269,7 +287,7 @@ pub(crate) fn html(report: &StudyReport, curve_svg: &str, frontier_svg: &str) ->
     let _ = writeln!(
         h,
         "<figure>\n{frontier_svg}\n<figcaption>%ΔPerf against %ΔEmiss: the β grid replayed on \
-         the full runs (line) and the live runs (markers).</figcaption>\n</figure>"
+         the full runs (line) and the study's runs (markers).</figcaption>\n</figure>"
     );
     let _ = writeln!(h, "<h2>Runs (all seeds)</h2>");
     h.push_str(&html_table(&run_cells(report)));

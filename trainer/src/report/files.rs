@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::aggregate::aggregate;
 use super::error::ReportError;
-use super::{StudyReport, StudyRun};
+use super::{RunSource, StudyReport, StudyRun};
 
 /// One row of `study.csv`: every scalar field of a [`StudyRun`] (the per-epoch trajectory is in
 /// `study.json`), plus the energy in kWh.
@@ -44,11 +44,17 @@ pub struct StudyCsvRow {
     pub delta_perf_pct: Option<f64>,
     /// %ΔEmiss against the full run of the same seed.
     pub delta_emiss_pct: Option<f64>,
+    /// `live` or `replayed`.
+    pub source: RunSource,
+    /// A replayed run: the label of the run whose log was replayed.
+    pub replayed_from: Option<String>,
+    /// `--live-policies`: whether the live run and the replay agree (empty: not checked).
+    pub live_matches_replay: Option<bool>,
 }
 
 impl StudyCsvRow {
     /// The CSV header: the field names, in order.
-    pub const HEADER: [&'static str; 14] = [
+    pub const HEADER: [&'static str; 17] = [
         "label",
         "seed",
         "run_dir",
@@ -63,6 +69,9 @@ impl StudyCsvRow {
         "measured",
         "delta_perf_pct",
         "delta_emiss_pct",
+        "source",
+        "replayed_from",
+        "live_matches_replay",
     ];
 }
 
@@ -104,6 +113,9 @@ impl From<&StudyRun> for StudyCsvRow {
             measured: run.measured,
             delta_perf_pct: run.delta_perf_pct,
             delta_emiss_pct: run.delta_emiss_pct,
+            source: run.source,
+            replayed_from: run.replayed_from.clone(),
+            live_matches_replay: run.live_matches_replay,
         }
     }
 }

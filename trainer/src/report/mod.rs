@@ -64,16 +64,34 @@ pub struct EpochPoint {
     pub energy_j: f64,
 }
 
-/// One fine-tuning run of the study (one policy, one seed).
+/// How a run of the study was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunSource {
+    /// Trained, in its own run directory, metered as its own job.
+    #[default]
+    Live,
+    /// Not trained: its policy replayed on the log of a live run of the same seed
+    /// ([`StudyRun::replayed_from`]), which does not change the trajectory.
+    Replayed,
+}
+
+/// One fine-tuning run of the study (one policy, one seed), trained live or replayed on the log
+/// of a live run ([`RunSource`]).
+///
+/// The figures of a live run are its summary's: `energy_j` / `co2_g` are its whole charge
+/// (epochs plus tail) and `wall_s` its whole wall time. Those of a replayed run are read from the
+/// log at its stop: the epochs' cumulative energy and CO2 (a log has no tail) and the sum of the
+/// epochs' seconds (no setup time); its deltas compare them with the full run's epochs alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StudyRun {
     /// Policy label: `full`, `patience`, `anges`, `molpeg-0.5`, `random-0.5`, `anges+molpeg-0.5`…
     pub label: String,
     /// Seed of the run.
     pub seed: u64,
-    /// The run directory.
+    /// The run directory (of a replayed run: that of the run whose log was replayed).
     pub run_dir: PathBuf,
-    /// Per-epoch trajectory.
+    /// Per-epoch trajectory (of a replayed run: the log's epochs up to the stop).
     pub epochs: Vec<EpochPoint>,
     /// Last epoch trained (where the policy stopped, or the maximum).
     pub stop_epoch: usize,
@@ -83,11 +101,14 @@ pub struct StudyRun {
     pub test_metric: Option<f64>,
     /// Test metric of the weights at the stop epoch.
     pub test_at_stop: Option<f64>,
-    /// Energy of the run's epochs, joules.
+    /// Energy of the run, joules: a live run's whole charge, a replayed run's epochs up to its
+    /// stop.
     pub energy_j: f64,
-    /// CO2-eq of the run's epochs, grams.
+    /// CO2-eq of the run, grams: a live run's whole charge (epochs plus tail), a replayed run's
+    /// epochs up to its stop.
     pub co2_g: f64,
-    /// Wall-clock seconds of the run.
+    /// Wall-clock seconds of the run: a live run's whole run, a replayed run's epochs up to its
+    /// stop (the sum of the logged per-epoch seconds, without the setup).
     pub wall_s: f64,
     /// `true` when every reading came from a hardware counter.
     pub measured: bool,
@@ -96,6 +117,18 @@ pub struct StudyRun {
     pub delta_perf_pct: Option<f64>,
     /// %ΔEmiss against the full run of the same seed.
     pub delta_emiss_pct: Option<f64>,
+    /// Trained live or replayed (absent from the reports of earlier versions: live).
+    #[serde(default)]
+    pub source: RunSource,
+    /// A replayed run: the label of the live run of the same seed whose log was replayed
+    /// (`full`, or `molpeg-0.5` for `anges+molpeg-0.5`).
+    #[serde(default)]
+    pub replayed_from: Option<String>,
+    /// `study --live-policies`, on a replayed run and on its live twin (`<label>-live`): whether
+    /// the live run stopped at the replay's stop epoch and delivered its best epoch (`None`:
+    /// not checked).
+    #[serde(default)]
+    pub live_matches_replay: Option<bool>,
 }
 
 impl StudyRun {
@@ -208,6 +241,9 @@ pub(crate) mod test_support {
             measured: false,
             delta_perf_pct: None,
             delta_emiss_pct: None,
+            source: RunSource::Live,
+            replayed_from: None,
+            live_matches_replay: None,
         }
     }
 

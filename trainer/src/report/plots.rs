@@ -1,6 +1,6 @@
 //! The two study plots as [`Chart`]s: `curve` (validation metric against cumulative CO2-eq,
 //! one line per policy of the first seed, each stop marked) and `frontier` (%ΔPerf against
-//! %ΔEmiss: the replayed β grid joined by a line, and the live runs as markers).
+//! %ΔEmiss: the replayed β grid joined by a line, and the study's other runs as markers).
 
 use plotters::style::RGBColor;
 
@@ -62,7 +62,7 @@ pub fn curve_caption(report: &StudyReport) -> String {
 /// The caption of the frontier plot.
 pub fn frontier_caption(report: &StudyReport) -> String {
     format!(
-        "{} / {}: %ΔPerf vs %ΔEmiss (test {}), β grid and live runs",
+        "{} / {}: %ΔPerf vs %ΔEmiss (test {}), β grid and runs",
         report.dataset,
         report.model,
         metric_name(report.metric)
@@ -123,8 +123,8 @@ fn param(value: f64) -> String {
 }
 
 /// %ΔPerf against %ΔEmiss: the β grid of each replayed seed joined by a line sorted by %ΔEmiss
-/// (the points of the first seed labelled with β, or α and β when α varies too), and every live
-/// run other than `full` as a marker of its label.
+/// (the points of the first seed labelled with β, or α and β when α varies too), and every
+/// run other than `full` (live or replayed) as a marker of its label.
 pub(crate) fn frontier_chart(report: &StudyReport) -> Chart {
     let labels = labels_in_order(&report.runs);
     let both = |x: Option<f64>, y: Option<f64>| match (x, y) {

@@ -2,7 +2,7 @@
 //! terminal rendering [`table`]. The Markdown and HTML reports render the same cells.
 
 use super::aggregate::{AggregateRow, aggregate};
-use super::{StudyReport, metric_name};
+use super::{RunSource, StudyReport, StudyRun, metric_name};
 
 /// The aggregated table as text cells: a header and one row per label.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,11 +41,11 @@ pub(crate) fn cells(report: &StudyReport) -> Cells {
     let rows = aggregated.iter().map(row_cells).collect();
     let mut numeric = vec![true; header.len()];
     numeric[0] = false;
-    let notes = if aggregated.iter().any(|r| r.same_epochs_as_full) {
-        vec![NOISE_NOTE.to_owned()]
-    } else {
-        Vec::new()
-    };
+    let mut notes = Vec::new();
+    if aggregated.iter().any(|r| r.same_epochs_as_full) {
+        notes.push(NOISE_NOTE.to_owned());
+    }
+    notes.extend(replay_notes(report));
     Cells {
         header: header.to_vec(),
         rows,
@@ -69,6 +69,7 @@ pub(crate) fn run_cells(report: &StudyReport) -> Cells {
         "g CO2-eq".to_owned(),
         "wall s".to_owned(),
         "measured".to_owned(),
+        "source".to_owned(),
     ];
     let rows = report
         .runs
@@ -88,18 +89,78 @@ pub(crate) fn run_cells(report: &StudyReport) -> Cells {
                 sig(r.co2_g),
                 value(Some(r.wall_s), 1, false),
                 if r.measured { "yes" } else { "no" }.to_owned(),
+                source(r),
             ]
         })
         .collect();
     let mut numeric = vec![true; header.len()];
     numeric[0] = false;
     numeric[11] = false;
+    numeric[12] = false;
     Cells {
         header: header.to_vec(),
         rows,
         numeric,
         notes: Vec::new(),
     }
+}
+
+/// How a run was obtained, as its cell: `live`, `replayed from full`, and with
+/// `--live-policies` whether the live run and the replay agree (`= live` / `≠ live`,
+/// `= replay` / `≠ replay`).
+fn source(run: &StudyRun) -> String {
+    let (mut text, other) = match (run.source, &run.replayed_from) {
+        (RunSource::Replayed, Some(from)) => (format!("replayed from {from}"), "live"),
+        (RunSource::Replayed, None) => ("replayed".to_owned(), "live"),
+        (RunSource::Live, _) => ("live".to_owned(), "replay"),
+    };
+    match run.live_matches_replay {
+        Some(true) => text.push_str(&format!(" (= {other})")),
+        Some(false) => text.push_str(&format!(" (≠ {other})")),
+        None => {}
+    }
+    text
+}
+
+/// The notes on replayed runs: which labels were replayed on which logs (not trained, with
+/// epoch-only figures), and any live run that did not match its replay.
+fn replay_notes(report: &StudyReport) -> Vec<String> {
+    let mut replayed: Vec<String> = Vec::new();
+    for run in report
+        .runs
+        .iter()
+        .filter(|r| r.source == RunSource::Replayed)
+    {
+        let from = run.replayed_from.as_deref().unwrap_or("a live run");
+        let item = format!("{} (from {from})", run.label);
+        if !replayed.contains(&item) {
+            replayed.push(item);
+        }
+    }
+    let mut notes = Vec::new();
+    if !replayed.is_empty() {
+        notes.push(format!(
+            "Replayed, not trained: {}, on the log of that run of the same seed. Their kWh, \
+             g CO2-eq and wall s are the logged epochs' up to their stop, and their %ΔEmiss \
+             compares them with the full run's epochs alone; a live run's are its whole charge \
+             (epochs plus tail) against the full run's.",
+            replayed.join(", ")
+        ));
+    }
+    let mismatched: Vec<String> = report
+        .runs
+        .iter()
+        .filter(|r| r.source == RunSource::Live && r.live_matches_replay == Some(false))
+        .map(|r| format!("{} (seed {})", r.label, r.seed))
+        .collect();
+    if !mismatched.is_empty() {
+        notes.push(format!(
+            "Live ≠ replay: {} stopped or selected another epoch than the replay of its \
+             policy (see the runs' table).",
+            mismatched.join(", ")
+        ));
+    }
+    notes
 }
 
 /// The cells of the replayed β grid of `report`.
@@ -303,6 +364,55 @@ mod tests {
         // Without such a row, no note.
         same.runs.remove(1);
         assert!(!table(&same).contains("not a saving"));
+    }
+
+    #[test]
+    fn replayed_runs_are_marked_and_explained() {
+        let mut r = report(vec![
+            run("full", 0, 10, Some(0.9), 3.6e6, 2.0, 3.0),
+            run("anges", 0, 10, Some(0.9), 3.6e6, 2.0, 3.0),
+            run("anges-live", 0, 10, Some(0.9), 3.6e6, 1.99, 3.0),
+            run("patience", 0, 6, Some(0.88), 2.0e6, 1.2, 2.0),
+        ]);
+        for i in [1, 3] {
+            r.runs[i].source = RunSource::Replayed;
+            r.runs[i].replayed_from = Some("full".to_owned());
+            r.runs[i].delta_emiss_pct = Some(0.0);
+        }
+        r.runs[1].live_matches_replay = Some(true);
+        r.runs[2].live_matches_replay = Some(true);
+        let sources: Vec<String> = run_cells(&r)
+            .rows
+            .iter()
+            .map(|row| row[12].clone())
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                "live",
+                "replayed from full (= live)",
+                "live (= replay)",
+                "replayed from full"
+            ]
+        );
+        let text = table(&r);
+        // The replayed AN-GES row reached the full run's last epoch on its log: %ΔEmiss 0, not
+        // meter noise; its live twin's is.
+        let anges = text.lines().find(|l| l.starts_with("anges ")).unwrap();
+        assert!(!anges.contains("(noise)"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("anges-live") && l.contains("(noise)"))
+        );
+        assert!(
+            text.contains("Replayed, not trained: anges (from full), patience (from full)"),
+            "{text}"
+        );
+        assert!(!text.contains("Live ≠ replay"), "{text}");
+        r.runs[1].live_matches_replay = Some(false);
+        r.runs[2].live_matches_replay = Some(false);
+        assert!(table(&r).contains("Live ≠ replay: anges-live (seed 0)"));
+        assert_eq!(source(&r.runs[1]), "replayed from full (≠ live)");
     }
 
     #[test]

@@ -24,5 +24,6 @@ mod resume;
 mod run_folder;
 mod split_parity;
 mod stopping;
+mod study;
 mod terminal;
 mod transformer_parity;

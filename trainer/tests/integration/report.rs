@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anges_trainer::data::Metric;
 use anges_trainer::report::{
-    AggregateRow, EpochPoint, FrontierPoint, PLOT_HEIGHT, PLOT_WIDTH, ReportFiles, StudyCsvRow,
-    StudyReport, StudyRun, curve_caption, frontier_caption, table, write_all,
+    AggregateRow, EpochPoint, FrontierPoint, PLOT_HEIGHT, PLOT_WIDTH, ReportFiles, RunSource,
+    StudyCsvRow, StudyReport, StudyRun, curve_caption, frontier_caption, table, write_all,
 };
 
 const LABELS: [&str; 4] = ["full", "patience", "anges", "molpeg-0.5"];
@@ -46,6 +46,9 @@ fn run(label: &str, seed: u64, stop: usize, rate: f64) -> StudyRun {
         epochs,
         delta_perf_pct: None,
         delta_emiss_pct: None,
+        source: RunSource::Live,
+        replayed_from: None,
+        live_matches_replay: None,
     }
 }
 
