@@ -251,3 +251,40 @@ pub fn run_evaluate(config: &EvaluateConfig) -> Result<Evaluation, EvaluateError
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_options_and_folders_without_full_runs_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |tolerance: f64, paths: Vec<PathBuf>| EvaluateConfig {
+            paths,
+            tolerance,
+            ..EvaluateConfig::default()
+        };
+        let err = run_evaluate(&config(-1.0, vec![dir.path().to_owned()])).unwrap_err();
+        assert!(err.to_string().contains("--tolerance"), "{err}");
+        let err = run_evaluate(&config(1.0, vec![])).unwrap_err();
+        assert!(err.to_string().contains("no run folder"), "{err}");
+        let err = run_evaluate(&config(1.0, vec![dir.path().join("missing")])).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        // A run folder whose summary cannot be used is a counted skip, not a failure of the
+        // others; with nothing left the error says how many were skipped.
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("summary.json"), "{ not json").unwrap();
+        let err = run_evaluate(&config(1.0, vec![dir.path().to_owned()])).unwrap_err();
+        assert!(err.to_string().contains("no usable full run"), "{err}");
+        assert!(err.to_string().contains("1 skipped"), "{err}");
+    }
+
+    #[test]
+    fn losses_are_points_for_scores_and_percent_for_errors() {
+        assert!((loss(Metric::RocAuc, 0.70, 0.72) - 2.0).abs() < 1e-9);
+        assert!((loss(Metric::Rmse, 1.1, 1.0) - 10.0).abs() < 1e-9);
+        assert_eq!(loss_unit(Metric::PrcAuc), "points");
+        assert_eq!(loss_unit(Metric::Mae), "%");
+    }
+}

@@ -576,3 +576,50 @@ fn recommend(families: &[FamilyEvaluation], t: f64) -> Option<String> {
         })
         .map(|(f, _)| f.family.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(loss: f64, saved: f64) -> FrontierPoint {
+        FrontierPoint {
+            tolerance: 0.0,
+            loss,
+            delta_emiss_pct: -saved,
+        }
+    }
+
+    fn means(loss: f64, saved: f64) -> Means {
+        Means {
+            runs: 1,
+            loss,
+            delta_perf_pct: -loss,
+            delta_emiss_pct: -saved,
+            stop_epoch: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_criterion_saves_most_within_the_tolerance_else_loses_least() {
+        let m = [means(0.5, 10.0), means(0.9, 30.0), means(1.5, 60.0)];
+        assert_eq!(choose(&m, 1.0), Some((1, true)));
+        assert_eq!(choose(&m, 0.2), Some((0, false)));
+        assert_eq!(choose(&m, 2.0), Some((2, true)));
+        assert_eq!(choose(&[], 1.0), None);
+    }
+
+    #[test]
+    fn beyond_compares_at_equal_loss_by_interpolation() {
+        // The baseline saves 20 % at loss 1 and 40 % at loss 2: 30 % at loss 1.5.
+        let baseline = [point(1.0, 20.0), point(2.0, 40.0)];
+        assert!(lies_beyond(&[point(1.5, 31.0)], &baseline));
+        assert!(!lies_beyond(&[point(1.5, 29.0)], &baseline));
+        // One point below the baseline's frontier is enough to fail.
+        assert!(!lies_beyond(
+            &[point(1.5, 31.0), point(1.9, 35.0)],
+            &baseline
+        ));
+        // Nothing in the baseline's range of losses: nothing shown.
+        assert!(!lies_beyond(&[point(3.0, 90.0)], &baseline));
+    }
+}
