@@ -215,9 +215,11 @@ fn work_after_the_last_reading_is_the_runs_tail_and_the_run_total_is_the_jobs() 
         .tail
         .expect("the unregistration answer continues the readings");
     let job = fin.daemon_job_joules.expect("unregistered");
-    // The feed is 5 W and this process is nearly all the busy CPU time: ≈ 2.5 J.
+    // The feed is 5 W and, on an idle machine, this process is nearly all the busy CPU time:
+    // ≈ 2.5 J. Other work on the machine (a build beside the tests) takes part of the busy
+    // time, and so of the charge: the bound only asks for a clear share of it.
     assert_eq!(tail.source, D, "{tail:?}");
-    assert!(tail.energy_j > 1.0, "{tail:?}");
+    assert!(tail.energy_j > 0.25, "{tail:?}");
     assert!(
         job - fin.cumulative_j >= tail.energy_j - 1e-9,
         "the epochs alone ({} J) miss the tail of the job ({job} J)",
