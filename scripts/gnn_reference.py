@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference implementation of SPEC §4 (pretrain-gnns GIN/GCN) in plain PyTorch, used as the
+"""Reference implementation of SPEC §4 (pretrain-gnns GIN/GCN/GraphSAGE/GAT) in plain PyTorch, used as the
 oracle of the Rust 2D models (trainer/tests/integration/gnn_parity.rs, trainer/benches/gnn_epoch.rs).
 
 No torch_geometric: message passing is written with index_add_. Featurisation follows
@@ -10,7 +10,14 @@ Modes (all write into --out):
           from --gcn-checkpoint, as pretrain-gnns' GCNConv -> gcn_emb.npy and with SPEC §4's row
           L2 normalisation -> gcn_l2_emb.npy; a random GIN (seeded, random batch-norm
           statistics) saved as gin_random.pt (zip), gin_random_legacy.pth (legacy) and
-          gin_random.safetensors, with its embeddings -> gin_emb.npy.
+          gin_random.safetensors, with its embeddings -> gin_emb.npy; node embeddings (eval mode,
+          graphs concatenated in order) of the GraphSAGE of --graphsage-checkpoint ->
+          graphsage_nodes.npy and of the GAT of --gat-checkpoint -> gat_nodes.npy.
+
+GraphSAGE and GAT are written in torch_geometric 1.0's convention, which pretrain-gnns ran on:
+for an edge column (i, j) of edge_index, x_i = x[i] is the atom that aggregates, x_j = x[j] the
+neighbour, and sums, means and softmaxes are taken over the edges that share i (edge_index[0]).
+GIN and GCN above aggregate at edge_index[1]; molecular graphs are symmetric, so both agree.
   graphs  featurise every valid molecule of --csv -> graphs.json (benchmark input).
 """
 import argparse
@@ -131,6 +138,70 @@ class Layer(torch.nn.Module):
         return F.normalize(out, p=2, dim=-1) if self.gcn_l2 else out
 
 
+def with_self_loops(edge_index, edge_attr, n):
+    """Appends one self-loop per atom, bond type 4 and direction 0 (pretrain-gnns)."""
+    loops = torch.arange(n, dtype=torch.long)
+    ei = torch.cat([edge_index, torch.stack([loops, loops])], dim=1)
+    loop_attr = torch.zeros(n, 2, dtype=torch.long)
+    loop_attr[:, 0] = SELF_LOOP_TYPE
+    return ei, torch.cat([edge_attr, loop_attr], dim=0)
+
+
+class SageLayer(torch.nn.Module):
+    """GraphSAGE of pretrain-gnns: linear; mean over the edges at i (self-loop included) of
+    h_j + e_ij; rows L2-normalised (F.normalize, eps 1e-12)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.linear = torch.nn.Linear(d, d)
+        self.edge_embedding1 = torch.nn.Embedding(NUM_BOND_TYPE, d)
+        self.edge_embedding2 = torch.nn.Embedding(NUM_BOND_DIR, d)
+
+    def forward(self, x, edge_index, edge_attr):
+        n = x.size(0)
+        ei, ea = with_self_loops(edge_index, edge_attr, n)
+        e = self.edge_embedding1(ea[:, 0]) + self.edge_embedding2(ea[:, 1])
+        h = self.linear(x)
+        i, j = ei[0], ei[1]
+        total = torch.zeros(n, h.size(1), dtype=h.dtype).index_add_(0, i, h[j] + e)
+        count = torch.zeros(n, dtype=h.dtype).index_add_(0, i, torch.ones(i.size(0), dtype=h.dtype))
+        return F.normalize(total / count.clamp(min=1).view(-1, 1), p=2, dim=-1)
+
+
+class GatLayer(torch.nn.Module):
+    """GAT of pretrain-gnns: h = weight_linear(x) as [heads, d]; per edge m = h_j + e_ij (edge
+    embeddings heads*d wide), score = leaky_relu(<att[:, :d], h_i> + <att[:, d:], m>, 0.2),
+    softmax over the edges at i (max-shifted, +1e-16), sum of score * m, mean over heads, + bias."""
+
+    def __init__(self, d, heads=2, negative_slope=0.2):
+        super().__init__()
+        self.d, self.heads, self.slope = d, heads, negative_slope
+        self.weight_linear = torch.nn.Linear(d, heads * d)
+        self.att = torch.nn.Parameter(torch.empty(1, heads, 2 * d))
+        self.bias = torch.nn.Parameter(torch.zeros(d))
+        self.edge_embedding1 = torch.nn.Embedding(NUM_BOND_TYPE, heads * d)
+        self.edge_embedding2 = torch.nn.Embedding(NUM_BOND_DIR, heads * d)
+        torch.nn.init.xavier_uniform_(self.att)
+
+    def forward(self, x, edge_index, edge_attr):
+        n, hd, d = x.size(0), self.heads, self.d
+        ei, ea = with_self_loops(edge_index, edge_attr, n)
+        e = (self.edge_embedding1(ea[:, 0]) + self.edge_embedding2(ea[:, 1])).view(-1, hd, d)
+        h = self.weight_linear(x).view(n, hd, d)
+        i, j = ei[0], ei[1]
+        m = h[j] + e
+        score = (torch.cat([h[i], m], dim=-1) * self.att).sum(dim=-1)
+        score = F.leaky_relu(score, self.slope)
+        top = torch.full((n, hd), -math.inf, dtype=score.dtype).scatter_reduce(
+            0, i.view(-1, 1).expand(-1, hd), score, reduce="amax", include_self=False
+        )
+        w = (score - top[i]).exp()
+        total = torch.zeros(n, hd, dtype=w.dtype).index_add_(0, i, w)
+        alpha = w / (total[i] + 1e-16)
+        out = torch.zeros(n, hd, d, dtype=m.dtype).index_add_(0, i, m * alpha.unsqueeze(-1))
+        return out.mean(dim=1) + self.bias
+
+
 class Encoder(torch.nn.Module):
     """SPEC §4 encoder: keys match the pretrain-gnns checkpoints exactly."""
 
@@ -141,7 +212,14 @@ class Encoder(torch.nn.Module):
         self.x_embedding2 = torch.nn.Embedding(NUM_CHIRALITY, d)
         torch.nn.init.xavier_uniform_(self.x_embedding1.weight.data)
         torch.nn.init.xavier_uniform_(self.x_embedding2.weight.data)
-        self.gnns = torch.nn.ModuleList([Layer(kind, d, gcn_l2) for _ in range(num_layers)])
+        def layer():
+            if kind == "graphsage":
+                return SageLayer(d)
+            if kind == "gat":
+                return GatLayer(d)
+            return Layer(kind, d, gcn_l2)
+
+        self.gnns = torch.nn.ModuleList([layer() for _ in range(num_layers)])
         self.batch_norms = torch.nn.ModuleList([torch.nn.BatchNorm1d(d) for _ in range(num_layers)])
 
     def forward(self, x, edge_index, edge_attr):
@@ -184,6 +262,17 @@ def graph_embeddings(model, graphs, batch_size=32):
     return torch.cat(out).numpy().astype(np.float32)
 
 
+@torch.no_grad()
+def node_embeddings(model, graphs, batch_size=32):
+    """[atoms of all graphs, d]: eval-mode node representations, graphs in order."""
+    model.eval()
+    out = []
+    for s in range(0, len(graphs), batch_size):
+        x, ei, ea, _ = collate(graphs[s : s + batch_size])
+        out.append(model(x, ei, ea))
+    return torch.cat(out).numpy().astype(np.float32)
+
+
 def randomise_batch_norms(model, gen):
     for bn in model.batch_norms:
         bn.weight.data.uniform_(0.5, 1.5, generator=gen)
@@ -205,6 +294,8 @@ def main():
     ap.add_argument("--csv", required=True, help="MoleculeNet CSV (smiles or mol column)")
     ap.add_argument("--limit", type=int, default=0, help="first N valid molecules (0 = all)")
     ap.add_argument("--gcn-checkpoint")
+    ap.add_argument("--graphsage-checkpoint")
+    ap.add_argument("--gat-checkpoint")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -233,6 +324,11 @@ def main():
 
     save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(args.out, "gin_random.safetensors"))
     np.save(os.path.join(args.out, "gin_emb.npy"), graph_embeddings(gin, graphs))
+    for kind, path in [("graphsage", args.graphsage_checkpoint), ("gat", args.gat_checkpoint)]:
+        if path:
+            model = Encoder(kind)
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+            np.save(os.path.join(args.out, f"{kind}_nodes.npy"), node_embeddings(model, graphs))
     print(f"{len(graphs)} graphs ({skipped} skipped); embeddings written to {args.out}")
 
 

@@ -36,7 +36,7 @@ Environment:
 
 /// Emission-aware fine-tuning of pre-trained molecular models.
 ///
-/// Fine-tunes a pre-trained 2D graph model (GIN/GCN, pretrain-gnns checkpoints) or 1D SMILES
+/// Fine-tunes a pre-trained 2D graph model (GIN/GCN/GraphSAGE/GAT, pretrain-gnns checkpoints) or 1D SMILES
 /// Transformer on a MoleculeNet dataset, reads the CO2-eq the job has emitted from anges-meterd
 /// after every epoch, and can stop early with the AN-GES rule (accuracy gained per gram of CO2
 /// collapsing), prune data with MolPeg, and report the trade-off against a full run.
@@ -115,12 +115,12 @@ pub enum Command {
     /// Self-supervised pre-training: attribute masking (2D) or masked-language modelling (1D) on a
     /// SMILES corpus; writes a checkpoint that fine-tuning loads with --pretrained.
     ///
-    /// --model gin|gcn learns attribute masking (Hu et al. 2020, pretrain-gnns): in every
+    /// --model gin|gcn|graphsage|gat learns attribute masking (Hu et al. 2020, pretrain-gnns): in every
     /// molecule some atoms get the mask type and the network predicts their element.
     /// --model transformer learns BERT-style masked-language modelling over atom-level regex
     /// tokens.
     ///
-    /// Writes, for gin/gcn, one .safetensors file holding exactly the pretrain-gnns encoder keys
+    /// Writes, for the 2D models, one .safetensors file holding exactly the pretrain-gnns encoder keys
     /// (fine-tune it with --pretrained FILE --allow-partial: the task head starts fresh), and for
     /// the transformer a Hugging Face folder (config.json, model.safetensors, vocab.txt) that
     /// --model transformer --pretrained DIR loads as is. The checkpoint is rewritten after every
@@ -511,22 +511,23 @@ pub struct PretrainArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 
-    /// Model family: gin or gcn (attribute masking) or transformer (masked-language modelling).
+    /// Model family: gin, gcn, graphsage or gat (attribute masking) or transformer (masked-language
+    /// modelling).
     #[arg(long, value_enum, default_value_t = ModelKind::Gin)]
     pub model: ModelKind,
 
-    /// Share of each molecule to predict: atoms (gin/gcn: int(n·rate + 1) atoms per molecule, as
+    /// Share of each molecule to predict: atoms (2D models: int(n·rate + 1) atoms per molecule, as
     /// pretrain-gnns; never zero) or non-special tokens (transformer: each selected with this
     /// probability, at least one per molecule; 80 % become [MASK], 10 % a random token, 10 % stay).
     #[arg(long, value_name = "RATE", default_value_t = 0.15)]
     pub mask_rate: f64,
 
-    /// gin/gcn only: start from this checkpoint (.pth, .pt or .safetensors) instead of random
+    /// 2D models only: start from this checkpoint (.pth, .pt or .safetensors) instead of random
     /// initialisation.
     #[arg(long, value_name = "FILE")]
     pub pretrained: Option<PathBuf>,
 
-    /// gin/gcn only: dropout after every layer (pretrain-gnns' masking default is 0).
+    /// 2D models only: dropout after every layer (pretrain-gnns' masking default is 0).
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f64,
 
@@ -555,9 +556,9 @@ pub struct PretrainArgs {
     #[allow(missing_docs)]
     pub meter: MeterArgs,
 
-    /// Where to write: a .safetensors file (gin/gcn) or a folder (transformer). Default: the
-    /// model cache folder, <cache>/models/gin_attrmask.safetensors, gcn_attrmask.safetensors or
-    /// transformer_mlm/, where fine-tuning finds it without --pretrained.
+    /// Where to write: a .safetensors file (2D models) or a folder (transformer). Default: the
+    /// model cache folder, <cache>/models/<model>_attrmask.safetensors (gin, gcn, graphsage, gat)
+    /// or transformer_mlm/, where fine-tuning finds it without --pretrained.
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 

@@ -630,10 +630,12 @@ impl PretrainConfig {
         self.meter.validate()?;
         match self.model {
             ModelKind::Transformer if self.pretrained.is_some() => bad(
-                "--pretrained is for --model gin|gcn: the 1D encoder is pre-trained from scratch"
+                "--pretrained is for --model gin|gcn|graphsage|gat: the 1D encoder is pre-trained from scratch"
                     .into(),
             ),
-            ModelKind::Gin | ModelKind::Gcn if self.encoder.vocab.is_some() => {
+            ModelKind::Gin | ModelKind::Gcn | ModelKind::Graphsage | ModelKind::Gat
+                if self.encoder.vocab.is_some() =>
+            {
                 bad("--vocab is for --model transformer".into())
             }
             _ => Ok(()),

@@ -32,6 +32,10 @@ pub struct GraphBatch {
     pub dst: Tensor,
     /// `[N]` graph of each atom.
     pub graph_index: Tensor,
+    /// `[E]` bond-type index of each directed edge (what GAT's per-edge attention needs).
+    pub edge_type: Tensor,
+    /// `[E]` bond-direction index of each directed edge.
+    pub edge_dir: Tensor,
     /// `[E, 1]` GCN coefficient `deg^−½[src]·deg^−½[dst]` (degrees with self-loops).
     pub edge_norm: Tensor,
     /// `[N, 1]` GCN coefficient of each atom's self-loop, `1/deg`.
@@ -83,9 +87,10 @@ impl Collator {
         let b = graphs.len();
         let nf = EDGE_FEATURES as usize;
 
-        // Integer buffer: atom_type N | chirality N | src E | dst E | graph_index N.
+        // Integer buffer: atom_type N | chirality N | src E | dst E | graph_index N | edge_type E
+        // | edge_dir E.
         self.ints.clear();
-        self.ints.reserve(3 * n + 2 * e);
+        self.ints.reserve(3 * n + 4 * e);
         self.ints
             .extend(graphs.iter().flat_map(|g| g.x.iter().step_by(2).copied()));
         self.ints.extend(
@@ -106,6 +111,13 @@ impl Collator {
         for (gi, g) in graphs.iter().enumerate() {
             self.ints
                 .extend(std::iter::repeat_n(gi as i64, g.num_atoms()));
+        }
+        for column in 0..2 {
+            self.ints.extend(
+                graphs
+                    .iter()
+                    .flat_map(|g| g.edge_attr.iter().skip(column).step_by(2).copied()),
+            );
         }
 
         // Degrees with self-loops, counted on the source side as pretrain-gnns does.
@@ -168,6 +180,8 @@ impl Collator {
             src: iv(2 * n, e)?,
             dst: iv(2 * n + e, e)?,
             graph_index: iv(2 * n + 2 * e, n)?,
+            edge_type: iv(3 * n + 2 * e, e)?,
+            edge_dir: iv(3 * n + 3 * e, e)?,
             edge_norm: fv(0, e)?.f_view([e, 1])?,
             self_norm: fv(e, n)?.f_view([n, 1])?,
             edge_counts: fv(e + n, n * nf)?.f_view([n, nf])?,
@@ -229,6 +243,8 @@ mod tests {
             Vec::<i64>::try_from(&batch.graph_index).unwrap(),
             vec![0, 0, 0, 1, 2, 2, 2]
         );
+        assert_eq!(Vec::<i64>::try_from(&batch.edge_type).unwrap(), vec![0; 8]);
+        assert_eq!(batch.edge_dir.size(), vec![8]);
         let counts = Vec::<f32>::try_from(batch.edge_counts.flatten(0, 1)).unwrap();
         // Middle carbon: two single bonds in, plus its self-loop (type 4, direction 0).
         assert_eq!(

@@ -1,15 +1,21 @@
-//! The 2D models: GIN and GCN encoders exactly as pretrain-gnns (docs/spec.md §4.2), mean-pooling readout
-//! and a multi-task linear head.
+//! The 2D models: GIN, GCN, GraphSAGE and GAT encoders exactly as pretrain-gnns (docs/spec.md
+//! §4.2), mean-pooling readout and a multi-task linear head.
 //!
 //! Variables live at var-store paths equal to the checkpoint keys (`x_embedding1.weight`,
 //! `gnns.N.mlp.0.weight`, `batch_norms.N.running_mean`, …; the head is `graph_pred_linear.*`), so
 //! loading a pretrain-gnns `.pth` is a pure name match ([`crate::checkpoint::load_into`]).
 //!
-//! Message passing is a sum over incoming edges plus a self-loop with edge features `[4, 0]`.
-//! Because `Σ_j (x_j + e_ij) = Σ_j x_j + Σ_j e_ij` and the edge embedding is
-//! `emb_type + emb_dir`, the edge part of every layer is `counts · [emb_type; emb_dir]`, a
+//! Message passing runs over incoming edges plus a self-loop with edge features `[4, 0]`.
+//! For the layers whose message is `x_j + e_ij` with a fixed weight per edge (GIN, GCN,
+//! GraphSAGE), `Σ_j w_ij (x_j + e_ij) = Σ_j w_ij x_j + Σ_j w_ij e_ij` and the edge embedding is
+//! `emb_type + emb_dir`, so the edge part of every layer is `counts · [emb_type; emb_dir]`, a
 //! `[N, 9] × [9, d]` matmul on the per-batch counts the [`Collator`](super::Collator) computed;
-//! only the node part is gathered (`index_select`) and scattered (`index_add`).
+//! only the node part is gathered (`index_select`) and scattered (`index_add`). GAT weighs each
+//! edge by an attention that depends on its own embedding, so it gathers per-edge embeddings.
+//!
+//! pretrain-gnns (torch_geometric 1.0) aggregates at `edge_index[0]` from `edge_index[1]`; the
+//! collator aggregates at the target from the source. Molecular graphs list every bond in both
+//! directions with the same features, so the two conventions give the same result.
 
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
@@ -17,7 +23,9 @@ use tch::{Kind, Tensor};
 use super::ModelError;
 use super::batch::GraphBatch;
 use super::dropout::dropout;
-use crate::featurize::graph::{NUM_ATOM_TYPES, NUM_BOND_DIRS, NUM_BOND_TYPES, NUM_CHIRALITY};
+use crate::featurize::graph::{
+    NUM_ATOM_TYPES, NUM_BOND_DIRS, NUM_BOND_TYPES, NUM_CHIRALITY, SELF_LOOP_BOND_TYPE,
+};
 
 /// Var-store prefix of the task head (what `--allow-partial` may leave missing).
 pub const HEAD_PREFIX: &str = "graph_pred_linear";
@@ -29,7 +37,19 @@ pub enum GnnKind {
     Gin,
     /// Graph convolution: linear, then symmetric-normalised sum (optionally row L2 normalisation).
     Gcn,
+    /// GraphSAGE as pretrain-gnns' `GraphSAGEConv`: linear, mean over incoming edges and the
+    /// self-loop of `x_j + e_ij`, then row L2 normalisation.
+    Graphsage,
+    /// Graph attention as pretrain-gnns' `GATConv`: [`GAT_HEADS`] heads, attention
+    /// `LeakyReLU(0.2)` then softmax over each atom's incoming edges and self-loop, sum of
+    /// `α·(x_j + e_ij)`, mean over heads plus a bias.
+    Gat,
 }
+
+/// Attention heads of pretrain-gnns' `GATConv` (its default, which the checkpoints use).
+pub const GAT_HEADS: i64 = 2;
+/// Negative slope of the LeakyReLU on GAT attention scores.
+pub const GAT_NEGATIVE_SLOPE: f64 = 0.2;
 
 impl std::str::FromStr for GnnKind {
     type Err = ModelError;
@@ -37,8 +57,10 @@ impl std::str::FromStr for GnnKind {
         match s.to_ascii_lowercase().as_str() {
             "gin" => Ok(Self::Gin),
             "gcn" => Ok(Self::Gcn),
+            "graphsage" => Ok(Self::Graphsage),
+            "gat" => Ok(Self::Gat),
             other => Err(ModelError::Config(format!(
-                "unknown GNN kind {other:?} (gin|gcn)"
+                "unknown GNN kind {other:?} (gin|gcn|graphsage|gat)"
             ))),
         }
     }
@@ -155,8 +177,40 @@ impl BatchNorm {
 
 #[derive(Debug)]
 enum Conv {
-    Gin { lin1: nn::Linear, lin2: nn::Linear },
-    Gcn { linear: nn::Linear, l2: bool },
+    Gin {
+        lin1: nn::Linear,
+        lin2: nn::Linear,
+    },
+    Gcn {
+        linear: nn::Linear,
+        l2: bool,
+    },
+    Graphsage {
+        linear: nn::Linear,
+    },
+    Gat {
+        weight_linear: nn::Linear,
+        /// `[1, heads, 2d]`: the first `d` of each head score the aggregating atom, the last `d`
+        /// the message `x_j + e_ij`.
+        att: Tensor,
+        /// `[d]`, added after the mean over heads.
+        bias: Tensor,
+    },
+}
+
+/// Glorot-uniform initialisation of torch_geometric's `glorot` (`U(±√(6 / (rows + cols)))` over
+/// the last two dimensions).
+fn glorot(p: &nn::Path, name: &str, dims: &[i64]) -> Tensor {
+    let n = dims.len();
+    let bound = (6.0 / (dims[n - 2] + dims[n - 1]) as f64).sqrt();
+    p.var(
+        name,
+        dims,
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )
 }
 
 /// One message-passing layer with its bond-type and bond-direction embeddings.
@@ -179,11 +233,25 @@ impl Layer {
                 linear: torch_linear(&p / "linear", d, d),
                 l2: cfg.gcn_l2_normalize,
             },
+            GnnKind::Graphsage => Conv::Graphsage {
+                linear: torch_linear(&p / "linear", d, d),
+            },
+            GnnKind::Gat => Conv::Gat {
+                weight_linear: torch_linear(&p / "weight_linear", d, GAT_HEADS * d),
+                att: glorot(&p, "att", &[1, GAT_HEADS, 2 * d]),
+                bias: p.var("bias", &[d], Init::Const(0.0)),
+            },
+        };
+        // GAT's edge embeddings are as wide as its heads together.
+        let width = if cfg.kind == GnnKind::Gat {
+            GAT_HEADS * d
+        } else {
+            d
         };
         Self {
             conv,
-            emb_type: xavier_table(&(&p / "edge_embedding1"), NUM_BOND_TYPES, d),
-            emb_dir: xavier_table(&(&p / "edge_embedding2"), NUM_BOND_DIRS, d),
+            emb_type: xavier_table(&(&p / "edge_embedding1"), NUM_BOND_TYPES, width),
+            emb_dir: xavier_table(&(&p / "edge_embedding2"), NUM_BOND_DIRS, width),
         }
     }
 
@@ -215,11 +283,106 @@ impl Layer {
                 if !*l2 {
                     return Ok(agg);
                 }
-                let norm = agg.f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?;
-                Ok(agg.f_div(&norm.f_clamp_min(1e-12)?)?)
+                l2_rows(&agg)
             }
+            Conv::Graphsage { linear: lin } => {
+                let sum = self.aggregate(&linear(x, lin)?, b, false)?;
+                // Incoming edges with the self-loop: every edge counts once among the bond types.
+                let degree = b
+                    .edge_counts
+                    .f_narrow(1, 0, NUM_BOND_TYPES)?
+                    .f_sum_dim_intlist([1i64].as_slice(), true, Kind::Float)?;
+                l2_rows(&sum.f_div(&degree)?)
+            }
+            Conv::Gat {
+                weight_linear,
+                att,
+                bias,
+            } => self.attend(x, b, weight_linear, att, bias),
         }
     }
+
+    /// GAT (pretrain-gnns' `GATConv`): with `h = W x` split into heads, every edge `j → i` and
+    /// every self-loop carries `m_ij = h_j + e_ij`, scored `LeakyReLU(a_i·h_i + a_j·m_ij)` per
+    /// head; the scores are softmax-normalised over the edges into `i` and `i` receives
+    /// `Σ_j α_ij m_ij`, averaged over heads, plus `bias`.
+    fn attend(
+        &self,
+        x: &Tensor,
+        b: &GraphBatch,
+        weight_linear: &nn::Linear,
+        att: &Tensor,
+        bias: &Tensor,
+    ) -> Result<Tensor, ModelError> {
+        let n = b.num_atoms;
+        let d = bias.size().first().copied().unwrap_or(0);
+        let h = linear(x, weight_linear)?.f_view([n, GAT_HEADS, d])?;
+        let opts = (Kind::Int64, x.device());
+        let loops = Tensor::f_arange(n, opts)?;
+        let src = Tensor::f_cat(&[&b.src, &loops], 0)?;
+        let dst = Tensor::f_cat(&[&b.dst, &loops], 0)?;
+        let edge_type = Tensor::f_cat(
+            &[
+                &b.edge_type,
+                &Tensor::f_full([n], SELF_LOOP_BOND_TYPE, opts)?,
+            ],
+            0,
+        )?;
+        let edge_dir = Tensor::f_cat(&[&b.edge_dir, &Tensor::f_zeros([n], opts)?], 0)?;
+        let edges = edge_type.size()[0];
+        let e = Tensor::f_embedding(&self.emb_type, &edge_type, -1, false, false)?
+            .f_add(&Tensor::f_embedding(
+                &self.emb_dir,
+                &edge_dir,
+                -1,
+                false,
+                false,
+            )?)?
+            .f_view([edges, GAT_HEADS, d])?;
+        let messages = h.f_index_select(0, &src)?.f_add(&e)?;
+        let att_self = att.f_narrow(2, 0, d)?;
+        let att_msg = att.f_narrow(2, d, d)?;
+        let dims = [-1i64].as_slice();
+        let score_self = h
+            .f_mul(&att_self)?
+            .f_sum_dim_intlist(dims, false, Kind::Float)?;
+        let score = score_self.f_index_select(0, &dst)?.f_add(
+            &messages
+                .f_mul(&att_msg)?
+                .f_sum_dim_intlist(dims, false, Kind::Float)?,
+        )?;
+        let score = score.f_maximum(&score.f_mul_scalar(GAT_NEGATIVE_SLOPE)?)?;
+        // Softmax over each atom's incoming edges (the self-loop included), shifted by the
+        // group's maximum for stability, with torch_geometric's 1e-16 in the denominator.
+        // (libtorch warns once that `index_reduce` is beta; tch 0.26 has no `scatter_reduce`
+        // taking `amax`.)
+        let top = tch::no_grad(|| {
+            Tensor::f_full(
+                [n, GAT_HEADS],
+                f64::NEG_INFINITY,
+                (score.kind(), x.device()),
+            )?
+            .f_index_reduce(0, &dst, &score, "amax", false)
+        })?;
+        let weight = score.f_sub(&top.f_index_select(0, &dst)?)?.f_exp()?;
+        let total = Tensor::f_zeros([n, GAT_HEADS], (weight.kind(), x.device()))?
+            .f_index_add(0, &dst, &weight)?;
+        let alpha = weight.f_div(&total.f_index_select(0, &dst)?.f_add_scalar(1e-16)?)?;
+        let out = Tensor::f_zeros([n, GAT_HEADS, d], (h.kind(), x.device()))?.f_index_add(
+            0,
+            &dst,
+            &messages.f_mul(&alpha.f_unsqueeze(-1)?)?,
+        )?;
+        Ok(out
+            .f_mean_dim([1i64].as_slice(), false, Kind::Float)?
+            .f_add(bias)?)
+    }
+}
+
+/// Rows divided by their L2 norm (at least 1e-12), as `F.normalize(p=2, dim=-1)`.
+fn l2_rows(x: &Tensor) -> Result<Tensor, ModelError> {
+    let norm = x.f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?;
+    Ok(x.f_div(&norm.f_clamp_min(1e-12)?)?)
 }
 
 /// A pretrain-gnns encoder with mean-pooling readout and a `Linear(d, num_tasks)` head.

@@ -1,5 +1,5 @@
 //! Molecular models trained by `anges-train`. Today: the 2D graph networks of pretrain-gnns
-//! (GIN, GCN; docs/spec.md §4.2) in [`gnn`], their mini-batch collation in [`batch`] and the multi-task
+//! (GIN, GCN, GraphSAGE, GAT; docs/spec.md §4.2) in [`gnn`], their mini-batch collation in [`batch`] and the multi-task
 //! losses in [`loss`]; training-mode dropout with a fast CPU mask in [`dropout`]; the 1D
 //! BERT/RoBERTa SMILES encoder with Hugging Face checkpoints in [`transformer`] and its
 //! masked-language-model head (pre-training) in [`lm_head`].
@@ -31,23 +31,40 @@ pub enum ModelKind {
     Gin,
     /// Graph Convolutional Network, 5×300, as pretrain-gnns (2D).
     Gcn,
+    /// GraphSAGE (mean aggregation, row L2 normalisation), 5×300, as pretrain-gnns (2D).
+    Graphsage,
+    /// Graph attention network (2 heads), 5×300, as pretrain-gnns (2D).
+    Gat,
     /// RoBERTa/BERT-style SMILES Transformer (1D), Hugging Face compatible.
     Transformer,
 }
 
 impl ModelKind {
-    /// `gin`, `gcn` or `transformer` (the name in files and folders).
+    /// `gin`, `gcn`, `graphsage`, `gat` or `transformer` (the name in files and folders).
     pub fn name(self) -> &'static str {
         match self {
             Self::Gin => "gin",
             Self::Gcn => "gcn",
+            Self::Graphsage => "graphsage",
+            Self::Gat => "gat",
             Self::Transformer => "transformer",
         }
     }
 
     /// Whether this is a 2D (graph) model.
     pub fn is_graph(self) -> bool {
-        self != Self::Transformer
+        self.gnn_kind().is_some()
+    }
+
+    /// The message-passing layer of a 2D model (`None` for the transformer).
+    pub fn gnn_kind(self) -> Option<GnnKind> {
+        match self {
+            Self::Gin => Some(GnnKind::Gin),
+            Self::Gcn => Some(GnnKind::Gcn),
+            Self::Graphsage => Some(GnnKind::Graphsage),
+            Self::Gat => Some(GnnKind::Gat),
+            Self::Transformer => None,
+        }
     }
 }
 

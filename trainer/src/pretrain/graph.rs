@@ -1,4 +1,4 @@
-//! Attribute masking for GIN/GCN (pretrain-gnns `pretrain_masking.py`): the encoder of
+//! Attribute masking for the 2D models (GIN, GCN, GraphSAGE, GAT) (pretrain-gnns `pretrain_masking.py`): the encoder of
 //! [`crate::models::Gnn`] (5 × 300, `--dropout` default 0 as there), a `Linear(d, 119)` head
 //! `linear_pred_atoms` on the node states of the masked atoms ([`super::atom_masking`]), and
 //! cross-entropy against their original atom types.
@@ -18,7 +18,7 @@ use super::corpus::Corpus;
 use super::output::{Output, replace_checkpoint};
 use super::task::{BatchOutput, Objective};
 use crate::checkpoint::{self, LoadOptions};
-use crate::config::{ModelKind, PretrainConfig};
+use crate::config::PretrainConfig;
 use crate::featurize::GraphFeatures;
 use crate::featurize::graph::MASK_ATOM_TYPE;
 use crate::models::gnn::torch_linear;
@@ -36,7 +36,7 @@ pub fn is_encoder_key(name: &str) -> bool {
     })
 }
 
-/// GIN/GCN attribute masking over the corpus' graphs.
+/// 2D attribute masking over the corpus' graphs.
 #[derive(Debug)]
 pub struct AttributeMasking {
     vs: VarStore,
@@ -58,10 +58,7 @@ impl AttributeMasking {
         device: Device,
         out: &Output,
     ) -> Result<Self, PretrainError> {
-        let kind = match args.model {
-            ModelKind::Gcn => GnnKind::Gcn,
-            _ => GnnKind::Gin,
-        };
+        let kind = args.model.gnn_kind().unwrap_or(GnnKind::Gin);
         let vs = VarStore::new(device);
         let gnn = Gnn::new(
             &vs.root(),

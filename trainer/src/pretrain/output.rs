@@ -7,7 +7,7 @@
 //!
 //! | model | `--out` (default) | checkpoint | log | resume state (while running) |
 //! | --- | --- | --- | --- | --- |
-//! | gin, gcn | `<cache>/models/{gin,gcn}_attrmask.safetensors` | that file | `<stem>.pretrain.json` beside it | `<stem>.resume.safetensors` beside it |
+//! | gin, gcn, graphsage, gat | `<cache>/models/{gin,gcn,graphsage,gat}_attrmask.safetensors` | that file | `<stem>.pretrain.json` beside it | `<stem>.resume.safetensors` beside it |
 //! | transformer | `<cache>/models/transformer_mlm/` | `model.safetensors` (+ `config.json`, `vocab.txt`) | `pretrain.json` inside | `resume.safetensors` inside |
 
 use std::collections::BTreeMap;
@@ -64,7 +64,7 @@ impl Output {
     pub fn resolve(args: &PretrainConfig) -> Result<Self, PretrainError> {
         let models = DataOptions::default().cache_dir.join("models");
         let out = match args.model {
-            ModelKind::Gin | ModelKind::Gcn => {
+            ModelKind::Gin | ModelKind::Gcn | ModelKind::Graphsage | ModelKind::Gat => {
                 let checkpoint = args
                     .out
                     .clone()
@@ -74,7 +74,7 @@ impl Output {
                     .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
                 {
                     return Err(PretrainError::Options(format!(
-                        "--out {}: a GIN/GCN checkpoint is written as a .safetensors file",
+                        "--out {}: a 2D (graph) checkpoint is written as a .safetensors file",
                         checkpoint.display()
                     )));
                 }
@@ -193,6 +193,8 @@ pub fn default_name(model: ModelKind) -> &'static str {
     match model {
         ModelKind::Gin => "gin_attrmask.safetensors",
         ModelKind::Gcn => "gcn_attrmask.safetensors",
+        ModelKind::Graphsage => "graphsage_attrmask.safetensors",
+        ModelKind::Gat => "gat_attrmask.safetensors",
         ModelKind::Transformer => "transformer_mlm",
     }
 }
@@ -306,7 +308,9 @@ impl PretrainLog {
         Self {
             objective: match args.model {
                 ModelKind::Transformer => "masked-language-modelling",
-                ModelKind::Gin | ModelKind::Gcn => "attribute-masking",
+                ModelKind::Gin | ModelKind::Gcn | ModelKind::Graphsage | ModelKind::Gat => {
+                    "attribute-masking"
+                }
             },
             args: args.clone(),
             corpus: corpus.path.clone(),

@@ -239,7 +239,7 @@ impl RunData {
                     tokenizer,
                 })
             }
-            ModelKind::Gin | ModelKind::Gcn => {
+            ModelKind::Gin | ModelKind::Gcn | ModelKind::Graphsage | ModelKind::Gat => {
                 drop_unembeddable(&mut dataset, &mut rows);
                 None
             }
@@ -974,7 +974,9 @@ fn check_encoder_keys(kind: ModelKind, path: &Path, allow_partial: bool) -> Resu
 }
 
 /// The model family whose variable names `keys` are (pretrain-gnns' `gnns.N.mlp.*` for GIN,
-/// `gnns.N.linear.*` for GCN, a BERT/RoBERTa `encoder.layer.*` for the transformer), if any.
+/// `gnns.N.linear.*` for GCN, `gnns.N.att` / `gnns.N.weight_linear.*` for GAT, a BERT/RoBERTa
+/// `encoder.layer.*` for the transformer), if any. GraphSAGE's keys are exactly GCN's, so
+/// `linear.*` answers GCN for both (see [`checkpoint_error`]).
 fn family_of_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Option<ModelKind> {
     keys.into_iter().find_map(|key| {
         let key = key.strip_prefix("gnn.").unwrap_or(key);
@@ -985,6 +987,9 @@ fn family_of_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Option<ModelKi
         match layer {
             Some(rest) if rest.starts_with("mlp.") => Some(ModelKind::Gin),
             Some(rest) if rest.starts_with("linear.") => Some(ModelKind::Gcn),
+            Some(rest) if rest == "att" || rest.starts_with("weight_linear.") => {
+                Some(ModelKind::Gat)
+            }
             _ if key.contains("encoder.layer.") => Some(ModelKind::Transformer),
             _ => None,
         }
@@ -1002,15 +1007,22 @@ fn checkpoint_error(path: &Path, source: CheckpointError, kind: ModelKind) -> Tr
         _ => None,
     };
     if let Some((other, unknown)) = other {
+        // GCN and GraphSAGE checkpoints hold the same keys: name both.
+        let (note, flag) = match other {
+            ModelKind::Gcn => (
+                "; GraphSAGE checkpoints have the same keys",
+                "gcn or --model graphsage",
+            ),
+            other => ("", other.name()),
+        };
         return TrainError::Options(format!(
             "{}: this looks like a {} checkpoint, not a {} one ({} of its keys are unknown to \
-             --model {}): use --model {}",
+             --model {}{note}): use --model {flag}",
             path.display(),
             other.name().to_uppercase(),
             kind.name().to_uppercase(),
             unknown,
             kind.name(),
-            other.name()
         ));
     }
     let hint = match &source {
@@ -1083,7 +1095,14 @@ mod tests {
         );
         let bert = ["roberta.encoder.layer.0.attention.self.query.weight"];
         assert_eq!(family_of_keys(bert), Some(ModelKind::Transformer));
-        assert_eq!(family_of_keys(["batch_norms.0.weight", "gnns.0.att"]), None);
+        assert_eq!(
+            family_of_keys(["batch_norms.0.weight", "gnns.0.att"]),
+            Some(ModelKind::Gat)
+        );
+        assert_eq!(
+            family_of_keys(["batch_norms.0.weight", "gnns.0.bias"]),
+            None
+        );
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub(crate) fn tokenize_rows(
     (tokens, before - ds.rows.len())
 }
 
-/// The 2D network (GIN or GCN) of `model` on `device`, freshly initialised from libtorch's
+/// The 2D network (GIN, GCN, GraphSAGE or GAT) of `model` on `device`, freshly initialised from libtorch's
 /// generator: what a run fine-tunes, and what `anges-train predict` loads a run's weights into.
 pub(crate) fn graph_network(
     model: &ModelConfig,
@@ -138,12 +138,9 @@ pub(crate) fn graph_network(
     Ok((vs, Network::Graph(gnn)))
 }
 
-/// The graph layer kind of a 2D model kind (GIN for anything but GCN).
+/// The graph layer kind of a 2D model kind (GIN for the transformer, which never gets here).
 fn gnn_kind(kind: ModelKind) -> GnnKind {
-    match kind {
-        ModelKind::Gcn => GnnKind::Gcn,
-        _ => GnnKind::Gin,
-    }
+    kind.gnn_kind().unwrap_or(GnnKind::Gin)
 }
 
 /// The 1D network on `device`: the Hugging Face encoder of `pretrained`, or `cfg` from scratch.

@@ -3,8 +3,10 @@
 //!
 //! The script featurises the first 200 valid SIDER molecules with RDKit, computes eval-mode graph
 //! embeddings of the GCN loaded from `gcn_contextpred.pth` and of a seeded random GIN (saved as a
-//! zip `.pt`, a legacy `.pth` and a `.safetensors`), and writes the graphs it used; the Rust
-//! models must reproduce both embedding sets to 1e-4.
+//! zip `.pt`, a legacy `.pth` and a `.safetensors`), eval-mode node embeddings of the GraphSAGE of
+//! `graphsage_contextpred.pth` and the GAT of `gat_contextpred.pth`, and writes the graphs it
+//! used; the Rust models must reproduce every embedding set to 1e-4 (or one part in a million of
+//! the largest magnitude, see [`RELATIVE_TOLERANCE`]).
 
 use crate::common;
 
@@ -24,6 +26,8 @@ const TOLERANCE: f64 = 1e-4;
 /// a million of the embeddings' largest magnitude (f32 carries seven digits), when that is more
 /// than [`TOLERANCE`]. A wrong operation errs by far more.
 const RELATIVE_TOLERANCE: f64 = 1e-6;
+/// GAT's relative bound (see [`gat_contextpred_node_embeddings_match_pytorch`]).
+const GAT_RELATIVE_TOLERANCE: f64 = 4e-6;
 
 /// Runs the reference script once per test binary; returns its output folder.
 fn reference() -> &'static Path {
@@ -33,8 +37,10 @@ fn reference() -> &'static Path {
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gnn_parity");
         let csv = root.join("../shared/datasets/moleculenet/sider.csv");
         let gcn = root.join("../shared/models/pretrain-gnns/gcn_contextpred.pth");
+        let sage = shipped("graphsage_contextpred.pth");
+        let gat = shipped("gat_contextpred.pth");
         let limit = MOLECULES.to_string();
-        let args: [&std::ffi::OsStr; 9] = [
+        let args: [&std::ffi::OsStr; 13] = [
             "parity".as_ref(),
             "--out".as_ref(),
             out.as_ref(),
@@ -44,10 +50,21 @@ fn reference() -> &'static Path {
             limit.as_ref(),
             "--gcn-checkpoint".as_ref(),
             gcn.as_ref(),
+            "--graphsage-checkpoint".as_ref(),
+            sage.as_ref(),
+            "--gat-checkpoint".as_ref(),
+            gat.as_ref(),
         ];
         common::run_venv_script("gnn_reference.py", args);
         out
     })
+}
+
+/// A published pretrain-gnns checkpoint of `../shared`.
+fn shipped(name: &str) -> PathBuf {
+    common::repo_root()
+        .join("../shared/models/pretrain-gnns")
+        .join(name)
 }
 
 /// A graph as `scripts/gnn_reference.py` writes it (RDKit features, nested arrays).
@@ -168,6 +185,64 @@ fn gcn_contextpred_embeddings_match_pytorch() {
     assert!(
         apart > 1e-2,
         "the two GCN variants should differ (max {apart})"
+    );
+}
+
+/// Eval-mode node embeddings of `kind` loaded from `checkpoint` against the reference's
+/// `npy`; returns the error and the bound it was held to.
+fn node_parity(kind: GnnKind, checkpoint: &str, npy: &str, relative: f64) -> (f64, f64) {
+    let graphs = graphs();
+    let (_vs, gnn) = model(kind, &shipped(checkpoint));
+    let mut collator = Collator::new();
+    let chunks: Vec<Tensor> = graphs
+        .chunks(32)
+        .map(|chunk| {
+            let refs: Vec<&GraphFeatures> = chunk.iter().collect();
+            let batch = collator.collate(&refs, Device::Cpu).unwrap();
+            tch::no_grad(|| gnn.node_embeddings(&batch, false)).unwrap()
+        })
+        .collect();
+    let emb = Tensor::cat(&chunks, 0);
+    let atoms: usize = graphs.iter().map(GraphFeatures::num_atoms).sum();
+    assert_eq!(emb.size(), vec![atoms as i64, 300]);
+    let err = max_abs_error(&emb, npy);
+    let scale = f64::try_from(emb.abs().max()).unwrap();
+    let bound = TOLERANCE.max(relative * scale);
+    println!(
+        "{kind:?} {checkpoint}, {MOLECULES} SIDER molecules ({atoms} atoms): node embeddings max \
+         abs error {err:.3e}, largest |value| {scale:.1}, bound {bound:.1e}"
+    );
+    assert!(err < bound, "{kind:?} max abs error {err} ≥ {bound}");
+    (err, bound)
+}
+
+/// GraphSAGE rows are L2-normalised before every batch norm, so its embeddings stay small and
+/// the absolute bound applies.
+#[test]
+fn graphsage_contextpred_node_embeddings_match_pytorch() {
+    let _rng = common::torch_rng();
+    let (_, bound) = node_parity(
+        GnnKind::Graphsage,
+        "graphsage_contextpred.pth",
+        "graphsage_nodes.npy",
+        RELATIVE_TOLERANCE,
+    );
+    assert_eq!(bound, TOLERANCE, "GraphSAGE embeddings should stay small");
+}
+
+/// GAT has no normalisation: like GCN its node embeddings grow to hundreds (|x| ≤ 265 here), where
+/// the relative bound takes over, at four parts in a million: the f32 reference itself is 1.07e-6
+/// (relative) from a float64 evaluation of the same layers, and Rust and PyTorch sum in different
+/// orders, so one part in a million is the noise floor, not a margin (measured 0.98e-6). A wrong
+/// operation (a head, a softmax group, an edge embedding out of place) errs by whole units.
+#[test]
+fn gat_contextpred_node_embeddings_match_pytorch() {
+    let _rng = common::torch_rng();
+    node_parity(
+        GnnKind::Gat,
+        "gat_contextpred.pth",
+        "gat_nodes.npy",
+        GAT_RELATIVE_TOLERANCE,
     );
 }
 

@@ -4,7 +4,7 @@
 //!   the majority class (carbon); the checkpoint, written by default into the model cache, is
 //!   found there by fine-tuning (no flag) and loads with `--pretrained` where only the task head
 //!   is missing; a GCN checkpoint has exactly the keys, shapes and dtypes of pretrain-gnns'
-//!   `gcn_contextpred.pth`;
+//!   `gcn_contextpred.pth`, and GraphSAGE and GAT checkpoints those of theirs;
 //! - masked-language modelling of a tiny 1D encoder on 200 molecules: the loss falls, the
 //!   folder fine-tunes with `--model transformer --pretrained DIR`, and Hugging Face
 //!   `transformers` loads it as a complete `BertForMaskedLM` giving the same logits;
@@ -236,6 +236,44 @@ fn gcn_checkpoint_has_exactly_the_pretrain_gnns_keys() {
         err.contains("already exists") && err.contains("--overwrite"),
         "{err}"
     );
+}
+
+/// `--model graphsage|gat` pre-train too (one epoch on 40 molecules) and write, under their
+/// default names in the model cache, exactly the keys, shapes and dtypes of the published
+/// `graphsage_contextpred.pth` and `gat_contextpred.pth`.
+#[test]
+fn graphsage_and_gat_checkpoints_have_exactly_the_pretrain_gnns_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = moses();
+    for model in ["graphsage", "gat"] {
+        let args = [
+            "pretrain",
+            "--corpus",
+            path_str(&corpus),
+            "--limit",
+            "40",
+            "--model",
+            model,
+            "--epochs",
+            "1",
+        ];
+        succeed(&args, dir.path());
+        let weights = dir
+            .path()
+            .join(format!("models/{model}_attrmask.safetensors"));
+        let published = common::repo_root().join(format!(
+            "../shared/models/pretrain-gnns/{model}_contextpred.pth"
+        ));
+        assert_eq!(signature(&weights), signature(&published), "{model}");
+        let log = read_json(
+            &dir.path()
+                .join(format!("models/{model}_attrmask.pretrain.json")),
+        );
+        assert!(
+            curve(&log).iter().all(|(loss, _, _)| loss.is_finite()),
+            "{log}"
+        );
+    }
 }
 
 /// Masked-LM pre-training of a 2-layer, 32-wide, 2-head encoder (dropout 0.1) on the first 200
