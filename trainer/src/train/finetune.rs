@@ -960,11 +960,13 @@ fn check_encoder_keys(kind: ModelKind, path: &Path, allow_partial: bool) -> Resu
     };
     checkpoint::load_into(&vs, encoder, &opts).map_err(failed)?;
     if head.is_empty() && !allow_partial {
-        let missing = vs
+        // (The variable store is a hash map: sorted, the message is the same every run.)
+        let mut missing: Vec<String> = vs
             .variables()
             .into_keys()
             .filter(|k| k.starts_with(HEAD_PREFIX))
             .collect();
+        missing.sort();
         return Err(failed(CheckpointError::Mismatch(KeyMismatch {
             missing,
             ..KeyMismatch::default()
