@@ -22,6 +22,7 @@ mod pretrain;
 mod report;
 mod resume;
 mod run_folder;
+mod selfies_parity;
 mod split_parity;
 mod stopping;
 mod terminal;
