@@ -18,9 +18,10 @@ use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 use anges_trainer::config::{
     AngesOrder, AngesParams, AngesSignal, AngesVariant, CarbonConfig, ComputeConfig, ConfigError,
     DataConfig, DeviceChoice, EncoderSize, FinetuneConfig, IntensitySource, MeterConfig, MeterMode,
-    ModelConfig, ModelKind, OptimConfig, PretrainConfig, PruneConfig, PruneMethod, SplitKind,
-    StopPolicy, StopSpec, TaskType,
+    ModelConfig, ModelKind, OptimConfig, PretrainConfig, PruneConfig, PruneMethod, Representation,
+    SplitKind, StopPolicy, StopSpec, TaskType,
 };
+use anges_trainer::convert::ConvertConfig;
 use anges_trainer::predict::PredictConfig;
 use anges_trainer::replay::ReplayGrid;
 use anges_trainer::study::StudyConfig;
@@ -183,6 +184,16 @@ pub enum Command {
     /// Example: anges-train predict --run runs/bbbp-seed0 --run runs/bbbp-seed1 --input
     /// molecules.csv --out predictions.csv
     Predict(PredictArgs),
+    /// Convert a column of SMILES into SELFIES (--to selfies), or of SELFIES into SMILES (--to
+    /// smiles), as the selfies package 2.2 does.
+    ///
+    /// Writes one row per input row, in input order: the input's columns, the conversion (a
+    /// `selfies` or `smiles` column) and `reason`: empty, or why the row has no conversion (a
+    /// molecule SELFIES cannot express under its default constraints, an unreadable SMILES, an
+    /// unknown SELFIES symbol, an empty cell).
+    ///
+    /// Example: anges-train convert --to selfies --input bbbp.csv --out bbbp_selfies.csv
+    Convert(ConvertArgs),
 }
 
 /// Where the data comes from and how it is split.
@@ -262,6 +273,13 @@ pub struct ModelArgs {
     /// Pooling of the 1D model's token states: cls (first token) or mean (over non-pad tokens).
     #[arg(long, default_value = "cls", value_parser = ["cls", "mean"])]
     pub pooling: String,
+
+    /// 1D model: the string form it reads: smiles (atom-level regex tokens) or selfies (each
+    /// SMILES translated into SELFIES, one token per symbol; molecules SELFIES cannot express are
+    /// dropped, counted and logged). A --pretrained folder must have been pre-trained on the
+    /// same representation.
+    #[arg(long, value_enum, default_value_t = Representation::Smiles)]
+    pub representation: Representation,
 
     /// Dropout probability during fine-tuning (GIN/GCN; the Transformer uses its config's).
     #[arg(long, default_value_t = 0.5)]
@@ -533,6 +551,12 @@ pub struct PretrainArgs {
     #[allow(missing_docs)]
     pub encoder: EncoderSizeArgs,
 
+    /// transformer only: the string form it learns: smiles (atom-level regex tokens) or selfies
+    /// (each SMILES translated into SELFIES, one token per symbol). Recorded in the folder's
+    /// config.json; fine-tuning it needs the same --representation.
+    #[arg(long, value_enum, default_value_t = Representation::Smiles)]
+    pub representation: Representation,
+
     #[command(flatten)]
     #[allow(missing_docs)]
     pub compute: ComputeArgs,
@@ -702,6 +726,40 @@ pub struct PredictArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub compute: ComputeArgs,
+}
+
+/// `anges-train convert` (see [`Command::Convert`]).
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// What to write: selfies (from a SMILES column) or smiles (from a SELFIES column).
+    #[arg(long, value_enum)]
+    pub to: Representation,
+
+    /// CSV (.csv or .csv.gz, with a header row) holding the column to convert.
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// Output CSV.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// The column to convert. Default: with --to selfies the column named smiles (in any
+    /// case), else mol, else the only column; with --to smiles the column named selfies, else
+    /// the only column.
+    #[arg(long, visible_alias = "column", value_name = "NAME")]
+    pub smiles_column: Option<String>,
+}
+
+impl ConvertArgs {
+    /// The conversion these flags ask for.
+    pub fn to_config(&self) -> ConvertConfig {
+        ConvertConfig {
+            to: self.to,
+            input: self.input.clone(),
+            out: self.out.clone(),
+            column: self.smiles_column.clone(),
+        }
+    }
 }
 
 /// `anges-train study`.
@@ -896,6 +954,7 @@ impl FinetuneArgs {
                 .unwrap_or_else(|| m.pooling.clone());
             "dropout": m.dropout => r.model.dropout;
             "gcn_l2_normalize": m.gcn_l2_normalize => r.model.gcn_l2_normalize;
+            "representation": m.representation => r.model.representation;
             "threads": m.compute.threads => r.compute.threads;
             "epochs": t.epochs => r.train.epochs;
             "batch_size": t.batch_size => r.train.batch_size;
@@ -999,6 +1058,7 @@ impl FinetuneArgs {
                     .map_err(|e| ConfigError(format!("--pooling: {e}")))?,
                 dropout: m.dropout,
                 gcn_l2_normalize: m.gcn_l2_normalize,
+                representation: m.representation,
             },
             compute: m.compute.to_config(),
             train: self.train.to_config(),
@@ -1036,6 +1096,7 @@ impl PretrainArgs {
                 heads: self.encoder.heads,
                 vocab: self.encoder.vocab.clone(),
             },
+            representation: self.representation,
             compute: self.compute.to_config(),
             train: self.train.to_config(),
             seed: self.seed,
@@ -1400,6 +1461,7 @@ mod tests {
             pooling: anges_trainer::config::Pooling::Mean,
             dropout: 0.25,
             gcn_l2_normalize: true,
+            representation: Representation::Smiles,
         };
         r.compute.threads = 3;
         r.train = OptimConfig {
@@ -1528,6 +1590,65 @@ mod tests {
         assert!(alone.check_usage().is_err());
         let dir = Cli::try_parse_from(["anges-train", "--resume", "runs/r"]).unwrap();
         assert!(dir.check_usage().is_ok());
+    }
+
+    #[test]
+    fn representation_and_convert_flags() {
+        let c = finetune(&["--model", "transformer", "--representation", "selfies"]).unwrap();
+        assert_eq!(c.model.representation, Representation::Selfies);
+        let err = finetune(&["--representation", "selfies"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--representation selfies is for --model transformer"),
+            "{err}"
+        );
+        let p = pretrain(&["--model", "transformer", "--representation", "selfies"]).unwrap();
+        assert_eq!(p.representation, Representation::Selfies);
+        assert!(pretrain(&["--model", "gcn", "--representation", "selfies"]).is_err());
+        // --resume DIR takes the recorded representation.
+        let rec = FinetuneConfig {
+            model: ModelConfig {
+                kind: ModelKind::Transformer,
+                representation: Representation::Selfies,
+                ..ModelConfig::default()
+            },
+            ..recorded()
+        };
+        let (matches, args) = parsed(&["anges-train", "--resume", "runs/r"]);
+        let mut merged = args.clone();
+        merged.keep_recorded(&rec, &|id| given(&matches, id));
+        assert_eq!(
+            merged.to_config().unwrap().model.representation,
+            Representation::Selfies
+        );
+        let convert = |argv: &[&str]| {
+            let argv = [&["anges-train", "convert"][..], argv].concat();
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Some(Command::Convert(c))) => Ok(c.to_config()),
+                Ok(other) => panic!("expected convert, got {other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        let c = convert(&["--to", "smiles", "--input", "a.csv", "--out", "b.csv"]).unwrap();
+        assert_eq!(
+            c,
+            ConvertConfig {
+                to: Representation::Smiles,
+                input: "a.csv".into(),
+                out: "b.csv".into(),
+                column: None,
+            }
+        );
+        let c = convert(&[
+            "--to", "selfies", "--input", "a", "--out", "b", "--column", "smi",
+        ]);
+        assert_eq!(c.unwrap().column.as_deref(), Some("smi"));
+        assert!(convert(&["--to", "inchi", "--input", "a", "--out", "b"]).is_err());
+        assert!(
+            convert(&["--input", "a", "--out", "b"]).is_err(),
+            "--to is required"
+        );
     }
 
     #[test]
