@@ -23,6 +23,7 @@ mod report;
 mod resume;
 mod run_folder;
 mod selfies_parity;
+mod selfies_training;
 mod split_parity;
 mod stopping;
 mod terminal;
