@@ -6,6 +6,11 @@
 //! package's `selfies.decoder` string too. Round trip: decoding ANGES's SELFIES gives the input
 //! molecule (canonical SMILES equal) for every molecule encoded that the chemistry can read.
 //! The figures are printed (`cargo test selfies_parity -- --nocapture`) and in docs/chemistry.md.
+//!
+//! Seen failing: with the kekuliser's greedy matching breaking ties by the highest node index
+//! instead of the lowest, 16 BACE and 34 BBBP rows (fused aromatics) got other double bonds than
+//! the package's; without the `@`/`@@` flip of a chiral ring atom, BBBP row 202 differed and its
+//! round trip inverted a stereocentre.
 
 use std::collections::BTreeMap;
 
