@@ -119,7 +119,7 @@ pub enum Command {
     /// --model gin|gcn learns attribute masking (Hu et al. 2020, pretrain-gnns): in every
     /// molecule some atoms get the mask type and the network predicts their element.
     /// --model transformer learns BERT-style masked-language modelling over atom-level regex
-    /// tokens.
+    /// tokens (or SELFIES symbols, with --representation selfies).
     ///
     /// Writes, for gin/gcn, one .safetensors file holding exactly the pretrain-gnns encoder keys
     /// (fine-tune it with --pretrained FILE --allow-partial: the task head starts fresh), and for
@@ -575,7 +575,8 @@ pub struct PretrainArgs {
 
     /// Where to write: a .safetensors file (gin/gcn) or a folder (transformer). Default: the
     /// model cache folder, <cache>/models/gin_attrmask.safetensors, gcn_attrmask.safetensors or
-    /// transformer_mlm/, where fine-tuning finds it without --pretrained.
+    /// transformer_mlm/ (transformer_selfies_mlm/ with --representation selfies), where
+    /// fine-tuning finds it without --pretrained.
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 
