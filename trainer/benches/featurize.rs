@@ -1,6 +1,8 @@
 //! Featurisation benchmark: molecules featurised per second on one core (parse + pretrain-gnns
-//! features + Murcko scaffold), then the whole HIV set (41k molecules) loaded cold (featurised on
-//! every core) and from the on-disk cache.
+//! features + Murcko scaffold), SELFIES encodings (and decodings) per second on one core next to
+//! the `selfies` package's on the same molecules (`scripts/selfies_bench.py` in the venv), then
+//! the whole HIV set (41k molecules) loaded cold (featurised on every core) and from the on-disk
+//! cache.
 //!
 //! Run: `cargo bench -p anges-trainer --bench featurize` (HIV from ../shared, or pass a CSV path).
 
@@ -8,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anges_trainer::chem::Molecule;
+use anges_trainer::chem::selfies;
 use anges_trainer::data::dataset::featurize_row;
 use anges_trainer::data::table::{read_header, read_table};
 use anges_trainer::data::{DataOptions, DatasetRequest, load_dataset};
@@ -71,6 +74,9 @@ fn main() -> anyhow::Result<()> {
         let _ = featurize_row(s);
     });
 
+    // 1b. SELFIES on one core: ANGES, then the selfies package on the same molecules.
+    selfies_rates(&root, &path, smiles_col, &table.smiles);
+
     // 2. The whole set through load_dataset: cold (all cores), then from the cache.
     let cache = tempfile::tempdir()?;
     let dir = path.parent().map(PathBuf::from);
@@ -109,6 +115,80 @@ fn main() -> anyhow::Result<()> {
     );
     println!("{}", cold.summary());
     Ok(())
+}
+
+/// SELFIES encodings and decodings per second on one core: `chem::selfies` over every molecule
+/// of the file, then the `selfies` package over the same ones (its encoder and decoder loops
+/// timed by `scripts/selfies_bench.py`, wall and process CPU time).
+fn selfies_rates(root: &std::path::Path, path: &std::path::Path, column: &str, smiles: &[String]) {
+    let n = smiles.len();
+    let (t, c) = (Instant::now(), thread_cpu_seconds());
+    let encoded: Vec<String> = smiles
+        .iter()
+        .filter_map(|s| selfies::encode(s).ok())
+        .collect();
+    let (wall, cpu) = (
+        t.elapsed().as_secs_f64(),
+        thread_cpu_seconds().zip(c).map(|(b, a)| b - a),
+    );
+    let (t, c) = (Instant::now(), thread_cpu_seconds());
+    let decoded = encoded
+        .iter()
+        .filter(|e| selfies::decode(e).is_ok())
+        .count();
+    let (dwall, dcpu) = (
+        t.elapsed().as_secs_f64(),
+        thread_cpu_seconds().zip(c).map(|(b, a)| b - a),
+    );
+    let rate = |count: usize, secs: Option<f64>| {
+        secs.map_or("n/a".into(), |s| format!("{:.0}", count as f64 / s))
+    };
+    println!(
+        "SELFIES, anges chem::selfies, one core: {n} molecules ({} encoded) in {wall:.2} s wall = \
+         {:.0} encodings/s; {} encodings/s per CPU-second; decoding {decoded}: {:.0}/s wall, {}/s \
+         per CPU-second",
+        encoded.len(),
+        n as f64 / wall,
+        rate(n, cpu),
+        encoded.len() as f64 / dwall,
+        rate(encoded.len(), dcpu),
+    );
+    let python = root.join(".venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg(root.join("scripts/selfies_bench.py"))
+        .arg(path)
+        .args(["--smiles-column", column])
+        .output();
+    let parsed = out
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    let Some(p) = parsed else {
+        println!(
+            "SELFIES, selfies package: not run ({} or the package missing: scripts/setup)",
+            python.display()
+        );
+        return;
+    };
+    let f = |k: &str| p[k].as_f64().unwrap_or(f64::NAN);
+    let (m, e) = (f("molecules"), f("encoded"));
+    println!(
+        "SELFIES, selfies {} (Python), one core: {m} molecules ({e} encoded) in {:.2} s wall = \
+         {:.0} encodings/s; {:.0} encodings/s per CPU-second; decoding: {:.0}/s wall, {:.0}/s per \
+         CPU-second",
+        p["selfies_version"].as_str().unwrap_or("?"),
+        f("encode_wall_s"),
+        m / f("encode_wall_s"),
+        m / f("encode_cpu_s"),
+        e / f("decode_wall_s"),
+        e / f("decode_cpu_s"),
+    );
+    if let Some(c) = cpu {
+        println!(
+            "SELFIES: anges encodes {:.1}× as many molecules per CPU-second as the package",
+            (n as f64 / c) / (m / f("encode_cpu_s"))
+        );
+    }
 }
 
 /// CPU time of the calling thread (Linux `/proc/thread-self/stat`, utime + stime), if readable.

@@ -18,9 +18,10 @@ use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 use anges_trainer::config::{
     AngesOrder, AngesParams, AngesSignal, AngesVariant, CarbonConfig, ComputeConfig, ConfigError,
     DataConfig, DeviceChoice, EncoderSize, FinetuneConfig, IntensitySource, MeterConfig, MeterMode,
-    ModelConfig, ModelKind, OptimConfig, PretrainConfig, PruneConfig, PruneMethod, SplitKind,
-    StopPolicy, StopSpec, TaskType,
+    ModelConfig, ModelKind, OptimConfig, PretrainConfig, PruneConfig, PruneMethod, Representation,
+    SplitKind, StopPolicy, StopSpec, TaskType,
 };
+use anges_trainer::convert::ConvertConfig;
 use anges_trainer::predict::PredictConfig;
 use anges_trainer::replay::ReplayGrid;
 use anges_trainer::study::StudyConfig;
@@ -118,7 +119,7 @@ pub enum Command {
     /// --model gin|gcn|graphsage|gat learns attribute masking (Hu et al. 2020, pretrain-gnns): in every
     /// molecule some atoms get the mask type and the network predicts their element.
     /// --model transformer learns BERT-style masked-language modelling over atom-level regex
-    /// tokens.
+    /// tokens (or SELFIES symbols, with --representation selfies).
     ///
     /// Writes, for the 2D models, one .safetensors file holding exactly the pretrain-gnns encoder keys
     /// (fine-tune it with --pretrained FILE --allow-partial: the task head starts fresh), and for
@@ -189,6 +190,16 @@ pub enum Command {
     /// Example: anges-train predict --run runs/bbbp-seed0 --run runs/bbbp-seed1 --input
     /// molecules.csv --out predictions.csv
     Predict(PredictArgs),
+    /// Convert a column of SMILES into SELFIES (--to selfies), or of SELFIES into SMILES (--to
+    /// smiles), as the selfies package 2.2 does.
+    ///
+    /// Writes one row per input row, in input order: the input's columns, the conversion (a
+    /// `selfies` or `smiles` column) and `reason`: empty, or why the row has no conversion (a
+    /// molecule SELFIES cannot express under its default constraints, an unreadable SMILES, an
+    /// unknown SELFIES symbol, an empty cell).
+    ///
+    /// Example: anges-train convert --to selfies --input bbbp.csv --out bbbp_selfies.csv
+    Convert(ConvertArgs),
 }
 
 /// Where the data comes from and how it is split.
@@ -268,6 +279,13 @@ pub struct ModelArgs {
     /// Pooling of the 1D model's token states: cls (first token) or mean (over non-pad tokens).
     #[arg(long, default_value = "cls", value_parser = ["cls", "mean"])]
     pub pooling: String,
+
+    /// 1D model: the string form it reads: smiles (atom-level regex tokens) or selfies (each
+    /// SMILES translated into SELFIES, one token per symbol; molecules SELFIES cannot express are
+    /// dropped, counted and logged). A --pretrained folder must have been pre-trained on the
+    /// same representation.
+    #[arg(long, value_enum, default_value_t = Representation::Smiles)]
+    pub representation: Representation,
 
     /// Dropout probability during fine-tuning (GIN/GCN; the Transformer uses its config's).
     #[arg(long, default_value_t = 0.5)]
@@ -540,6 +558,12 @@ pub struct PretrainArgs {
     #[allow(missing_docs)]
     pub encoder: EncoderSizeArgs,
 
+    /// transformer only: the string form it learns: smiles (atom-level regex tokens) or selfies
+    /// (each SMILES translated into SELFIES, one token per symbol). Recorded in the folder's
+    /// config.json; fine-tuning it needs the same --representation.
+    #[arg(long, value_enum, default_value_t = Representation::Smiles)]
+    pub representation: Representation,
+
     #[command(flatten)]
     #[allow(missing_docs)]
     pub compute: ComputeArgs,
@@ -558,7 +582,8 @@ pub struct PretrainArgs {
 
     /// Where to write: a .safetensors file (2D models) or a folder (transformer). Default: the
     /// model cache folder, <cache>/models/<model>_attrmask.safetensors (gin, gcn, graphsage, gat)
-    /// or transformer_mlm/, where fine-tuning finds it without --pretrained.
+    /// or transformer_mlm/ (transformer_selfies_mlm/ with --representation selfies), where
+    /// fine-tuning finds it without --pretrained.
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 
@@ -709,6 +734,40 @@ pub struct PredictArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub compute: ComputeArgs,
+}
+
+/// `anges-train convert` (see [`Command::Convert`]).
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// What to write: selfies (from a SMILES column) or smiles (from a SELFIES column).
+    #[arg(long, value_enum)]
+    pub to: Representation,
+
+    /// CSV (.csv or .csv.gz, with a header row) holding the column to convert.
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// Output CSV.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// The column to convert. Default: with --to selfies the column named smiles (in any
+    /// case), else mol, else the only column; with --to smiles the column named selfies, else
+    /// the only column.
+    #[arg(long, visible_alias = "column", value_name = "NAME")]
+    pub smiles_column: Option<String>,
+}
+
+impl ConvertArgs {
+    /// The conversion these flags ask for.
+    pub fn to_config(&self) -> ConvertConfig {
+        ConvertConfig {
+            to: self.to,
+            input: self.input.clone(),
+            out: self.out.clone(),
+            column: self.smiles_column.clone(),
+        }
+    }
 }
 
 /// `anges-train study`.
@@ -936,6 +995,7 @@ impl FinetuneArgs {
                 .unwrap_or_else(|| m.pooling.clone());
             "dropout": m.dropout => r.model.dropout;
             "gcn_l2_normalize": m.gcn_l2_normalize => r.model.gcn_l2_normalize;
+            "representation": m.representation => r.model.representation;
             "threads": m.compute.threads => r.compute.threads;
             "epochs": t.epochs => r.train.epochs;
             "batch_size": t.batch_size => r.train.batch_size;
@@ -1039,6 +1099,7 @@ impl FinetuneArgs {
                     .map_err(|e| ConfigError(format!("--pooling: {e}")))?,
                 dropout: m.dropout,
                 gcn_l2_normalize: m.gcn_l2_normalize,
+                representation: m.representation,
             },
             compute: m.compute.to_config(),
             train: self.train.to_config(),
@@ -1076,6 +1137,7 @@ impl PretrainArgs {
                 heads: self.encoder.heads,
                 vocab: self.encoder.vocab.clone(),
             },
+            representation: self.representation,
             compute: self.compute.to_config(),
             train: self.train.to_config(),
             seed: self.seed,
@@ -1476,6 +1538,7 @@ mod tests {
             pooling: anges_trainer::config::Pooling::Mean,
             dropout: 0.25,
             gcn_l2_normalize: true,
+            representation: Representation::Smiles,
         };
         r.compute.threads = 3;
         r.train = OptimConfig {
@@ -1604,6 +1667,65 @@ mod tests {
         assert!(alone.check_usage().is_err());
         let dir = Cli::try_parse_from(["anges-train", "--resume", "runs/r"]).unwrap();
         assert!(dir.check_usage().is_ok());
+    }
+
+    #[test]
+    fn representation_and_convert_flags() {
+        let c = finetune(&["--model", "transformer", "--representation", "selfies"]).unwrap();
+        assert_eq!(c.model.representation, Representation::Selfies);
+        let err = finetune(&["--representation", "selfies"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--representation selfies is for --model transformer"),
+            "{err}"
+        );
+        let p = pretrain(&["--model", "transformer", "--representation", "selfies"]).unwrap();
+        assert_eq!(p.representation, Representation::Selfies);
+        assert!(pretrain(&["--model", "gcn", "--representation", "selfies"]).is_err());
+        // --resume DIR takes the recorded representation.
+        let rec = FinetuneConfig {
+            model: ModelConfig {
+                kind: ModelKind::Transformer,
+                representation: Representation::Selfies,
+                ..ModelConfig::default()
+            },
+            ..recorded()
+        };
+        let (matches, args) = parsed(&["anges-train", "--resume", "runs/r"]);
+        let mut merged = args.clone();
+        merged.keep_recorded(&rec, &|id| given(&matches, id));
+        assert_eq!(
+            merged.to_config().unwrap().model.representation,
+            Representation::Selfies
+        );
+        let convert = |argv: &[&str]| {
+            let argv = [&["anges-train", "convert"][..], argv].concat();
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Some(Command::Convert(c))) => Ok(c.to_config()),
+                Ok(other) => panic!("expected convert, got {other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        let c = convert(&["--to", "smiles", "--input", "a.csv", "--out", "b.csv"]).unwrap();
+        assert_eq!(
+            c,
+            ConvertConfig {
+                to: Representation::Smiles,
+                input: "a.csv".into(),
+                out: "b.csv".into(),
+                column: None,
+            }
+        );
+        let c = convert(&[
+            "--to", "selfies", "--input", "a", "--out", "b", "--column", "smi",
+        ]);
+        assert_eq!(c.unwrap().column.as_deref(), Some("smi"));
+        assert!(convert(&["--to", "inchi", "--input", "a", "--out", "b"]).is_err());
+        assert!(
+            convert(&["--input", "a", "--out", "b"]).is_err(),
+            "--to is required"
+        );
     }
 
     #[test]

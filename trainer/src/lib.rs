@@ -12,11 +12,13 @@
 //! pruning ([`train`]), self-supervised pre-training ([`pretrain`], a task of the same loop), the
 //! per-epoch meter readings ([`emissions`]), the stopping policies as pure state machines
 //! ([`policy`]) and their offline replay on logged runs ([`replay`]), and the trade-off study
-//! ([`study`]) with its report ([`report`]), and prediction with finished runs ([`predict`]).
+//! ([`study`]) with its report ([`report`]), prediction with finished runs ([`predict`]), and
+//! SMILES ↔ SELFIES conversion of CSV files ([`convert`]).
 
 pub mod checkpoint;
 pub mod chem;
 pub mod config;
+pub mod convert;
 pub mod data;
 pub mod emissions;
 pub mod evaluate;

@@ -189,6 +189,19 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::Convert(args)) => {
+            let done = anges_trainer::convert::run_convert(&args.to_config())?;
+            println!(
+                "{} of {} row(s) converted to {}, {} without a conversion (see the reason \
+                 column): {}",
+                done.converted,
+                done.rows,
+                args.to,
+                done.rows - done.converted,
+                done.out.display()
+            );
+            Ok(())
+        }
         None => {
             let config = cli.finetune.to_run_config(matches)?;
             // Before libtorch or featurisation start any thread, which inherit the signal mask.

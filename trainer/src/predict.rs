@@ -175,8 +175,10 @@ impl TrainedRun {
                     "{PREDICTOR_FILE} lacks the 1D encoder or tokeniser"
                 )));
             };
-            let tokenizer = SmilesTokenizer::from_path(&dir.join(file))
-                .map_err(|e| bad(format!("{file}: {e}")))?;
+            // The run's own representation: a SELFIES run's vocabulary is of SELFIES symbols.
+            let tokenizer =
+                SmilesTokenizer::from_path_as(&dir.join(file), config.model.representation)
+                    .map_err(|e| bad(format!("{file}: {e}")))?;
             let vs = tch::nn::VarStore::new(device);
             let model =
                 SequenceModel::new(&vs.root(), encoder.clone(), num_tasks, config.model.pooling)

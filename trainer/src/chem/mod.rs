@@ -10,6 +10,8 @@
 //! `MurckoScaffoldSmiles(includeChirality=True)`, computed with cosmolkit's `murcko_decompose()`
 //! (its `murcko_scaffold()` is the MolHash variant and differs).
 
+pub mod selfies;
+
 use thiserror::Error;
 
 /// Why a SMILES string gave no molecule.
@@ -147,6 +149,17 @@ impl Molecule {
             })
             .collect();
         MolGraph { atoms, bonds }
+    }
+
+    /// Canonical isomeric SMILES (RDKit's `MolToSmiles` defaults), to compare molecules written
+    /// differently.
+    pub fn canonical_smiles(&self) -> Result<String, ChemError> {
+        let smiles = self
+            .inner
+            .to_smiles()
+            .map_err(|e| ChemError::Parse(format!("SMILES writer: {e}")))?;
+        String::from_utf8(smiles.into_bytes())
+            .map_err(|_| ChemError::Parse("the SMILES writer produced invalid UTF-8".into()))
     }
 
     /// The Bemis–Murcko scaffold as canonical isomeric SMILES, exactly RDKit's

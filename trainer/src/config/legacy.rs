@@ -142,6 +142,7 @@ impl ArgsV1 {
                 pooling: m.pooling,
                 dropout: m.dropout,
                 gcn_l2_normalize: m.gcn_l2_normalize,
+                representation: Default::default(),
             },
             compute: ComputeConfig {
                 threads: m.threads,

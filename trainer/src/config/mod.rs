@@ -15,7 +15,7 @@
 //! The enums that name a domain choice live with the code that implements it and are re-exported
 //! here: [`ModelKind`] ([`crate::models`]), [`SplitKind`] ([`crate::split`]), [`StopPolicy`] and
 //! [`StopSpec`] ([`crate::policy`]), [`DeviceChoice`] ([`crate::runtime`]), [`Pooling`],
-//! [`TaskType`] ([`crate::data`]).
+//! [`TaskType`] ([`crate::data`]), [`Representation`] ([`crate::featurize`]).
 
 pub mod legacy;
 
@@ -25,6 +25,7 @@ use anges_meter_engine::carbon::{CarbonFile, region_intensity};
 use serde::{Deserialize, Serialize};
 
 pub use crate::data::TaskType;
+pub use crate::featurize::Representation;
 pub use crate::models::{ModelKind, Pooling};
 pub use crate::policy::{AngesOrder, AngesParams, AngesSignal, AngesVariant, StopPolicy, StopSpec};
 pub use crate::runtime::DeviceChoice;
@@ -367,6 +368,10 @@ pub struct ModelConfig {
     pub dropout: f64,
     /// GCN: L2-normalise each atom's row after the aggregation.
     pub gcn_l2_normalize: bool,
+    /// 1D model: the string form it reads, SMILES or SELFIES. Absent from the `config.json` of
+    /// runs written before it: SMILES.
+    #[serde(default)]
+    pub representation: Representation,
 }
 
 impl Default for ModelConfig {
@@ -380,6 +385,7 @@ impl Default for ModelConfig {
             pooling: Pooling::Cls,
             dropout: 0.5,
             gcn_l2_normalize: false,
+            representation: Representation::Smiles,
         }
     }
 }
@@ -506,6 +512,7 @@ impl FinetuneConfig {
         if self.data.max_rows == Some(0) {
             return Err(ConfigError::new("--max-rows must be at least 1"));
         }
+        check_representation(self.model.kind, self.model.representation)?;
         if self.resume && self.out.is_none() {
             return Err(ConfigError::new("--resume needs --out DIR"));
         }
@@ -522,6 +529,21 @@ impl FinetuneConfig {
     pub fn model_name(&self) -> &'static str {
         self.model.kind.name()
     }
+}
+
+/// SELFIES is a string form: only the 1D model reads it.
+fn check_representation(
+    model: ModelKind,
+    representation: Representation,
+) -> Result<(), ConfigError> {
+    if model.is_graph() && representation != Representation::Smiles {
+        return Err(ConfigError(format!(
+            "--representation {representation} is for --model transformer: the {} model reads \
+             molecular graphs",
+            model.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Size of a 1D encoder trained from scratch (BERT layout, exact GELU, feed-forward 4× wide).
@@ -570,6 +592,10 @@ pub struct PretrainConfig {
     pub gcn_l2_normalize: bool,
     /// transformer: the encoder's size and vocabulary.
     pub encoder: EncoderSize,
+    /// transformer: SMILES or SELFIES tokens. Left out of the log when SMILES, so that the logs
+    /// of runs written before it resume unchanged.
+    #[serde(default, skip_serializing_if = "Representation::is_smiles")]
+    pub representation: Representation,
     /// Device and threads.
     pub compute: ComputeConfig,
     /// Optimisation.
@@ -601,6 +627,7 @@ impl PretrainConfig {
             dropout: 0.0,
             gcn_l2_normalize: false,
             encoder: EncoderSize::default(),
+            representation: Representation::Smiles,
             compute: ComputeConfig::default(),
             train: OptimConfig::default(),
             seed: 0,
@@ -627,6 +654,7 @@ impl PretrainConfig {
         if self.resume && self.overwrite {
             return bad("--resume and --overwrite exclude each other".into());
         }
+        check_representation(self.model, self.representation)?;
         self.meter.validate()?;
         match self.model {
             ModelKind::Transformer if self.pretrained.is_some() => bad(

@@ -4,6 +4,9 @@
 //! - the atom-level regex tokeniser of Schwaller et al. (bracket atoms, two-letter halogens,
 //!   ring-closure `%nn`, bonds and branches each one token) with a BERT-style vocabulary file
 //!   (`vocab.txt`, one token per line, ids = line numbers) or a vocabulary built from a corpus;
+//!   with [`Representation::Selfies`] the same tokeniser reads SMILES, translates each into
+//!   SELFIES ([`crate::chem::selfies`]) and makes one token per bracketed symbol (and `.`), over a
+//!   vocabulary of SELFIES symbols built and saved the same way;
 //! - a Hugging Face `tokenizer.json` loaded with the `tokenizers` crate (pure Rust, no download),
 //!   so ChemBERTa-style checkpoints are tokenised exactly as published.
 //!
@@ -15,7 +18,45 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::chem::selfies::{self, SelfiesError};
+
+/// The key of a 1D folder's `config.json` that records the representation it was trained on.
+pub const REPRESENTATION_KEY: &str = "representation";
+
+/// The string form a 1D model reads (`--representation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Representation {
+    /// SMILES (the 1D model: atom-level regex tokens).
+    #[default]
+    Smiles,
+    /// SELFIES, Krenn et al. 2020 (the 1D model: one token per symbol).
+    Selfies,
+}
+
+impl Representation {
+    /// `smiles` or `selfies`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Smiles => "smiles",
+            Self::Selfies => "selfies",
+        }
+    }
+
+    /// Whether this is SMILES (the default, left out of some records).
+    pub fn is_smiles(&self) -> bool {
+        *self == Self::Smiles
+    }
+}
+
+impl std::fmt::Display for Representation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Token ids of one SMILES, special tokens included, unpadded.
 pub type TokenIds = Vec<i64>;
@@ -56,6 +97,17 @@ pub enum TokenizeError {
     /// A maximum length too small to hold the begin and end tokens.
     #[error("maximum sequence length {0} is too small (at least 3)")]
     MaxLen(usize),
+    /// The molecule has no SELFIES (SELFIES cannot express it, or the SMILES is unreadable).
+    #[error("SMILES {smiles:?} has no SELFIES: {source}")]
+    Selfies {
+        /// The SMILES.
+        smiles: String,
+        /// Why.
+        source: SelfiesError,
+    },
+    /// A tokeniser that cannot read the representation asked for.
+    #[error("{0}")]
+    Representation(String),
 }
 
 fn smiles_regex() -> &'static Regex {
@@ -87,21 +139,53 @@ pub fn split_smiles(smiles: &str) -> Result<Vec<&str>, TokenizeError> {
     Ok(tokens)
 }
 
-/// Atom-level regex tokeniser with a fixed vocabulary (unknown tokens map to `[UNK]`).
+/// The SELFIES of `smiles` split into its symbols (one token per bracketed symbol, and `.`).
+pub fn selfies_tokens(smiles: &str) -> Result<Vec<String>, TokenizeError> {
+    let failed = |source| TokenizeError::Selfies {
+        smiles: smiles.to_owned(),
+        source,
+    };
+    let text = selfies::encode(smiles).map_err(failed)?;
+    let symbols = selfies::split_symbols(&text).map_err(failed)?;
+    Ok(symbols.into_iter().map(str::to_owned).collect())
+}
+
+/// Atom-level regex tokeniser with a fixed vocabulary (unknown tokens map to `[UNK]`); over
+/// SMILES tokens or, with [`Representation::Selfies`], SELFIES symbols.
 #[derive(Debug, Clone)]
 pub struct RegexTokenizer {
     vocab: Vec<String>,
     ids: HashMap<String, i64>,
+    representation: Representation,
 }
 
 impl RegexTokenizer {
-    /// Builds a vocabulary: the special tokens, then every token seen in `corpus`, sorted.
+    /// Builds a SMILES vocabulary: the special tokens, then every token seen in `corpus`, sorted.
     pub fn from_corpus<'a>(corpus: impl IntoIterator<Item = &'a str>) -> Self {
+        Self::from_corpus_as(corpus, Representation::Smiles)
+    }
+
+    /// Builds a vocabulary of `representation`'s tokens seen in the SMILES of `corpus` (the
+    /// special tokens first, then the tokens sorted). Molecules without SELFIES add nothing;
+    /// [`SmilesTokenizer::encode`] reports them.
+    pub fn from_corpus_as<'a>(
+        corpus: impl IntoIterator<Item = &'a str>,
+        representation: Representation,
+    ) -> Self {
         let mut seen = BTreeSet::new();
         for smiles in corpus {
-            // Uncovered characters only cost a token here; encode() reports them.
-            for m in smiles_regex().find_iter(smiles) {
-                seen.insert(m.as_str().to_owned());
+            match representation {
+                // Uncovered characters only cost a token here; encode() reports them.
+                Representation::Smiles => {
+                    for m in smiles_regex().find_iter(smiles) {
+                        seen.insert(m.as_str().to_owned());
+                    }
+                }
+                Representation::Selfies => {
+                    if let Ok(tokens) = selfies_tokens(smiles) {
+                        seen.extend(tokens);
+                    }
+                }
             }
         }
         let vocab = SPECIAL_TOKENS
@@ -112,21 +196,39 @@ impl RegexTokenizer {
                     .filter(|t| !SPECIAL_TOKENS.contains(&t.as_str())),
             )
             .collect();
-        Self::from_vocab(vocab)
+        Self::from_vocab(vocab, representation)
     }
 
     /// Uses `vocab` (id = position); it must start with [`SPECIAL_TOKENS`].
-    fn from_vocab(vocab: Vec<String>) -> Self {
+    fn from_vocab(vocab: Vec<String>, representation: Representation) -> Self {
         let ids = vocab
             .iter()
             .enumerate()
             .map(|(i, t)| (t.clone(), i as i64))
             .collect();
-        Self { vocab, ids }
+        Self {
+            vocab,
+            ids,
+            representation,
+        }
     }
 
-    /// Reads a `vocab.txt` (one token per line; the five special tokens first).
+    /// The representation its tokens are of.
+    pub fn representation(&self) -> Representation {
+        self.representation
+    }
+
+    /// Reads a SMILES `vocab.txt` (one token per line; the five special tokens first).
     pub fn from_vocab_file(path: &Path) -> Result<Self, TokenizeError> {
+        Self::from_vocab_file_as(path, Representation::Smiles)
+    }
+
+    /// Reads a `vocab.txt` of `representation`'s tokens. A SELFIES vocabulary must hold SELFIES
+    /// symbols (`[...]` or `.`): a SMILES one is refused, naming a token that gives it away.
+    pub fn from_vocab_file_as(
+        path: &Path,
+        representation: Representation,
+    ) -> Result<Self, TokenizeError> {
         let load = |message: String| TokenizeError::Load {
             path: path.to_owned(),
             message,
@@ -143,7 +245,17 @@ impl RegexTokenizer {
                 "the first lines must be the special tokens {SPECIAL_TOKENS:?}"
             )));
         }
-        Ok(Self::from_vocab(vocab))
+        if representation == Representation::Selfies
+            && let Some(t) = vocab[SPECIAL_TOKENS.len()..]
+                .iter()
+                .find(|t| !(*t == "." || (t.starts_with('[') && t.ends_with(']'))))
+        {
+            return Err(load(format!(
+                "a SMILES vocabulary (token {t:?} is no SELFIES symbol), but the representation \
+                 is selfies"
+            )));
+        }
+        Ok(Self::from_vocab(vocab, representation))
     }
 
     /// Writes the vocabulary as `vocab.txt`.
@@ -161,6 +273,21 @@ impl RegexTokenizer {
     fn id(&self, token: &str) -> i64 {
         self.ids.get(token).copied().unwrap_or(1)
     }
+
+    /// Token ids of `smiles` between the begin and end tokens.
+    fn ids_of(&self, smiles: &str) -> Result<TokenIds, TokenizeError> {
+        let mut ids = vec![2];
+        match self.representation {
+            Representation::Smiles => {
+                ids.extend(split_smiles(smiles)?.iter().map(|tok| self.id(tok)));
+            }
+            Representation::Selfies => {
+                ids.extend(selfies_tokens(smiles)?.iter().map(|tok| self.id(tok)));
+            }
+        }
+        ids.push(3);
+        Ok(ids)
+    }
 }
 
 /// A SMILES tokeniser for the 1D models.
@@ -173,14 +300,23 @@ pub enum SmilesTokenizer {
 }
 
 impl SmilesTokenizer {
-    /// Loads `tokenizer.json` (Hugging Face) or `vocab.txt` (regex tokeniser); a folder is
-    /// searched for `tokenizer.json`, then `vocab.txt`.
+    /// Loads `tokenizer.json` (Hugging Face) or `vocab.txt` (regex tokeniser) of SMILES; a
+    /// folder is searched for `tokenizer.json`, then `vocab.txt`.
     pub fn from_path(path: &Path) -> Result<Self, TokenizeError> {
+        Self::from_path_as(path, Representation::Smiles)
+    }
+
+    /// [`SmilesTokenizer::from_path`] for `representation`: SELFIES needs a `vocab.txt` of
+    /// SELFIES symbols (a Hugging Face `tokenizer.json` tokenises SMILES and is refused).
+    pub fn from_path_as(
+        path: &Path,
+        representation: Representation,
+    ) -> Result<Self, TokenizeError> {
         if path.is_dir() {
             for name in ["tokenizer.json", "vocab.txt"] {
                 let candidate = path.join(name);
                 if candidate.is_file() {
-                    return Self::from_path(&candidate);
+                    return Self::from_path_as(&candidate, representation);
                 }
             }
             return Err(TokenizeError::Load {
@@ -189,6 +325,13 @@ impl SmilesTokenizer {
             });
         }
         if path.extension().is_some_and(|e| e == "json") {
+            if representation == Representation::Selfies {
+                return Err(TokenizeError::Representation(format!(
+                    "{}: a Hugging Face tokenizer.json tokenises SMILES; SELFIES needs a vocab.txt \
+                     of SELFIES symbols (or none: the corpus' symbols)",
+                    path.display()
+                )));
+            }
             tokenizers::Tokenizer::from_file(path)
                 .map(|t| Self::HuggingFace(Box::new(t)))
                 .map_err(|e| TokenizeError::Load {
@@ -196,7 +339,15 @@ impl SmilesTokenizer {
                     message: e.to_string(),
                 })
         } else {
-            RegexTokenizer::from_vocab_file(path).map(Self::Regex)
+            RegexTokenizer::from_vocab_file_as(path, representation).map(Self::Regex)
+        }
+    }
+
+    /// The representation it reads: SMILES, or SELFIES for a regex tokeniser built for it.
+    pub fn representation(&self) -> Representation {
+        match self {
+            Self::Regex(t) => t.representation,
+            Self::HuggingFace(_) => Representation::Smiles,
         }
     }
 
@@ -268,20 +419,14 @@ impl SmilesTokenizer {
         Ok(path)
     }
 
-    /// Encodes one SMILES with begin/end special tokens, truncated to `max_len` ids.
+    /// Encodes one SMILES with begin/end special tokens, truncated to `max_len` ids (for a
+    /// SELFIES tokeniser: the ids of its SELFIES symbols).
     pub fn encode(&self, smiles: &str, max_len: usize) -> Result<TokenIds, TokenizeError> {
         if max_len < 3 {
             return Err(TokenizeError::MaxLen(max_len));
         }
         let mut ids = match self {
-            Self::Regex(t) => {
-                let tokens = split_smiles(smiles)?;
-                let mut ids = Vec::with_capacity(tokens.len() + 2);
-                ids.push(2);
-                ids.extend(tokens.iter().map(|tok| t.id(tok)));
-                ids.push(3);
-                ids
-            }
+            Self::Regex(t) => t.ids_of(smiles)?,
             Self::HuggingFace(t) => t
                 .encode(smiles, true)
                 .map_err(|e| TokenizeError::Encode {
@@ -352,6 +497,52 @@ mod tests {
     }
 
     #[test]
+    fn selfies_vocabularies_hold_symbols() {
+        let t = RegexTokenizer::from_corpus_as(
+            ["C=CF", "c1ccccc1", "CN(=O)=O", "[Na+].[Cl-]"],
+            Representation::Selfies,
+        );
+        let symbols: Vec<&str> = t.vocab()[5..].iter().map(String::as_str).collect();
+        // The nitro compound has no SELFIES and adds nothing.
+        assert_eq!(
+            symbols,
+            [
+                ".",
+                "[=Branch1]",
+                "[=C]",
+                "[C]",
+                "[Cl-1]",
+                "[F]",
+                "[Na+1]",
+                "[Ring1]"
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let tok = SmilesTokenizer::Regex(t);
+        tok.save_into(dir.path()).unwrap();
+        let back = SmilesTokenizer::from_path_as(dir.path(), Representation::Selfies).unwrap();
+        assert_eq!(back.representation(), Representation::Selfies);
+        let ids = back.encode("C=CF", 16).unwrap();
+        assert_eq!(ids, vec![2, 8, 7, 10, 3], "[CLS] [C] [=C] [F] [SEP]");
+        assert_eq!(back.encode("C=CCl", 16).unwrap()[3], 1, "[Cl] is unknown");
+        assert!(matches!(
+            back.encode("CN(=O)=O", 16),
+            Err(TokenizeError::Selfies { .. })
+        ));
+        // The same file read as SMILES tokenises SMILES; a SMILES vocabulary is no SELFIES one.
+        let smiles = SmilesTokenizer::from_path(dir.path()).unwrap();
+        assert_eq!(smiles.representation(), Representation::Smiles);
+        let smiles_vocab = tempfile::tempdir().unwrap();
+        SmilesTokenizer::Regex(RegexTokenizer::from_corpus(["CCO"]))
+            .save_into(smiles_vocab.path())
+            .unwrap();
+        let err = SmilesTokenizer::from_path_as(smiles_vocab.path(), Representation::Selfies)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SMILES vocabulary"), "{err}");
+    }
+
+    #[test]
     fn loads_hugging_face_tokenizer_json() {
         let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
           "normalizer":null,"pre_tokenizer":{"type":"Split","pattern":{"Regex":"(\\[[^\\]]+\\]|Cl|Br|.)"},
@@ -374,5 +565,9 @@ mod tests {
         assert_eq!(tok.pad_id(), 1);
         assert_eq!(tok.mask_id(), Some(4));
         assert_eq!(tok.vocab_size(), 9);
+        let err = SmilesTokenizer::from_path_as(dir.path(), Representation::Selfies)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SELFIES needs a vocab.txt"), "{err}");
     }
 }

@@ -139,11 +139,7 @@ pub fn run_pretrain(args: &PretrainConfig) -> Result<PretrainLog, PretrainError>
         Box::new(graph::AttributeMasking::new(args, corpus, device, &out)?)
     } else {
         let (mlm, dropped) = sequence::MaskedLanguageModelling::new(args, corpus, device, &out)?;
-        if dropped > 0 {
-            log.read
-                .skipped
-                .insert(sequence::DROP_UNTOKENIZABLE.into(), dropped);
-        }
+        log.read.skipped.extend(dropped);
         log.read.molecules = mlm.molecules();
         Box::new(mlm)
     };

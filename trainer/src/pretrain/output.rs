@@ -8,7 +8,7 @@
 //! | model | `--out` (default) | checkpoint | log | resume state (while running) |
 //! | --- | --- | --- | --- | --- |
 //! | gin, gcn, graphsage, gat | `<cache>/models/{gin,gcn,graphsage,gat}_attrmask.safetensors` | that file | `<stem>.pretrain.json` beside it | `<stem>.resume.safetensors` beside it |
-//! | transformer | `<cache>/models/transformer_mlm/` | `model.safetensors` (+ `config.json`, `vocab.txt`) | `pretrain.json` inside | `resume.safetensors` inside |
+//! | transformer | `<cache>/models/transformer_mlm/` (`--representation selfies`: `transformer_selfies_mlm/`) | `model.safetensors` (+ `config.json`, `vocab.txt`) | `pretrain.json` inside | `resume.safetensors` inside |
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use tch::Device;
 use super::PretrainError;
 use super::corpus::Corpus;
 use crate::checkpoint::CheckpointError;
-use crate::config::{ModelKind, PretrainConfig};
+use crate::config::{ModelKind, PretrainConfig, Representation};
 use crate::data::DataOptions;
 use crate::train::resume::STATE_FILE;
 
@@ -63,31 +63,30 @@ impl Output {
     /// for the 1D folder, the files a run writes.
     pub fn resolve(args: &PretrainConfig) -> Result<Self, PretrainError> {
         let models = DataOptions::default().cache_dir.join("models");
-        let out = match args.model {
-            ModelKind::Gin | ModelKind::Gcn | ModelKind::Graphsage | ModelKind::Gat => {
-                let checkpoint = args
-                    .out
-                    .clone()
-                    .unwrap_or_else(|| models.join(default_name(args.model)));
-                if !checkpoint
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
-                {
-                    return Err(PretrainError::Options(format!(
-                        "--out {}: a 2D (graph) checkpoint is written as a .safetensors file",
-                        checkpoint.display()
-                    )));
+        let out =
+            match args.model {
+                ModelKind::Gin | ModelKind::Gcn | ModelKind::Graphsage | ModelKind::Gat => {
+                    let checkpoint = args.out.clone().unwrap_or_else(|| {
+                        models.join(default_name(args.model, args.representation))
+                    });
+                    if !checkpoint
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+                    {
+                        return Err(PretrainError::Options(format!(
+                            "--out {}: a 2D (graph) checkpoint is written as a .safetensors file",
+                            checkpoint.display()
+                        )));
+                    }
+                    let log = checkpoint.with_extension(FILE_LOG_EXTENSION);
+                    Self::File { checkpoint, log }
                 }
-                let log = checkpoint.with_extension(FILE_LOG_EXTENSION);
-                Self::File { checkpoint, log }
-            }
-            ModelKind::Transformer => Self::Folder {
-                dir: args
-                    .out
-                    .clone()
-                    .unwrap_or_else(|| models.join(default_name(args.model))),
-            },
-        };
+                ModelKind::Transformer => Self::Folder {
+                    dir: args.out.clone().unwrap_or_else(|| {
+                        models.join(default_name(args.model, args.representation))
+                    }),
+                },
+            };
         if args.resume {
             // What the interrupted run left is what the resumed one continues from.
             return Ok(out);
@@ -188,14 +187,16 @@ pub struct CorpusCounts {
     pub corpus_digest: String,
 }
 
-/// The default output name in the model cache folder (what fine-tuning's lookup finds).
-pub fn default_name(model: ModelKind) -> &'static str {
-    match model {
-        ModelKind::Gin => "gin_attrmask.safetensors",
-        ModelKind::Gcn => "gcn_attrmask.safetensors",
-        ModelKind::Graphsage => "graphsage_attrmask.safetensors",
-        ModelKind::Gat => "gat_attrmask.safetensors",
-        ModelKind::Transformer => "transformer_mlm",
+/// The default output name in the model cache folder (what fine-tuning's lookup finds); the 1D
+/// encoder of SELFIES has its own, so that it never replaces the SMILES one.
+pub fn default_name(model: ModelKind, representation: Representation) -> &'static str {
+    match (model, representation) {
+        (ModelKind::Gin, _) => "gin_attrmask.safetensors",
+        (ModelKind::Gcn, _) => "gcn_attrmask.safetensors",
+        (ModelKind::Graphsage, _) => "graphsage_attrmask.safetensors",
+        (ModelKind::Gat, _) => "gat_attrmask.safetensors",
+        (ModelKind::Transformer, Representation::Smiles) => "transformer_mlm",
+        (ModelKind::Transformer, Representation::Selfies) => "transformer_selfies_mlm",
     }
 }
 

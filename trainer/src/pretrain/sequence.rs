@@ -6,10 +6,14 @@
 //!
 //! The output folder is a Hugging Face `BertForMaskedLM` save that
 //! `anges-train --model transformer --pretrained DIR` loads as is: `config.json`
-//! (`model_type` `bert`, `architectures` `["BertForMaskedLM"]`), `model.safetensors` (the encoder
-//! under `bert.`, the head under `cls.predictions.`, the decoder tied to the word embeddings)
-//! and the tokeniser (`vocab.txt`, or `tokenizer.json` when `--vocab` was one).
+//! (`model_type` `bert`, `architectures` `["BertForMaskedLM"]`, and ANGES's `representation`,
+//! `smiles` or `selfies`, which fine-tuning checks against its `--representation`),
+//! `model.safetensors` (the encoder under `bert.`, the head under `cls.predictions.`, the decoder
+//! tied to the word embeddings) and the tokeniser (`vocab.txt`, or `tokenizer.json` when
+//! `--vocab` was one). With `--representation selfies` the vocabulary is of the corpus' SELFIES
+//! symbols and molecules SELFIES cannot express are skipped and counted.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use tch::nn::VarStore;
@@ -22,7 +26,8 @@ use super::task::{BatchOutput, Objective};
 use super::token_masking::{MaskedTokens, TokenMasker};
 use crate::checkpoint;
 use crate::config::{EncoderSize, PretrainConfig};
-use crate::featurize::{RegexTokenizer, SmilesTokenizer, TokenIds};
+use crate::featurize::tokens::REPRESENTATION_KEY;
+use crate::featurize::{RegexTokenizer, Representation, SmilesTokenizer, TokenIds, TokenizeError};
 use crate::models::{
     Architecture, MaskedLmHead, ModelError, SmilesEncoder, TransformerConfig, pad_tokens,
 };
@@ -30,6 +35,8 @@ use crate::train::seeded::Stream;
 
 /// Skip reason of corpus molecules the tokeniser cannot encode.
 pub const DROP_UNTOKENIZABLE: &str = "untokenizable";
+/// Skip reason of corpus molecules SELFIES cannot express (`--representation selfies`).
+pub const DROP_NO_SELFIES: &str = "no-selfies";
 /// Untokenizable molecules logged one by one at `warn`.
 const WARN_DROPS: usize = 20;
 
@@ -65,8 +72,12 @@ pub fn encoder_config(
 }
 
 /// Writes `config.json` of `cfg` with the fields Hugging Face needs to load the folder as a
-/// masked-LM model.
-fn write_config(dir: &Path, cfg: &TransformerConfig) -> Result<(), PretrainError> {
+/// masked-LM model, and the representation its tokens are of.
+fn write_config(
+    dir: &Path,
+    cfg: &TransformerConfig,
+    representation: Representation,
+) -> Result<(), PretrainError> {
     let path = dir.join("config.json");
     let mut json = serde_json::to_value(cfg)
         .map_err(|e| PretrainError::io(&path, std::io::Error::other(e)))?;
@@ -77,27 +88,37 @@ fn write_config(dir: &Path, cfg: &TransformerConfig) -> Result<(), PretrainError
     if let Some(map) = json.as_object_mut() {
         map.insert("architectures".into(), serde_json::json!([architecture]));
         map.insert("tie_word_embeddings".into(), serde_json::json!(true));
+        map.insert(
+            REPRESENTATION_KEY.into(),
+            serde_json::json!(representation.name()),
+        );
     }
     write_json(&path, &json)
 }
 
 /// Token ids of every SMILES; those the tokeniser cannot encode are dropped (logged) and
-/// counted.
+/// counted by reason: [`DROP_NO_SELFIES`] or [`DROP_UNTOKENIZABLE`].
 fn tokenize(
     smiles: &[String],
     tokenizer: &SmilesTokenizer,
     max_len: usize,
-) -> (Vec<TokenIds>, usize) {
+) -> (Vec<TokenIds>, BTreeMap<String, usize>) {
     let mut tokens = Vec::with_capacity(smiles.len());
-    let mut dropped = 0;
+    let mut dropped: BTreeMap<String, usize> = BTreeMap::new();
+    let mut logged = 0;
     for s in smiles {
         match tokenizer.encode(s, max_len) {
             Ok(ids) => tokens.push(ids),
             Err(why) => {
-                if dropped < WARN_DROPS {
+                if logged < WARN_DROPS {
                     tracing::warn!(smiles = %s, "corpus molecule skipped: {why}");
+                    logged += 1;
                 }
-                dropped += 1;
+                let reason = match why {
+                    TokenizeError::Selfies { .. } => DROP_NO_SELFIES,
+                    _ => DROP_UNTOKENIZABLE,
+                };
+                *dropped.entry(reason.to_owned()).or_default() += 1;
             }
         }
     }
@@ -105,19 +126,22 @@ fn tokenize(
 }
 
 impl MaskedLanguageModelling {
-    /// The tokeniser (`--vocab`, else the corpus' regex vocabulary), the encoder of `args` and
-    /// its head on `device`; writes `config.json` and the tokeniser into `out`'s folder. Returns
-    /// the objective and how many molecules the tokeniser could not encode.
+    /// The tokeniser (`--vocab`, else the corpus' vocabulary of `--representation` tokens), the
+    /// encoder of `args` and its head on `device`; writes `config.json` and the tokeniser into
+    /// `out`'s folder. Returns the objective and the molecules the tokeniser could not encode, by
+    /// reason.
     pub fn new(
         args: &PretrainConfig,
         corpus: Corpus,
         device: Device,
         out: &Output,
-    ) -> Result<(Self, usize), PretrainError> {
+    ) -> Result<(Self, BTreeMap<String, usize>), PretrainError> {
+        let representation = args.representation;
         let tokenizer = match &args.encoder.vocab {
-            Some(path) => SmilesTokenizer::from_path(path)?,
-            None => SmilesTokenizer::Regex(RegexTokenizer::from_corpus(
+            Some(path) => SmilesTokenizer::from_path_as(path, representation)?,
+            None => SmilesTokenizer::Regex(RegexTokenizer::from_corpus_as(
                 corpus.smiles.iter().map(String::as_str),
+                representation,
             )),
         };
         let cfg = encoder_config(&args.encoder, &tokenizer)?;
@@ -135,17 +159,21 @@ impl MaskedLanguageModelling {
             return Err(PretrainError::EmptyCorpus {
                 path: corpus.path,
                 rows: corpus.rows_read,
-                skipped: format!("{dropped} {DROP_UNTOKENIZABLE}"),
+                skipped: dropped
+                    .iter()
+                    .map(|(why, n)| format!("{n} {why}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         let dir = out.dir();
-        write_config(&dir, &cfg)?;
+        write_config(&dir, &cfg, representation)?;
         tokenizer.save_into(&dir)?;
         let vs = VarStore::new(device);
         let encoder = SmilesEncoder::new(&(vs.root() / cfg.model_type.prefix()), cfg.clone())?;
         let head = MaskedLmHead::new(&vs.root(), &cfg);
         tracing::info!(
-            "1D encoder: {} layers × {}, {} heads, vocabulary of {} tokens",
+            "1D encoder: {} layers × {}, {} heads, vocabulary of {} {representation} tokens",
             cfg.num_hidden_layers,
             cfg.hidden_size,
             cfg.num_attention_heads,
@@ -268,11 +296,12 @@ mod tests {
         };
         let cfg = encoder_config(&size, &tok).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        write_config(dir.path(), &cfg).unwrap();
+        write_config(dir.path(), &cfg, Representation::Selfies).unwrap();
         let back = TransformerConfig::from_json_file(&dir.path().join("config.json")).unwrap();
         assert_eq!(back, cfg);
         let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
         assert!(text.contains("BertForMaskedLM"), "{text}");
+        assert!(text.contains(r#""representation": "selfies""#), "{text}");
     }
 
     #[test]
@@ -280,6 +309,15 @@ mod tests {
         let tok = SmilesTokenizer::Regex(RegexTokenizer::from_corpus(["CCO"]));
         let smiles = vec!["CCO".to_owned(), "CC&O".to_owned(), "OCC".to_owned()];
         let (ids, dropped) = tokenize(&smiles, &tok, 16);
-        assert_eq!((ids.len(), dropped), (2, 1));
+        assert_eq!(ids.len(), 2);
+        assert_eq!(dropped.get(DROP_UNTOKENIZABLE), Some(&1));
+        let tok = SmilesTokenizer::Regex(RegexTokenizer::from_corpus_as(
+            ["CCO"],
+            Representation::Selfies,
+        ));
+        let smiles = vec!["CCO".to_owned(), "CN(=O)=O".to_owned()];
+        let (ids, dropped) = tokenize(&smiles, &tok, 16);
+        assert_eq!(ids, vec![vec![2, 5, 5, 6, 3]], "[C] [C] [O]");
+        assert_eq!(dropped.get(DROP_NO_SELFIES), Some(&1));
     }
 }

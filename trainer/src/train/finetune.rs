@@ -226,9 +226,19 @@ impl RunData {
                 let (tokenizer, encoder) = network::sequence_setup(
                     pretrained.as_deref(),
                     dataset.rows.iter().map(|r| r.smiles.as_str()),
+                    config.model.representation,
                 )?;
                 let max_len = usize::try_from(encoder.max_len()).unwrap_or(0);
-                let (tokens, dropped) = network::tokenize_rows(&mut dataset, &tokenizer, max_len);
+                let (tokens, no_selfies, dropped) =
+                    network::tokenize_rows(&mut dataset, &tokenizer, max_len);
+                if no_selfies > 0 {
+                    tracing::warn!(
+                        "{no_selfies} row(s) dropped: SELFIES cannot express them (see the \
+                         warnings above)"
+                    );
+                    rows.dropped
+                        .insert(network::DROP_NO_SELFIES.into(), no_selfies);
+                }
                 if dropped > 0 {
                     rows.dropped.insert(DROP_MODEL_VOCABULARY.into(), dropped);
                 }
@@ -871,15 +881,17 @@ fn initial_weights(model: &ModelConfig, cache_dir: &Path) -> (Option<PathBuf>, b
     match &model.pretrained {
         Some(p) => (Some(p.clone()), model.allow_partial),
         None if model.random_init => (None, false),
-        None => (cached_checkpoint(model.kind, cache_dir), true),
+        None => (cached_checkpoint(model, cache_dir), true),
     }
 }
 
 /// The first checkpoint of `model`'s family, by name, in `<cache>/models`, if any: a file
 /// `gin_*` / `gcn_*` ending in `.pth`, `.pt` or `.safetensors` (pretrain-gnns downloads, and
 /// what `anges-train pretrain` writes there: `gin_attrmask.safetensors`), or for the 1D model a
-/// folder `transformer_*` holding `config.json` (`transformer_mlm/`).
-fn cached_checkpoint(model: ModelKind, cache_dir: &Path) -> Option<PathBuf> {
+/// folder `transformer_*` holding `config.json` pre-trained on the model's representation
+/// (`transformer_mlm/`, `transformer_selfies_mlm/`).
+fn cached_checkpoint(config: &ModelConfig, cache_dir: &Path) -> Option<PathBuf> {
+    let model = config.kind;
     let (prefix, folder) = (format!("{}_", model.name()), !model.is_graph());
     let weights = |name: &str| {
         [".pth", ".pt", ".safetensors"]
@@ -898,6 +910,9 @@ fn cached_checkpoint(model: ModelKind, cache_dir: &Path) -> Option<PathBuf> {
             name.starts_with(&prefix)
                 && if folder {
                     p.join("config.json").is_file()
+                        // An unreadable config.json is found (as SMILES) and refused when read.
+                        && network::folder_representation(p).unwrap_or_default()
+                            == config.representation
                 } else {
                     p.is_file() && weights(name)
                 }
@@ -929,7 +944,11 @@ impl StartWeights {
         match (&pretrained, config.model.kind) {
             (None, _) => {}
             (Some(dir), ModelKind::Transformer) => {
-                network::sequence_setup(Some(dir), std::iter::empty())?;
+                network::sequence_setup(
+                    Some(dir),
+                    std::iter::empty(),
+                    config.model.representation,
+                )?;
             }
             (Some(path), kind) => check_encoder_keys(kind, path, allow_partial)?,
         }
@@ -1109,17 +1128,21 @@ mod tests {
 
     #[test]
     fn cached_checkpoints_are_found_by_family() {
+        let of = |kind: ModelKind| ModelConfig {
+            kind,
+            ..ModelConfig::default()
+        };
         let dir = tempfile::tempdir().unwrap();
         let models = dir.path().join("models");
         std::fs::create_dir_all(&models).unwrap();
         for name in ["gcn_contextpred.pth", "gin_b.pth", "gin_a.pth", "gin_c.pt"] {
             std::fs::write(models.join(name), b"x").unwrap();
         }
-        let gin = cached_checkpoint(ModelKind::Gin, dir.path()).unwrap();
+        let gin = cached_checkpoint(&of(ModelKind::Gin), dir.path()).unwrap();
         assert!(gin.ends_with("gin_a.pth"));
-        assert!(cached_checkpoint(ModelKind::Gcn, dir.path()).is_some());
-        assert!(cached_checkpoint(ModelKind::Transformer, dir.path()).is_none());
-        assert!(cached_checkpoint(ModelKind::Gin, &dir.path().join("none")).is_none());
+        assert!(cached_checkpoint(&of(ModelKind::Gcn), dir.path()).is_some());
+        assert!(cached_checkpoint(&of(ModelKind::Transformer), dir.path()).is_none());
+        assert!(cached_checkpoint(&of(ModelKind::Gin), &dir.path().join("none")).is_none());
 
         // What `anges-train pretrain` leaves there: the checkpoint, its log, a temporary file.
         let other = tempfile::tempdir().unwrap();
@@ -1134,15 +1157,35 @@ mod tests {
         ] {
             std::fs::write(models.join(name), b"x").unwrap();
         }
-        let gcn = cached_checkpoint(ModelKind::Gcn, other.path()).unwrap();
+        let gcn = cached_checkpoint(&of(ModelKind::Gcn), other.path()).unwrap();
         assert!(
             gcn.ends_with("gcn_attrmask.safetensors"),
             "{}",
             gcn.display()
         );
-        let mlm = cached_checkpoint(ModelKind::Transformer, other.path()).unwrap();
+        let mlm = cached_checkpoint(&of(ModelKind::Transformer), other.path()).unwrap();
         assert!(mlm.ends_with("transformer_mlm"), "{}", mlm.display());
-        assert!(cached_checkpoint(ModelKind::Gin, other.path()).is_none());
+        // A SELFIES run takes the folder pre-trained on SELFIES, a SMILES run never does.
+        let selfies = ModelConfig {
+            representation: crate::featurize::Representation::Selfies,
+            ..of(ModelKind::Transformer)
+        };
+        assert!(cached_checkpoint(&selfies, other.path()).is_none());
+        std::fs::create_dir_all(models.join("transformer_a_selfies")).unwrap();
+        std::fs::write(
+            models.join("transformer_a_selfies/config.json"),
+            r#"{"representation": "selfies"}"#,
+        )
+        .unwrap();
+        let found = cached_checkpoint(&selfies, other.path()).unwrap();
+        assert!(
+            found.ends_with("transformer_a_selfies"),
+            "{}",
+            found.display()
+        );
+        let mlm = cached_checkpoint(&of(ModelKind::Transformer), other.path()).unwrap();
+        assert!(mlm.ends_with("transformer_mlm"), "{}", mlm.display());
+        assert!(cached_checkpoint(&of(ModelKind::Gin), other.path()).is_none());
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! ([`TransformerConfig::small`]) and an atom-level regex tokeniser built from the dataset's SMILES
 //! start from random initialisation (said loudly). Rows the tokeniser cannot encode are dropped,
 //! counted and logged. `--dropout` applies to the 2D models; the Transformer uses its config's.
+//!
+//! `--representation selfies` tokenises the SELFIES of each SMILES instead; a pre-trained folder
+//! records the representation it was trained on (`"representation"` in its `config.json`,
+//! SMILES when absent), and a folder of the other one is refused before any work.
 
 use std::path::Path;
 
@@ -17,7 +21,10 @@ use tch::{Device, Tensor};
 use super::TrainError;
 use crate::config::{ModelConfig, ModelKind};
 use crate::data::Dataset;
-use crate::featurize::{GraphFeatures, RegexTokenizer, SmilesTokenizer, TokenIds};
+use crate::featurize::tokens::REPRESENTATION_KEY;
+use crate::featurize::{
+    GraphFeatures, RegexTokenizer, Representation, SmilesTokenizer, TokenIds, TokenizeError,
+};
 use crate::models::{
     Collator, Gnn, GnnConfig, GnnKind, Pooling, SequenceModel, TransformerConfig, pad_tokens,
 };
@@ -66,11 +73,34 @@ impl Network {
     }
 }
 
-/// The tokeniser and encoder configuration of a 1D run: from a Hugging Face folder, or a regex
+/// Skip reason of rows whose SMILES has no SELFIES (`--representation selfies`).
+pub(crate) const DROP_NO_SELFIES: &str = "no-selfies";
+
+/// The representation the 1D folder `dir` was pre-trained on: the `"representation"` of its
+/// `config.json`, SMILES when absent (Hugging Face folders, folders written before it).
+pub fn folder_representation(dir: &Path) -> Result<Representation, TrainError> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| TrainError::io(&path, std::io::Error::other(e)))?;
+    match json.get(REPRESENTATION_KEY) {
+        None => Ok(Representation::Smiles),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+            TrainError::Options(format!(
+                "{}: \"{REPRESENTATION_KEY}\" is {v}, not \"smiles\" or \"selfies\"",
+                path.display()
+            ))
+        }),
+    }
+}
+
+/// The tokeniser and encoder configuration of a 1D run over `representation`: from a Hugging
+/// Face folder pre-trained on it (another representation is refused, naming both), or a regex
 /// vocabulary over `smiles` and the small native configuration.
 pub(crate) fn sequence_setup<'a>(
     pretrained: Option<&Path>,
     smiles: impl IntoIterator<Item = &'a str>,
+    representation: Representation,
 ) -> Result<(SmilesTokenizer, TransformerConfig), TrainError> {
     match pretrained {
         Some(dir) => {
@@ -81,13 +111,24 @@ pub(crate) fn sequence_setup<'a>(
                     dir.display()
                 )));
             }
-            let tokenizer = SmilesTokenizer::from_path(dir)
+            let trained_on = folder_representation(dir)?;
+            if trained_on != representation {
+                return Err(TrainError::Options(format!(
+                    "--representation {representation}, but {} was pre-trained on {trained_on} \
+                     (its config.json says \"{REPRESENTATION_KEY}\": \"{trained_on}\"): fine-tune \
+                     it with --representation {trained_on}, or pre-train on {representation} \
+                     (anges-train pretrain --model transformer --representation {representation})",
+                    dir.display()
+                )));
+            }
+            let tokenizer = SmilesTokenizer::from_path_as(dir, representation)
                 .map_err(|e| TrainError::Options(format!("{}: {e}", dir.display())))?;
             let cfg = TransformerConfig::from_json_file(&dir.join("config.json"))?;
             Ok((tokenizer, cfg))
         }
         None => {
-            let tokenizer = SmilesTokenizer::Regex(RegexTokenizer::from_corpus(smiles));
+            let tokenizer =
+                SmilesTokenizer::Regex(RegexTokenizer::from_corpus_as(smiles, representation));
             let cfg = TransformerConfig::small(tokenizer.vocab_size() as i64, tokenizer.pad_id());
             Ok((tokenizer, cfg))
         }
@@ -95,13 +136,14 @@ pub(crate) fn sequence_setup<'a>(
 }
 
 /// Token ids of every row of `ds`; rows the tokeniser cannot encode are dropped (logged) and
-/// their count returned.
+/// their counts returned: those without SELFIES ([`DROP_NO_SELFIES`]) and the others.
 pub(crate) fn tokenize_rows(
     ds: &mut Dataset,
     tokenizer: &SmilesTokenizer,
     max_len: usize,
-) -> (Vec<TokenIds>, usize) {
+) -> (Vec<TokenIds>, usize, usize) {
     let mut tokens = Vec::with_capacity(ds.rows.len());
+    let mut no_selfies = 0;
     let before = ds.rows.len();
     ds.rows
         .retain(|r| match tokenizer.encode(&r.smiles, max_len) {
@@ -110,11 +152,15 @@ pub(crate) fn tokenize_rows(
                 true
             }
             Err(why) => {
+                if matches!(why, TokenizeError::Selfies { .. }) {
+                    no_selfies += 1;
+                }
                 tracing::warn!(row = r.row, smiles = %r.smiles, "dropped row: {why}");
                 false
             }
         });
-    (tokens, before - ds.rows.len())
+    let dropped = before - ds.rows.len();
+    (tokens, no_selfies, dropped - no_selfies)
 }
 
 /// The 2D network (GIN, GCN, GraphSAGE or GAT) of `model` on `device`, freshly initialised from libtorch's

@@ -100,8 +100,9 @@ pub struct RowCounts {
     pub file_rows: usize,
     /// Rows that gave a usable molecule.
     pub used: usize,
-    /// Rows dropped, per reason (featurisation skips by kind, and `model-vocabulary` for
-    /// features the model's embedding tables cannot hold).
+    /// Rows dropped, per reason (featurisation skips by kind, `model-vocabulary` for features
+    /// the model's embedding tables cannot hold, and `no-selfies` for molecules SELFIES cannot
+    /// express under `--representation selfies`).
     pub dropped: BTreeMap<String, usize>,
     /// Training rows.
     pub train: usize,

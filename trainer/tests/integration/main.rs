@@ -23,6 +23,8 @@ mod pretrain;
 mod report;
 mod resume;
 mod run_folder;
+mod selfies_parity;
+mod selfies_training;
 mod split_parity;
 mod stopping;
 mod study;

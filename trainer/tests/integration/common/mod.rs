@@ -1,7 +1,7 @@
 //! Shared test helpers: where the repository and the shared datasets are, the reference scripts
 //! of `scripts/` run with the project venv's Python, and the RDKit oracle
-//! (`scripts/rdkit_oracle.py`), cached under the target folder keyed by the input file and the
-//! script; and the lock on libtorch's random generator that the tests of this binary share.
+//! (`scripts/rdkit_oracle.py`) and the SELFIES oracle (`scripts/selfies_oracle.py`), cached under
+//! the target folder keyed by the input file and the script; and the lock on libtorch's random generator that the tests of this binary share.
 
 #![allow(dead_code)]
 
@@ -98,11 +98,18 @@ pub struct Oracle {
 
 /// Runs (or reads the cached output of) the RDKit oracle on `input`.
 pub fn oracle(input: &Path) -> Oracle {
-    let script = repo_root().join("scripts/rdkit_oracle.py");
+    let out = cached_script_output("rdkit_oracle.py", "rdkit-oracle", input);
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("parse the oracle's output")
+}
+
+/// The output file of `scripts/<script> INPUT OUTPUT`, computed once and cached under the target
+/// folder's `<cache>/` keyed by the input file and the script.
+fn cached_script_output(script: &str, cache: &str, input: &Path) -> PathBuf {
+    let script_path = repo_root().join("scripts").join(script);
     let mut hasher = blake3::Hasher::new();
     hasher.update(&std::fs::read(input).expect("read the dataset"));
-    hasher.update(&std::fs::read(&script).expect("read scripts/rdkit_oracle.py"));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rdkit-oracle");
+    hasher.update(&std::fs::read(&script_path).expect("read the oracle script"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(cache);
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("{}.json", hasher.finalize().to_hex()));
     // Several tests of this process ask for the same file (the parity and the split tests): the
@@ -119,10 +126,43 @@ pub fn oracle(input: &Path) -> Oracle {
         let _computing = slot.lock().unwrap_or_else(|e| e.into_inner());
         if !out.is_file() {
             let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-            run_venv_script("rdkit_oracle.py", [input, tmp.as_path()]);
+            run_venv_script(script, [input, tmp.as_path()]);
             std::fs::rename(&tmp, &out).unwrap();
         }
     }
+    out
+}
+
+/// One row of the SELFIES oracle's output (`scripts/selfies_oracle.py`).
+#[derive(Debug, Deserialize)]
+pub struct SelfiesOracleRow {
+    pub row: usize,
+    /// The SMILES encoded (the cell, trimmed).
+    pub smiles: String,
+    /// `selfies.encoder(smiles)`, `None` when it raised.
+    pub selfies: Option<String>,
+    /// What it raised.
+    pub error: Option<String>,
+    /// `selfies.decoder(selfies)` of an encoded row.
+    #[serde(default)]
+    pub decoded: Option<String>,
+    /// Whether RDKit finds the package's own round trip the same molecule (`None`: RDKit cannot
+    /// read the input).
+    #[serde(default)]
+    pub roundtrip: Option<bool>,
+}
+
+/// The SELFIES oracle's output for one file.
+#[derive(Debug, Deserialize)]
+pub struct SelfiesOracle {
+    pub selfies_version: String,
+    pub rdkit_version: String,
+    pub rows: Vec<SelfiesOracleRow>,
+}
+
+/// Runs (or reads the cached output of) the SELFIES oracle on `input`.
+pub fn selfies_oracle(input: &Path) -> SelfiesOracle {
+    let out = cached_script_output("selfies_oracle.py", "selfies-oracle", input);
     serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("parse the oracle's output")
 }
 
