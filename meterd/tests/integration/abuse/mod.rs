@@ -232,13 +232,33 @@ impl Drop for SystemDaemon {
 pub struct UserProcess(pub Child);
 
 impl UserProcess {
-    /// Runs `sh -c script` under `uid`.
+    /// Runs `sh -c script` under `uid`, and returns once the process runs as `uid`, exec'd: until `setpriv` has changed its uids and exec'd, the PID is root's, and the
+    /// daemon rightly refuses to let `uid` register it (a race a loaded machine loses).
     pub fn shell(uid: u32, script: &str) -> Self {
         let child = as_uid(uid, "sh")
             .args(["-c", script])
             .stdout(Stdio::null())
             .spawn()
             .expect("setpriv (util-linux) must be installed");
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ready = || {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let real_uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next().map(str::to_owned));
+            // (The shell may exec a lone command itself: any program but setpriv will do.)
+            !matches!(comm.trim(), "" | "setpriv") && real_uid == Some(uid.to_string())
+        };
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "sh under uid {uid} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         UserProcess(child)
     }
 
