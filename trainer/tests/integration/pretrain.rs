@@ -13,6 +13,7 @@
 //! - broken corpora: counted skips, clear errors, never a panic.
 
 use crate::common;
+use crate::common::binary::{self, read_json, stderr};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,14 +39,8 @@ fn moses() -> PathBuf {
 
 /// `anges-train` with `args` on the CPU, without a meter, its caches in `cache`.
 fn command(args: &[&str], cache: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_anges-train"));
-    command
-        .args(args)
-        .args(["--device", "cpu", "--threads", "2", "--meter", "off"])
-        .env("ANGES_CACHE_DIR", cache)
-        .env("ANGES_DATA_DIR", common::moleculenet_dir())
-        .env("ANGES_LOG", "info")
-        .env_remove("ANGES_METER_SOCKET");
+    let mut command = binary::anges_train(args, cache);
+    command.args(["--meter", "off"]);
     command
 }
 
@@ -54,36 +49,14 @@ fn anges_train(args: &[&str], cache: &Path) -> Output {
     command(args, cache).output().expect("run anges-train")
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Runs `anges-train` and asserts it succeeded.
 fn succeed(args: &[&str], cache: &Path) -> Output {
-    let out = anges_train(args, cache);
-    assert!(
-        out.status.success(),
-        "anges-train {args:?} failed:\n{}",
-        stderr(&out)
-    );
-    out
+    binary::succeed(command(args, cache), args)
 }
 
 /// Runs `anges-train`, asserts it failed cleanly (an error, no panic); returns its stderr.
 fn fail(args: &[&str], cache: &Path) -> String {
-    let out = anges_train(args, cache);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "anges-train {args:?}:\n{err}");
-    assert!(
-        !err.contains("panicked"),
-        "anges-train {args:?} panicked:\n{err}"
-    );
-    err
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+    binary::fail(command(args, cache), args)
 }
 
 /// `(loss, accuracy, majority_baseline)` of every epoch of a pre-training log.

@@ -8,51 +8,21 @@
 //! (every SMILES token unknown) instead of stopping.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::common;
+use crate::common::binary::{self, read_json};
 
-/// `anges-train` with `args` on the CPU, without a meter, its caches in `cache`.
-fn anges_train(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_anges-train"))
-        .args(args)
-        .args(["--device", "cpu", "--threads", "2"])
-        .env("ANGES_CACHE_DIR", cache)
-        .env("ANGES_DATA_DIR", common::moleculenet_dir())
-        .env("ANGES_LOG", "info")
-        .env_remove("ANGES_METER_SOCKET")
-        .output()
-        .expect("run anges-train")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
+/// Runs `anges-train` with `args` on the CPU, its caches in `cache`; asserts it succeeded.
 fn succeed(args: &[&str], cache: &Path) -> Output {
-    let out = anges_train(args, cache);
-    assert!(
-        out.status.success(),
-        "anges-train {args:?} failed:\n{}",
-        stderr(&out)
-    );
-    out
+    binary::succeed(binary::anges_train(args, cache), args)
 }
 
 /// Runs `anges-train`, asserts it failed cleanly; returns its stderr.
 fn fail(args: &[&str], cache: &Path) -> String {
-    let out = anges_train(args, cache);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "anges-train {args:?}:\n{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+    binary::fail(binary::anges_train(args, cache), args)
 }
 
 fn s(p: &Path) -> &str {
