@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install or uninstall ANGES: binaries, systemd units, sysusers.d/tmpfiles.d entries, D-Bus
-# policy and documentation. Called by `make install` / `make uninstall`:
+# policy, documentation and the pre-trained models fine-tuning starts from by default
+# ($PREFIX/share/anges/models, found by anges-train beside its bin/). Called by `make install` / `make uninstall`:
 #
 #   systemd/install.sh install   DESTDIR PREFIX
 #   systemd/install.sh uninstall DESTDIR PREFIX
@@ -28,6 +29,7 @@ unitdir=$prefix/lib/systemd/system
 sysusersdir=$prefix/lib/sysusers.d
 tmpfilesdir=$prefix/lib/tmpfiles.d
 docdir=$prefix/share/doc/anges
+modeldir=$prefix/share/anges/models
 # dbus-daemon reads /usr/share/dbus-1/system.d and /etc/dbus-1/system.d, not /usr/local/share.
 if [ "$prefix" = /usr ]; then
   dbusdir=/usr/share/dbus-1/system.d
@@ -64,6 +66,9 @@ do_install() {
   for d in "${docs[@]}"; do
     if [ -f "$repo/docs/$d" ]; then install -m 0644 "$repo/docs/$d" "$destdir$docdir/$d"; fi
   done
+  # The shipped checkpoints (files and Hugging Face folders), as they are in the repository.
+  (cd "$repo/models" && find . -type f ! -name '*.resume.safetensors' ! -name resume.safetensors) |
+    while read -r f; do install -D -m 0644 "$repo/models/$f" "$destdir$modeldir/$f"; done
   if live; then
     systemd-sysusers "$sysusersdir/anges.conf"
     systemd-tmpfiles --create "$tmpfilesdir/anges.conf"
@@ -86,6 +91,8 @@ do_uninstall() {
     "$destdir$dbusdir/org.anges.Meter1.conf"
   for d in "${docs[@]}"; do rm -f "$destdir$docdir/$d"; done
   rmdir "$destdir$docdir" 2>/dev/null || true
+  rm -rf "$destdir$modeldir"
+  rmdir "$destdir$prefix/share/anges" 2>/dev/null || true
   if live; then
     systemctl daemon-reload
     systemctl reload dbus.service 2>/dev/null || true

@@ -2,7 +2,8 @@
 //! backward, AdamW step, batch 32) and in evaluation (forward without gradients), on BBBP's
 //! SMILES tokenised by the atom-level regex tokeniser, for three encoder shapes:
 //!
-//! - `native-small`: the trainer's own from-scratch BERT ([`TransformerConfig::small`], 6 × 256);
+//! - `native-small`: the trainer's own from-scratch BERT ([`TransformerConfig::small`], 4 × 192,
+//!   the shape of the shipped encoder); `bert-6x256`: the native shape before it (6 × 256, 8 heads);
 //! - `chemberta-77m-mlm`: the shape of DeepChem/ChemBERTa-77M-MLM (RoBERTa, 3 × 384, 12 heads,
 //!   feed-forward 464; values from its published `config.json`);
 //! - `chemberta-zinc-base`: the shape of seyonec/ChemBERTa-zinc-base-v1 (RoBERTa, 6 × 768, 12
@@ -91,6 +92,16 @@ fn shapes(vocab: i64, pad: i64) -> Vec<(&'static str, TransformerConfig)> {
     };
     vec![
         ("native-small", small.clone()),
+        (
+            "bert-6x256",
+            TransformerConfig {
+                hidden_size: 256,
+                num_hidden_layers: 6,
+                num_attention_heads: 8,
+                intermediate_size: 1024,
+                ..small.clone()
+            },
+        ),
         ("chemberta-77m-mlm", roberta(3, 384, 12, 464)),
         ("chemberta-zinc-base", roberta(6, 768, 12, 3072)),
     ]

@@ -257,12 +257,16 @@ pub struct ModelArgs {
 
     /// Pre-trained weights: pretrain-gnns .pth (legacy torch.save), zip .pt, .safetensors, or a
     /// Hugging Face folder (config.json, model.safetensors, tokenizer.json) for --model
-    /// transformer. Default: the model cache folder, else random init (said loudly).
+    /// transformer. Default: a checkpoint of the model's family in the model cache folder
+    /// (<cache>/models), else the family's default: gin_attrmask.safetensors and
+    /// transformer_mlm/ pre-trained by ANGES (the repository's models/), or pretrain-gnns'
+    /// published <gcn|graphsage|gat>_supervised_contextpred.pth; none found is an error that
+    /// says where to put them.
     #[arg(long, value_name = "PATH")]
     pub pretrained: Option<PathBuf>,
 
-    /// Start from random initialisation even when the model cache folder holds a checkpoint
-    /// (baselines: pre-trained vs not at equal epochs and seed).
+    /// Start from random initialisation instead of pre-trained weights (baselines: pre-trained
+    /// vs not at equal epochs and seed).
     #[arg(long, conflicts_with = "pretrained")]
     pub random_init: bool,
 
@@ -602,18 +606,19 @@ pub struct PretrainArgs {
 }
 
 /// Size of a 1D encoder trained from scratch (BERT layout, exact GELU, feed-forward 4× wide).
+/// The defaults are the shape of the shipped encoder (models/transformer_mlm).
 #[derive(Debug, Clone, Args)]
 pub struct EncoderSizeArgs {
     /// transformer only: width of the hidden states.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = 192)]
     pub hidden_size: i64,
 
     /// transformer only: number of Transformer blocks.
-    #[arg(long, value_name = "N", default_value_t = 6)]
+    #[arg(long, value_name = "N", default_value_t = 4)]
     pub layers: i64,
 
     /// transformer only: attention heads per block (must divide --hidden-size).
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 6)]
     pub heads: i64,
 
     /// transformer only: a vocab.txt (one token per line, [PAD] [UNK] [CLS] [SEP] [MASK] first)

@@ -562,9 +562,9 @@ pub struct EncoderSize {
 impl Default for EncoderSize {
     fn default() -> Self {
         Self {
-            hidden_size: 256,
-            layers: 6,
-            heads: 8,
+            hidden_size: 192,
+            layers: 4,
+            heads: 6,
             vocab: None,
         }
     }

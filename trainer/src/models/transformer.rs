@@ -109,16 +109,18 @@ pub struct TransformerConfig {
 
 impl TransformerConfig {
     /// A small native encoder for training from scratch with the regex tokeniser: BERT layout
-    /// (positions from 0, `[PAD]` = `pad_token_id`), 6 blocks of width 256, 8 heads, 1024-wide
-    /// feed-forward, 512 positions, dropout 0.1.
+    /// (positions from 0, `[PAD]` = `pad_token_id`), 4 blocks of width 192, 6 heads, 768-wide
+    /// feed-forward, 512 positions, dropout 0.1 — the shape of the SMILES encoder ANGES ships
+    /// (`models/transformer_mlm`, chosen in `models/README.md`), so that a `--random-init` 1D
+    /// run is its baseline.
     pub fn small(vocab_size: i64, pad_token_id: i64) -> Self {
         Self {
             model_type: Architecture::Bert,
             vocab_size,
-            hidden_size: 256,
-            num_hidden_layers: 6,
-            num_attention_heads: 8,
-            intermediate_size: 1024,
+            hidden_size: 192,
+            num_hidden_layers: 4,
+            num_attention_heads: 6,
+            intermediate_size: 768,
             hidden_act: default_gelu(),
             max_position_embeddings: 512,
             type_vocab_size: 1,

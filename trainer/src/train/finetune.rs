@@ -6,9 +6,9 @@
 //! [`ResumePoint`]); [`RunData::load`] the dataset
 //! (optionally its first `--max-rows` rows), featurise or tokenise it, split it (or read
 //! `--split-file`) and lay out its labels; [`open_run_dir`]; [`TunedModel::build`] the model
-//! with `tch::manual_seed(seed)` from the pre-trained encoder (`--pretrained`, else the first
-//! `gin_*`/`gcn_*` checkpoint or `transformer_*` folder of the model cache folder, its task head
-//! starting fresh, else random initialisation with a loud warning); assemble the
+//! with `tch::manual_seed(seed)` from its starting weights ([`super::weights`]: `--pretrained`,
+//! else the model cache folder's checkpoint or the family's shipped or published default, its
+//! task head starting fresh; random only with `--random-init`); assemble the
 //! [`FinetuneTask`] (optimiser: Adam, or AdamW when `--weight-decay > 0`; MolPeg or random
 //! pruning; the stopping policy `--stop full|patience|anges`) and restore an interrupted run's
 //! state into it; start the meter; run the epochs; [`FinetuneTask::finish`] with
@@ -52,12 +52,13 @@ use super::resume::{self, Saved};
 use super::rundir::{EpochRecord, PruneSummary, RowCounts, RunDir, Summary, replace_atomically};
 use super::seeded::{group_by_length, shuffle};
 use super::setup;
-use crate::checkpoint::{self, CheckpointError, KeyMismatch, LoadOptions};
-use crate::config::{FinetuneConfig, ModelConfig, ModelKind, PruneMethod};
+use super::weights::{StartWeights, WeightsSource, load_pretrained};
+use crate::checkpoint;
+use crate::config::{FinetuneConfig, ModelKind, PruneMethod};
 use crate::data::{self, DataOptions, Dataset, DatasetRequest, Metric, TaskType};
 use crate::emissions::{self, EpochEnergy, EpochMeter, LedgerTotals, MeterFinal};
 use crate::featurize::{SmilesTokenizer, TokenIds};
-use crate::models::{Collator, HEAD_PREFIX, TransformerConfig};
+use crate::models::{Collator, TransformerConfig};
 use crate::policy::{Policy, StopReason};
 use crate::split::{self, Split, SplitPositions};
 
@@ -190,6 +191,8 @@ struct RunData {
     sequence: Option<SequenceInputs>,
     /// The checkpoint the encoder starts from (`None`: random initialisation).
     pretrained: Option<PathBuf>,
+    /// Where it came from.
+    weights_source: WeightsSource,
     /// Whether the checkpoint may lack the task head.
     allow_partial: bool,
     /// [`Dataset::digest`] of the rows used.
@@ -218,6 +221,7 @@ impl RunData {
         let mut rows = limit_rows(&mut dataset, config.data.max_rows)?;
         let StartWeights {
             pretrained,
+            source: weights_source,
             allow_partial,
         } = weights;
         // The 1D model's tokeniser and encoder configuration; rows it cannot encode are dropped.
@@ -296,6 +300,7 @@ impl RunData {
             metric,
             sequence,
             pretrained,
+            weights_source,
             allow_partial,
             digest,
         })
@@ -390,12 +395,7 @@ impl TunedModel {
                     Some(path) => {
                         load_pretrained(&vs, path, data.allow_partial, config.model.kind)?
                     }
-                    None => tracing::warn!(
-                        "NO PRE-TRAINED WEIGHTS: no --pretrained given and no {}_*.pth, .pt or \
-                         .safetensors in {}; fine-tuning starts from RANDOM initialisation",
-                        config.model_name(),
-                        DataOptions::default().cache_dir.join("models").display()
-                    ),
+                    None => tracing::info!("--random-init: the encoder starts from random weights"),
                 }
                 (vs, net)
             }
@@ -621,6 +621,7 @@ impl<'a> FinetuneTask<'a> {
             final_test: last.test,
             rows: data.rows.clone(),
             pretrained: data.pretrained.clone(),
+            weights_source: Some(data.weights_source),
             seconds: clock.seconds(),
             energy_j: meter.as_ref().map(|m| m.total().0),
             co2_g: meter.as_ref().map(|m| m.total().1),
@@ -873,338 +874,6 @@ fn drop_unembeddable(ds: &mut Dataset, counts: &mut RowCounts) {
     }
 }
 
-/// Where the weights start from, and whether missing keys are accepted: `--pretrained` as given
-/// (partial only with `--allow-partial`); nothing with `--random-init`; else the model cache
-/// folder's checkpoint, whose task head may be missing (it holds an encoder only: pretrain-gnns,
-/// `anges-train pretrain`).
-fn initial_weights(model: &ModelConfig, cache_dir: &Path) -> (Option<PathBuf>, bool) {
-    match &model.pretrained {
-        Some(p) => (Some(p.clone()), model.allow_partial),
-        None if model.random_init => (None, false),
-        None => (cached_checkpoint(model, cache_dir), true),
-    }
-}
-
-/// The first checkpoint of `model`'s family, by name, in `<cache>/models`, if any: a file
-/// `gin_*` / `gcn_*` ending in `.pth`, `.pt` or `.safetensors` (pretrain-gnns downloads, and
-/// what `anges-train pretrain` writes there: `gin_attrmask.safetensors`), or for the 1D model a
-/// folder `transformer_*` holding `config.json` pre-trained on the model's representation
-/// (`transformer_mlm/`, `transformer_selfies_mlm/`).
-fn cached_checkpoint(config: &ModelConfig, cache_dir: &Path) -> Option<PathBuf> {
-    let model = config.kind;
-    let (prefix, folder) = (format!("{}_", model.name()), !model.is_graph());
-    let weights = |name: &str| {
-        [".pth", ".pt", ".safetensors"]
-            .iter()
-            .any(|e| name.ends_with(e))
-    };
-    let dir = cache_dir.join("models");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-                return false;
-            };
-            name.starts_with(&prefix)
-                && if folder {
-                    p.join("config.json").is_file()
-                        // An unreadable config.json is found (as SMILES) and refused when read.
-                        && network::folder_representation(p).unwrap_or_default()
-                            == config.representation
-                } else {
-                    p.is_file() && weights(name)
-                }
-        })
-        .collect();
-    found.sort();
-    let first = found.into_iter().next()?;
-    tracing::info!("using the cached checkpoint {}", first.display());
-    Some(first)
-}
-
-/// Where the weights start from ([`initial_weights`]), checked before any work.
-struct StartWeights {
-    /// The checkpoint (`None`: random initialisation).
-    pretrained: Option<PathBuf>,
-    /// Whether it may lack the task head.
-    allow_partial: bool,
-}
-
-impl StartWeights {
-    /// Resolves the starting weights of `config` and checks them: a 2D model's checkpoint is read
-    /// (missing, truncated, malformed) and its encoder keys matched against the model (a
-    /// checkpoint of the other family is named: "use --model gcn"); a 1D model's folder is read
-    /// for its tokenizer and configuration. The task head, whose width depends on the data, is
-    /// checked when the weights are loaded.
-    fn check(config: &FinetuneConfig) -> Result<Self, TrainError> {
-        let (pretrained, allow_partial) =
-            initial_weights(&config.model, &DataOptions::default().cache_dir);
-        match (&pretrained, config.model.kind) {
-            (None, _) => {}
-            (Some(dir), ModelKind::Transformer) => {
-                network::sequence_setup(
-                    Some(dir),
-                    std::iter::empty(),
-                    config.model.representation,
-                )?;
-            }
-            (Some(path), kind) => check_encoder_keys(kind, path, allow_partial)?,
-        }
-        Ok(Self {
-            pretrained,
-            allow_partial,
-        })
-    }
-}
-
-/// Reads the 2D checkpoint at `path` and matches its encoder keys and shapes against a `kind`
-/// model's on the CPU (nothing of it is kept); without `allow_partial` the task head must be
-/// there too.
-fn check_encoder_keys(kind: ModelKind, path: &Path, allow_partial: bool) -> Result<(), TrainError> {
-    let failed = |source| checkpoint_error(path, source, kind);
-    let state = checkpoint::read_state_dict(path).map_err(failed)?;
-    let (head, encoder): (Vec<_>, Vec<_>) = state
-        .into_iter()
-        .partition(|(k, _)| k.starts_with(HEAD_PREFIX));
-    let model = crate::config::ModelConfig {
-        kind,
-        ..Default::default()
-    };
-    let (vs, _) = network::graph_network(&model, 1, Device::Cpu)?;
-    let opts = LoadOptions {
-        allow_missing_prefixes: vec![HEAD_PREFIX.into()],
-        strip_prefix: None,
-    };
-    checkpoint::load_into(&vs, encoder, &opts).map_err(failed)?;
-    if head.is_empty() && !allow_partial {
-        // (The variable store is a hash map: sorted, the message is the same every run.)
-        let mut missing: Vec<String> = vs
-            .variables()
-            .into_keys()
-            .filter(|k| k.starts_with(HEAD_PREFIX))
-            .collect();
-        missing.sort();
-        return Err(failed(CheckpointError::Mismatch(KeyMismatch {
-            missing,
-            ..KeyMismatch::default()
-        })));
-    }
-    Ok(())
-}
-
-/// The model family whose variable names `keys` are (pretrain-gnns' `gnns.N.mlp.*` for GIN,
-/// `gnns.N.linear.*` for GCN, `gnns.N.att` / `gnns.N.weight_linear.*` for GAT, a BERT/RoBERTa
-/// `encoder.layer.*` for the transformer), if any. GraphSAGE's keys are exactly GCN's, so
-/// `linear.*` answers GCN for both (see [`checkpoint_error`]).
-fn family_of_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Option<ModelKind> {
-    keys.into_iter().find_map(|key| {
-        let key = key.strip_prefix("gnn.").unwrap_or(key);
-        let layer = key
-            .strip_prefix("gnns.")
-            .and_then(|rest| rest.split_once('.'))
-            .map(|(_, rest)| rest);
-        match layer {
-            Some(rest) if rest.starts_with("mlp.") => Some(ModelKind::Gin),
-            Some(rest) if rest.starts_with("linear.") => Some(ModelKind::Gcn),
-            Some(rest) if rest == "att" || rest.starts_with("weight_linear.") => {
-                Some(ModelKind::Gat)
-            }
-            _ if key.contains("encoder.layer.") => Some(ModelKind::Transformer),
-            _ => None,
-        }
-    })
-}
-
-/// The error of a checkpoint that cannot start a `kind` model, with what to do about it: the
-/// `--model` whose keys it holds (instead of the list of every key), or `--allow-partial` (only
-/// the task head is missing).
-fn checkpoint_error(path: &Path, source: CheckpointError, kind: ModelKind) -> TrainError {
-    let other = match &source {
-        CheckpointError::Mismatch(m) => family_of_keys(m.unknown.iter().map(String::as_str))
-            .filter(|&other| other != kind)
-            .map(|other| (other, m.unknown.len())),
-        _ => None,
-    };
-    if let Some((other, unknown)) = other {
-        // GCN and GraphSAGE checkpoints hold the same keys: name both.
-        let (note, flag) = match other {
-            ModelKind::Gcn => (
-                "; GraphSAGE checkpoints have the same keys",
-                "gcn or --model graphsage",
-            ),
-            other => ("", other.name()),
-        };
-        return TrainError::Options(format!(
-            "{}: this looks like a {} checkpoint, not a {} one ({} of its keys are unknown to \
-             --model {}{note}): use --model {flag}",
-            path.display(),
-            other.name().to_uppercase(),
-            kind.name().to_uppercase(),
-            unknown,
-            kind.name(),
-        ));
-    }
-    let hint = match &source {
-        CheckpointError::Mismatch(m)
-            if !m.missing.is_empty()
-                && m.unknown.is_empty()
-                && m.mis_shaped.is_empty()
-                && m.missing.iter().all(|k| k.starts_with(HEAD_PREFIX)) =>
-        {
-            " (an encoder-only checkpoint: pass --allow-partial to start the task head from \
-             random initialisation)"
-                .to_owned()
-        }
-        _ => String::new(),
-    };
-    TrainError::Checkpoint {
-        path: path.to_owned(),
-        source,
-        hint,
-    }
-}
-
-fn load_pretrained(
-    vs: &VarStore,
-    path: &Path,
-    allow_partial: bool,
-    kind: ModelKind,
-) -> Result<(), TrainError> {
-    let opts = LoadOptions {
-        allow_missing_prefixes: if allow_partial {
-            vec![HEAD_PREFIX.into()]
-        } else {
-            Vec::new()
-        },
-        strip_prefix: None,
-    };
-    match checkpoint::load_file_into(vs, path, &opts) {
-        Ok(report) => {
-            tracing::info!(
-                loaded = report.loaded.len(),
-                kept = report.kept.len(),
-                "loaded pre-trained weights from {}",
-                path.display()
-            );
-            Ok(())
-        }
-        Err(source) => Err(checkpoint_error(path, source, kind)),
-    }
-}
-
 fn fmt(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".into(), |v| format!("{v:.4}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkpoint_families_are_told_by_their_key_names() {
-        let gcn = [
-            "x_embedding1.weight",
-            "gnns.0.linear.weight",
-            "gnns.0.linear.bias",
-        ];
-        assert_eq!(family_of_keys(gcn), Some(ModelKind::Gcn));
-        assert_eq!(
-            family_of_keys(["gnn.gnns.4.mlp.2.bias"]),
-            Some(ModelKind::Gin)
-        );
-        let bert = ["roberta.encoder.layer.0.attention.self.query.weight"];
-        assert_eq!(family_of_keys(bert), Some(ModelKind::Transformer));
-        assert_eq!(
-            family_of_keys(["batch_norms.0.weight", "gnns.0.att"]),
-            Some(ModelKind::Gat)
-        );
-        assert_eq!(
-            family_of_keys(["batch_norms.0.weight", "gnns.0.bias"]),
-            None
-        );
-    }
-
-    #[test]
-    fn cached_checkpoints_are_found_by_family() {
-        let of = |kind: ModelKind| ModelConfig {
-            kind,
-            ..ModelConfig::default()
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let models = dir.path().join("models");
-        std::fs::create_dir_all(&models).unwrap();
-        for name in ["gcn_contextpred.pth", "gin_b.pth", "gin_a.pth", "gin_c.pt"] {
-            std::fs::write(models.join(name), b"x").unwrap();
-        }
-        let gin = cached_checkpoint(&of(ModelKind::Gin), dir.path()).unwrap();
-        assert!(gin.ends_with("gin_a.pth"));
-        assert!(cached_checkpoint(&of(ModelKind::Gcn), dir.path()).is_some());
-        assert!(cached_checkpoint(&of(ModelKind::Transformer), dir.path()).is_none());
-        assert!(cached_checkpoint(&of(ModelKind::Gin), &dir.path().join("none")).is_none());
-
-        // What `anges-train pretrain` leaves there: the checkpoint, its log, a temporary file.
-        let other = tempfile::tempdir().unwrap();
-        let models = other.path().join("models");
-        std::fs::create_dir_all(models.join("transformer_mlm")).unwrap();
-        std::fs::create_dir_all(models.join("transformer_empty")).unwrap();
-        for name in [
-            "gcn_attrmask.pretrain.json",
-            ".gcn_attrmask.safetensors.tmp",
-            "gcn_attrmask.safetensors",
-            "transformer_mlm/config.json",
-        ] {
-            std::fs::write(models.join(name), b"x").unwrap();
-        }
-        let gcn = cached_checkpoint(&of(ModelKind::Gcn), other.path()).unwrap();
-        assert!(
-            gcn.ends_with("gcn_attrmask.safetensors"),
-            "{}",
-            gcn.display()
-        );
-        let mlm = cached_checkpoint(&of(ModelKind::Transformer), other.path()).unwrap();
-        assert!(mlm.ends_with("transformer_mlm"), "{}", mlm.display());
-        // A SELFIES run takes the folder pre-trained on SELFIES, a SMILES run never does.
-        let selfies = ModelConfig {
-            representation: crate::featurize::Representation::Selfies,
-            ..of(ModelKind::Transformer)
-        };
-        assert!(cached_checkpoint(&selfies, other.path()).is_none());
-        std::fs::create_dir_all(models.join("transformer_a_selfies")).unwrap();
-        std::fs::write(
-            models.join("transformer_a_selfies/config.json"),
-            r#"{"representation": "selfies"}"#,
-        )
-        .unwrap();
-        let found = cached_checkpoint(&selfies, other.path()).unwrap();
-        assert!(
-            found.ends_with("transformer_a_selfies"),
-            "{}",
-            found.display()
-        );
-        let mlm = cached_checkpoint(&of(ModelKind::Transformer), other.path()).unwrap();
-        assert!(mlm.ends_with("transformer_mlm"), "{}", mlm.display());
-        assert!(cached_checkpoint(&of(ModelKind::Gin), other.path()).is_none());
-    }
-
-    #[test]
-    fn random_init_ignores_the_cache_and_pretrained_wins() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("models")).unwrap();
-        std::fs::write(dir.path().join("models/gin_attrmask.safetensors"), b"x").unwrap();
-        let (found, partial) = initial_weights(&ModelConfig::default(), dir.path());
-        assert!(found.unwrap().ends_with("gin_attrmask.safetensors") && partial);
-        let random = ModelConfig {
-            random_init: true,
-            ..ModelConfig::default()
-        };
-        assert_eq!(initial_weights(&random, dir.path()), (None, false));
-        let given = ModelConfig {
-            pretrained: Some("x.pth".into()),
-            ..ModelConfig::default()
-        };
-        let (given, partial) = initial_weights(&given, dir.path());
-        assert_eq!((given.unwrap(), partial), (PathBuf::from("x.pth"), false));
-    }
 }

@@ -20,6 +20,8 @@
 //! - [`optim`]: Adam/AdamW, fused on the CPU.
 //! - [`predictions`]: batched inference in the dataset's units, shared by the run's end
 //!   (`predictor.json`, `test_predictions.csv`) and `anges-train predict`.
+//! - [`weights`]: where the starting weights come from (`--pretrained`, the model cache, the
+//!   shipped and published defaults, `--random-init`), checked before any work.
 //! - [`resume`]: the state saved after every epoch, and `--resume` from it (fine-tuning and
 //!   pre-training).
 
@@ -35,6 +37,7 @@ pub mod resume;
 pub mod rundir;
 pub(crate) mod seeded;
 pub(crate) mod setup;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 

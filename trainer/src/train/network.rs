@@ -206,10 +206,8 @@ pub(crate) fn sequence_network(
         None => {
             let vs = VarStore::new(device);
             let model = SequenceModel::new(&vs.root(), cfg, num_tasks, pooling)?;
-            tracing::warn!(
-                "NO PRE-TRAINED WEIGHTS: no --pretrained Hugging Face folder given and no \
-                 transformer_* folder in the model cache; the small native SMILES Transformer \
-                 starts from RANDOM initialisation"
+            tracing::info!(
+                "--random-init: the native SMILES Transformer starts from random weights"
             );
             Ok((vs, Network::Sequence(Box::new(model))))
         }

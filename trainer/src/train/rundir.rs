@@ -148,6 +148,10 @@ pub struct Summary {
     pub rows: RowCounts,
     /// The checkpoint the encoder started from (`null`: random initialisation).
     pub pretrained: Option<PathBuf>,
+    /// Where the starting weights came from: `given` (`--pretrained`), `model-cache`, `default`
+    /// (shipped or published), `random-init` (`null` in summaries written before it existed).
+    #[serde(default)]
+    pub weights_source: Option<super::weights::WeightsSource>,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
     /// Energy of the whole run in joules, what the meter charged its job: the epochs' (the last
