@@ -71,7 +71,7 @@ fn runs() -> &'static Runs {
             "120",
             &["--dataset", "esol", "--model", "gin"],
         );
-        // The 1D model (6 × 256 from scratch) costs most: 40 rows, one batch of training.
+        // The 1D model (4 × 192 from scratch) costs most: 40 rows, one batch of training.
         train(
             &runs.bbbp_transformer,
             "40",
