@@ -2,11 +2,12 @@
 //! BERT/RoBERTa encoder over SMILES tokens, with the per-row inputs each needs, how it is built
 //! (from pre-trained weights or from scratch), and MolPeg's reference twin of it.
 //!
-//! 1D specifics: with `--pretrained DIR` (a Hugging Face folder: `config.json`,
-//! `model.safetensors` or `pytorch_model.bin`, `tokenizer.json`) the encoder and its tokeniser come
-//! from the folder and the task head starts fresh; without it, a small native BERT
-//! ([`TransformerConfig::small`]) and an atom-level regex tokeniser built from the dataset's SMILES
-//! start from random initialisation (said loudly). Rows the tokeniser cannot encode are dropped,
+//! 1D specifics: from a pre-trained folder (`--pretrained DIR` or the default of
+//! [`super::weights`]; a Hugging Face folder: `config.json`, `model.safetensors` or
+//! `pytorch_model.bin`, `tokenizer.json` or `vocab.txt`) the encoder and its tokeniser come from
+//! the folder and the task head starts fresh; with `--random-init`, a small native BERT
+//! ([`TransformerConfig::small`], the shipped encoder's shape) and an atom-level regex tokeniser
+//! built from the dataset's SMILES start from random initialisation. Rows the tokeniser cannot encode are dropped,
 //! counted and logged. `--dropout` applies to the 2D models; the Transformer uses its config's.
 //!
 //! `--representation selfies` tokenises the SELFIES of each SMILES instead; a pre-trained folder

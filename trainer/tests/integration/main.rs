@@ -14,6 +14,7 @@ mod cli;
 mod custom_csv;
 mod data_lookup;
 mod dataset_cache;
+mod default_weights;
 mod gnn_checkpoints;
 mod gnn_parity;
 mod learning;
