@@ -169,6 +169,13 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 print_json(&groups)?;
             } else {
                 print!("{}", runs::markdown(&groups));
+                let compared = runs::comparison_markdown(&runs::init_comparisons(&groups));
+                if !compared.is_empty() {
+                    println!(
+                        "\nPre-trained against random init (difference of the means ± its standard error):\n"
+                    );
+                    print!("{compared}");
+                }
             }
             eprintln!(
                 "{} run(s) in {} group(s); {} summary file(s) skipped",

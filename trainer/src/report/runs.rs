@@ -4,7 +4,9 @@
 //! depth. Runs are grouped by dataset, model, initialisation (random or the checkpoint's file
 //! name), stopping policy and pruning; each group gives the test metric at the best-validation
 //! epoch (the weights a run delivers) and at the last epoch (what pretrain-gnns reports), with
-//! epochs, wall time, energy and CO2. Output: a Markdown table, or JSON / CSV rows.
+//! epochs, wall time, energy and CO2. Output: a Markdown table, or JSON / CSV rows. Where a
+//! pre-trained group has a random-init twin (same dataset, model and policy), a second table
+//! gives what pre-training changed: the difference of the means, with its standard error.
 //!
 //! A `summary.json` that cannot be read or parsed is skipped with a warning and counted, so one
 //! broken folder does not hide the others.
@@ -132,9 +134,12 @@ pub struct RunGroup {
     pub co2_g_mean: Option<f64>,
 }
 
+/// The [`RunGroup::init`] of runs started from random weights.
+pub const RANDOM_INIT: &str = "random";
+
 fn init_label(s: &Summary) -> String {
     match &s.pretrained {
-        None => "random".to_owned(),
+        None => RANDOM_INIT.to_owned(),
         Some(p) => p.file_name().map_or_else(
             || p.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -239,6 +244,103 @@ pub fn markdown(groups: &[RunGroup]) -> String {
     out
 }
 
+/// A pre-trained group against the random-init group of the same dataset, model and policy:
+/// what starting from the checkpoint changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InitComparison {
+    /// Dataset name.
+    pub dataset: String,
+    /// Model family.
+    pub model: String,
+    /// Stopping policy (with pruning), as in [`RunGroup::policy`].
+    pub policy: String,
+    /// The checkpoint's file name.
+    pub init: String,
+    /// The metric compared.
+    pub metric: Metric,
+    /// Runs of the pre-trained and of the random-init group.
+    pub runs: (usize, usize),
+    /// Mean test metric at the best-validation epoch, pre-trained minus random init (positive:
+    /// pre-training helped, for a higher-is-better metric).
+    pub best_test_delta: Option<f64>,
+    /// Its standard error, `sqrt(s1²/n1 + s2²/n2)` (`None` when a group has one run).
+    pub best_test_delta_se: Option<f64>,
+    /// The same after the last epoch.
+    pub final_test_delta: Option<f64>,
+    /// Its standard error.
+    pub final_test_delta_se: Option<f64>,
+}
+
+/// Every pre-trained group that has a random-init group of the same dataset, model and policy,
+/// compared with it.
+pub fn init_comparisons(groups: &[RunGroup]) -> Vec<InitComparison> {
+    let random: BTreeMap<(&str, &str, &str), &RunGroup> = groups
+        .iter()
+        .filter(|g| g.init == RANDOM_INIT)
+        .map(|g| ((g.dataset.as_str(), g.model.as_str(), g.policy.as_str()), g))
+        .collect();
+    let delta = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+    let se = |a: Option<f64>, na: usize, b: Option<f64>, nb: usize| {
+        Some(((a? * a?) / na as f64 + (b? * b?) / nb as f64).sqrt())
+    };
+    groups
+        .iter()
+        .filter(|g| g.init != RANDOM_INIT)
+        .filter_map(|g| {
+            let r = random.get(&(g.dataset.as_str(), g.model.as_str(), g.policy.as_str()))?;
+            Some(InitComparison {
+                dataset: g.dataset.clone(),
+                model: g.model.clone(),
+                policy: g.policy.clone(),
+                init: g.init.clone(),
+                metric: g.metric,
+                runs: (g.runs, r.runs),
+                best_test_delta: delta(g.best_test_mean, r.best_test_mean),
+                best_test_delta_se: se(g.best_test_std, g.runs, r.best_test_std, r.runs),
+                final_test_delta: delta(g.final_test_mean, r.final_test_mean),
+                final_test_delta_se: se(g.final_test_std, g.runs, r.final_test_std, r.runs),
+            })
+        })
+        .collect()
+}
+
+/// The comparisons as a Markdown table, in points for ROC-AUC and PRC-AUC (empty when there is
+/// none).
+pub fn comparison_markdown(comparisons: &[InitComparison]) -> String {
+    if comparisons.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "| dataset | model | policy | pre-trained from | runs (pre-trained / random) | Δ test at best \
+         valid | Δ test at last epoch |\n|---|---|---|---|---|---|---|\n",
+    );
+    for c in comparisons {
+        let scale = if c.metric.higher_is_better() {
+            100.0
+        } else {
+            1.0
+        };
+        let signed = |d: Option<f64>, se: Option<f64>| match (d, se) {
+            (Some(d), Some(se)) => format!("{:+.1} ± {:.1}", d * scale, se * scale),
+            (Some(d), None) => format!("{:+.1}", d * scale),
+            _ => "–".to_owned(),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} / {} | {} {} | {} |\n",
+            c.dataset,
+            c.model,
+            c.policy,
+            c.init,
+            c.runs.0,
+            c.runs.1,
+            signed(c.best_test_delta, c.best_test_delta_se),
+            metric_name(c.metric),
+            signed(c.final_test_delta, c.final_test_delta_se),
+        ));
+    }
+    out
+}
+
 /// Writes the groups to `path` as CSV (a header row, then one row per group; empty cells for
 /// missing values).
 pub fn write_csv(groups: &[RunGroup], path: &Path) -> Result<(), ReportError> {
@@ -274,6 +376,45 @@ mod tests {
             b = m(best),
             l = m(last),
         )
+    }
+
+    #[test]
+    fn pre_trained_groups_are_compared_with_their_random_init_twin() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("summary.json"), text).unwrap();
+        };
+        let pre = Some("/m/gin_attrmask.safetensors");
+        write("bbbp-r0", &summary_json("BBBP", None, 0.60, 0.64));
+        write("bbbp-r1", &summary_json("BBBP", None, 0.70, 0.66));
+        write("bbbp-p0", &summary_json("BBBP", pre, 0.72, 0.70));
+        write("bbbp-p1", &summary_json("BBBP", pre, 0.78, 0.70));
+        // No random-init twin: not compared.
+        write("bace-p0", &summary_json("BACE", pre, 0.80, 0.78));
+        let found = find_runs(&[dir.path().to_path_buf()]).unwrap();
+        let compared = init_comparisons(&group_runs(&found.summaries));
+        assert_eq!(compared.len(), 1, "{compared:?}");
+        let c = &compared[0];
+        assert_eq!(
+            (c.dataset.as_str(), c.init.as_str()),
+            ("BBBP", "gin_attrmask.safetensors")
+        );
+        assert_eq!(c.runs, (2, 2));
+        // Means 0.75 and 0.65; sample stds 0.0424 and 0.0707: se = sqrt(.0018/2 + .005/2).
+        assert!((c.best_test_delta.unwrap() - 0.10).abs() < 1e-12);
+        let se = (0.0018f64 / 2.0 + 0.005 / 2.0).sqrt();
+        assert!((c.best_test_delta_se.unwrap() - se).abs() < 1e-9);
+        assert!((c.final_test_delta.unwrap() - 0.05).abs() < 1e-12);
+        let table = comparison_markdown(&compared);
+        assert!(
+            table.contains(
+                "| BBBP | gin | full | gin_attrmask.safetensors | 2 / 2 | +10.0 ± 5.8 ROC-AUC | +5.0 ± 1.0 |"
+            ),
+            "{table}"
+        );
+        assert_eq!(comparison_markdown(&[]), "");
     }
 
     #[test]
