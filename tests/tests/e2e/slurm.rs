@@ -443,11 +443,12 @@ fn a_campaign_runs_as_a_slurm_array_each_task_metered_by_its_node() {
         "{printed}"
     );
     let script = fs::read_to_string(&batch).unwrap();
+    // The run list, in the script (bash's %q quoting), task i running runs[i].
+    let list = "runs=(\n    bace\\ gin-random\\ 0\n    bace\\ gin-random\\ 1\n)\n";
+    assert!(script.contains(list), "{list} in\n{script}");
     for line in ["#SBATCH --array=0-1", "#SBATCH --cpus-per-task=1"] {
         assert!(script.lines().any(|l| l == line), "{line} in\n{script}");
     }
-    let runs = fs::read_to_string(dir.join("campaign.sbatch.runs")).unwrap();
-    assert_eq!(runs, "bace gin-random 0\nbace gin-random 1\n");
 
     let out = ok(
         cluster
@@ -492,7 +493,9 @@ fn a_campaign_runs_as_a_slurm_array_each_task_metered_by_its_node() {
             cluster.logs()
         );
         assert!(
-            log.contains(&format!("task {seed} on ")) && log.contains("finished"),
+            log.contains(&format!("task {seed} on "))
+                && log.contains(&format!(": bace gin-random {seed}\n"))
+                && log.contains("finished"),
             "task {seed}'s log:\n{log}"
         );
         for file in ["config.json", "split.json", "epochs.csv", "commit"] {
@@ -510,7 +513,7 @@ fn a_campaign_runs_as_a_slurm_array_each_task_metered_by_its_node() {
             .collect();
         assert!(weights.is_empty(), "weights left behind: {weights:?}");
         let config = read_json(&run.join("config.json"));
-        // Task i ran line i of the run list: the seed its folder names.
+        // Task i ran runs[i]: the seed its folder names.
         assert_eq!(
             config.pointer("/config/data/seed"),
             Some(&seed.into()),
