@@ -10,6 +10,7 @@
 mod cli;
 mod green_e2e;
 mod meter_daemon;
+mod slurm;
 mod systemd_units;
 mod trainer_meter;
 
