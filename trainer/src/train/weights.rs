@@ -42,15 +42,17 @@ pub enum WeightsSource {
 }
 
 /// The default starting weights of each model family: a file (2D) or a Hugging Face folder (1D)
-/// looked for by this name in the model folders ([`model_dirs`]).
+/// looked for by this name in the model folders ([`model_dirs`]). GCN, GraphSAGE and GAT start
+/// from pretrain-gnns' published checkpoints; GIN and the 1D encoder from what `anges-train
+/// pretrain` writes by default, the name under which ANGES ships its own.
 pub fn default_weights_name(kind: ModelKind, representation: Representation) -> &'static str {
-    match (kind, representation) {
-        (ModelKind::Gin, _) => "gin_attrmask.safetensors",
-        (ModelKind::Gcn, _) => "gcn_supervised_contextpred.pth",
-        (ModelKind::Graphsage, _) => "graphsage_supervised_contextpred.pth",
-        (ModelKind::Gat, _) => "gat_supervised_contextpred.pth",
-        (ModelKind::Transformer, Representation::Smiles) => "transformer_mlm",
-        (ModelKind::Transformer, Representation::Selfies) => "transformer_selfies_mlm",
+    match kind {
+        ModelKind::Gcn => "gcn_supervised_contextpred.pth",
+        ModelKind::Graphsage => "graphsage_supervised_contextpred.pth",
+        ModelKind::Gat => "gat_supervised_contextpred.pth",
+        ModelKind::Gin | ModelKind::Transformer => {
+            crate::pretrain::output::default_name(kind, representation)
+        }
     }
 }
 
