@@ -378,14 +378,17 @@ mod tests {
         )
     }
 
+    /// Writes `text` as `<root>/<name>/summary.json`.
+    fn write_summary(root: &Path, name: &str, text: &str) {
+        let d = root.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("summary.json"), text).unwrap();
+    }
+
     #[test]
     fn pre_trained_groups_are_compared_with_their_random_init_twin() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: &str| {
-            let d = dir.path().join(name);
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("summary.json"), text).unwrap();
-        };
+        let write = |name: &str, text: &str| write_summary(dir.path(), name, text);
         let pre = Some("/m/gin_attrmask.safetensors");
         write("bbbp-r0", &summary_json("BBBP", None, 0.60, 0.64));
         write("bbbp-r1", &summary_json("BBBP", None, 0.70, 0.66));
@@ -420,11 +423,7 @@ mod tests {
     #[test]
     fn groups_seeds_and_skips_broken_summaries() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: &str| {
-            let d = dir.path().join(name);
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("summary.json"), text).unwrap();
-        };
+        let write = |name: &str, text: &str| write_summary(dir.path(), name, text);
         write("bbbp-s0", &summary_json("BBBP", None, 0.60, 0.64));
         write("bbbp-s1", &summary_json("BBBP", None, 0.70, 0.66));
         write(
