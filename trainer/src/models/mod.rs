@@ -14,6 +14,8 @@ pub mod lm_head;
 pub mod loss;
 pub mod transformer;
 
+use crate::featurize::Representation;
+
 pub use batch::{Collator, GraphBatch};
 pub use gnn::{Gnn, GnnConfig, GnnKind, HEAD_PREFIX};
 pub use lm_head::{MaskedLmHead, lm_head_prefix};
@@ -48,6 +50,21 @@ impl ModelKind {
             Self::Graphsage => "graphsage",
             Self::Gat => "gat",
             Self::Transformer => "transformer",
+        }
+    }
+
+    /// The name under which `anges-train pretrain` writes this family's weights by default, in
+    /// the model cache folder, which is where fine-tuning's lookup finds them (and the name under
+    /// which ANGES ships its own). The SELFIES encoder has its own name, so that it never replaces
+    /// the SMILES one.
+    pub fn pretrained_name(self, representation: Representation) -> &'static str {
+        match (self, representation) {
+            (Self::Gin, _) => "gin_attrmask.safetensors",
+            (Self::Gcn, _) => "gcn_attrmask.safetensors",
+            (Self::Graphsage, _) => "graphsage_attrmask.safetensors",
+            (Self::Gat, _) => "gat_attrmask.safetensors",
+            (Self::Transformer, Representation::Smiles) => "transformer_mlm",
+            (Self::Transformer, Representation::Selfies) => "transformer_selfies_mlm",
         }
     }
 

@@ -19,7 +19,7 @@ use tch::Device;
 use super::PretrainError;
 use super::corpus::Corpus;
 use crate::checkpoint::CheckpointError;
-use crate::config::{ModelKind, PretrainConfig, Representation};
+use crate::config::{ModelKind, PretrainConfig};
 use crate::data::DataOptions;
 use crate::train::resume::STATE_FILE;
 
@@ -63,30 +63,29 @@ impl Output {
     /// for the 1D folder, the files a run writes.
     pub fn resolve(args: &PretrainConfig) -> Result<Self, PretrainError> {
         let models = DataOptions::default().cache_dir.join("models");
-        let out =
-            match args.model {
-                ModelKind::Gin | ModelKind::Gcn | ModelKind::Graphsage | ModelKind::Gat => {
-                    let checkpoint = args.out.clone().unwrap_or_else(|| {
-                        models.join(default_name(args.model, args.representation))
-                    });
-                    if !checkpoint
-                        .extension()
-                        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
-                    {
-                        return Err(PretrainError::Options(format!(
-                            "--out {}: a 2D (graph) checkpoint is written as a .safetensors file",
-                            checkpoint.display()
-                        )));
-                    }
-                    let log = checkpoint.with_extension(FILE_LOG_EXTENSION);
-                    Self::File { checkpoint, log }
+        let out = match args.model {
+            ModelKind::Gin | ModelKind::Gcn | ModelKind::Graphsage | ModelKind::Gat => {
+                let checkpoint = args.out.clone().unwrap_or_else(|| {
+                    models.join(args.model.pretrained_name(args.representation))
+                });
+                if !checkpoint
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+                {
+                    return Err(PretrainError::Options(format!(
+                        "--out {}: a 2D (graph) checkpoint is written as a .safetensors file",
+                        checkpoint.display()
+                    )));
                 }
-                ModelKind::Transformer => Self::Folder {
-                    dir: args.out.clone().unwrap_or_else(|| {
-                        models.join(default_name(args.model, args.representation))
-                    }),
-                },
-            };
+                let log = checkpoint.with_extension(FILE_LOG_EXTENSION);
+                Self::File { checkpoint, log }
+            }
+            ModelKind::Transformer => Self::Folder {
+                dir: args.out.clone().unwrap_or_else(|| {
+                    models.join(args.model.pretrained_name(args.representation))
+                }),
+            },
+        };
         if args.resume {
             // What the interrupted run left is what the resumed one continues from.
             return Ok(out);
@@ -185,19 +184,6 @@ pub struct CorpusCounts {
     pub skipped: BTreeMap<String, usize>,
     /// BLAKE3 of the molecules read, in order ([`Corpus::digest`]).
     pub corpus_digest: String,
-}
-
-/// The default output name in the model cache folder (what fine-tuning's lookup finds); the 1D
-/// encoder of SELFIES has its own, so that it never replaces the SMILES one.
-pub fn default_name(model: ModelKind, representation: Representation) -> &'static str {
-    match (model, representation) {
-        (ModelKind::Gin, _) => "gin_attrmask.safetensors",
-        (ModelKind::Gcn, _) => "gcn_attrmask.safetensors",
-        (ModelKind::Graphsage, _) => "graphsage_attrmask.safetensors",
-        (ModelKind::Gat, _) => "gat_attrmask.safetensors",
-        (ModelKind::Transformer, Representation::Smiles) => "transformer_mlm",
-        (ModelKind::Transformer, Representation::Selfies) => "transformer_selfies_mlm",
-    }
 }
 
 /// Writes `path` through `write` on a temporary file beside it, then renames it over `path`

@@ -50,9 +50,7 @@ pub fn default_weights_name(kind: ModelKind, representation: Representation) -> 
         ModelKind::Gcn => "gcn_supervised_contextpred.pth",
         ModelKind::Graphsage => "graphsage_supervised_contextpred.pth",
         ModelKind::Gat => "gat_supervised_contextpred.pth",
-        ModelKind::Gin | ModelKind::Transformer => {
-            crate::pretrain::output::default_name(kind, representation)
-        }
+        ModelKind::Gin | ModelKind::Transformer => kind.pretrained_name(representation),
     }
 }
 
