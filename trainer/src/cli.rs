@@ -151,6 +151,23 @@ pub enum Command {
     ///
     /// Example: anges-train evaluate docs/results/runs --out evaluation
     Evaluate(EvaluateArgs),
+    /// The trade-off analysis of a campaign of logged full runs, across model families: per
+    /// dataset and family (model × starting weights) the energy of an epoch and of a run, the
+    /// epoch of the best validation, and where each stopping policy stops and what it keeps.
+    ///
+    /// Nothing is trained: full runs (--stop full, every epoch metered) found at any depth under
+    /// the given folders are replayed with four policies: full, patience (--patience), the
+    /// literal AN-GES rule and the AN-GES default. Per family, the same averaged over its
+    /// datasets. The frontier puts every family × policy on one plane, mean test metric against
+    /// mean CO2 per run over the datasets all families share, and names the cheapest point
+    /// within --tolerance of the best. Runs trained with data pruning (MolPeg, random) are
+    /// compared with the full runs of their family.
+    ///
+    /// Writes tradeoff.md (the tables), tradeoff.json, tradeoff.csv, frontier-<metric>.{png,svg}
+    /// and energy.{png,svg} into --out, and prints the tables (the JSON document with --json).
+    ///
+    /// Example: anges-train tradeoff docs/results/runs --out docs/results/tradeoff
+    Tradeoff(TradeoffArgs),
     /// Compare full, patience, AN-GES and MolPeg fine-tuning on one split and report their
     /// trade-offs (table, CSV/JSON, plots, HTML report).
     ///
@@ -662,6 +679,38 @@ pub struct ReplayArgs {
     /// Minimum validation improvement for --stop patience.
     #[arg(long, default_value_t = 0.0)]
     pub min_delta: f64,
+}
+
+/// `anges-train tradeoff` (see [`Command::Tradeoff`]).
+#[derive(Debug, Clone, Args)]
+pub struct TradeoffArgs {
+    /// Run directories, or folders holding them at any depth.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Folder for tradeoff.md, tradeoff.json, tradeoff.csv and the plots.
+    #[arg(long, value_name = "DIR", default_value = "tradeoff")]
+    pub out: PathBuf,
+
+    /// Patience of the patience policy (epochs without a validation improvement).
+    #[arg(long, default_value_t = 10)]
+    pub patience: usize,
+
+    /// How far below the best mean test metric (ROC-AUC points, or percent of an error) the
+    /// frontier's answer, the cheapest family × policy, may lie.
+    #[arg(long, default_value_t = 1.0)]
+    pub tolerance: f64,
+}
+
+impl TradeoffArgs {
+    /// The analysis these flags ask for.
+    pub fn to_config(&self) -> anges_trainer::tradeoff::TradeoffConfig {
+        anges_trainer::tradeoff::TradeoffConfig {
+            paths: self.paths.clone(),
+            patience: self.patience,
+            tolerance: self.tolerance,
+        }
+    }
 }
 
 /// `anges-train evaluate` (see [`Command::Evaluate`]).

@@ -12,8 +12,10 @@
 //! pruning ([`train`]), self-supervised pre-training ([`pretrain`], a task of the same loop), the
 //! per-epoch meter readings ([`emissions`]), the stopping policies as pure state machines
 //! ([`policy`]) and their offline replay on logged runs ([`replay`]), and the trade-off study
-//! ([`study`]) with its report ([`report`]), prediction with finished runs ([`predict`]), and
-//! SMILES ↔ SELFIES conversion of CSV files ([`convert`]).
+//! ([`study`]) with its report ([`report`]), the comparison of stopping rules on logged runs
+//! ([`evaluate`]) and a campaign's trade-off analysis across model families ([`tradeoff`]),
+//! prediction with finished runs ([`predict`]), and SMILES ↔ SELFIES conversion of CSV files
+//! ([`convert`]).
 
 pub mod checkpoint;
 pub mod chem;
@@ -34,6 +36,7 @@ pub mod report;
 pub mod runtime;
 pub mod split;
 pub mod study;
+pub mod tradeoff;
 pub mod train;
 
 /// Helpers shared by the crate's unit tests.
@@ -48,6 +51,72 @@ pub(crate) mod test_support {
     /// draws (weight initialisation, dropout) between its seeding and its draws.
     pub(crate) fn torch_rng() -> MutexGuard<'static, ()> {
         TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An epoch of a ROC-AUC run: validation and test metric, cumulative CO2 (grams) and
+    /// energy (1 kJ per gram).
+    pub(crate) fn epoch_record(
+        epoch: usize,
+        valid: f64,
+        test: f64,
+        co2: f64,
+    ) -> crate::train::EpochRecord {
+        use crate::train::EvalMetrics;
+        crate::train::EpochRecord {
+            epoch,
+            valid: EvalMetrics {
+                roc_auc: Some(valid),
+                ..Default::default()
+            },
+            test: EvalMetrics {
+                roc_auc: Some(test),
+                ..Default::default()
+            },
+            cumulative_co2_g: Some(co2),
+            cumulative_j: Some(co2 * 1000.0),
+            ..Default::default()
+        }
+    }
+
+    /// A logged ROC-AUC run without a summary, from its `(valid, test, cumulative CO2)` per epoch.
+    pub(crate) fn logged_run(traj: &[(f64, f64, f64)]) -> crate::replay::LoggedRun {
+        crate::replay::LoggedRun {
+            dir: std::path::PathBuf::from("."),
+            metric: crate::data::Metric::RocAuc,
+            summary: None,
+            epochs: traj
+                .iter()
+                .enumerate()
+                .map(|(i, &(v, t, e))| epoch_record(i + 1, v, t, e))
+                .collect(),
+        }
+    }
+
+    /// The `summary.json` of a finished 100-epoch full GIN run on `dataset` (ROC-AUC), from
+    /// `pretrained` or random weights, with the given test ROC-AUCs at the best-validation and
+    /// the last epoch.
+    pub(crate) fn summary_json(
+        dataset: &str,
+        pretrained: Option<&str>,
+        best: f64,
+        last: f64,
+    ) -> String {
+        let pretrained = pretrained.map_or("null".to_owned(), |p| format!("{p:?}"));
+        let m = |v: f64| {
+            format!(
+                r#"{{"loss":0.5,"roc_auc":{v},"prc_auc":null,"rmse":null,"mae":null,"tasks_evaluated":1}}"#
+            )
+        };
+        format!(
+            r#"{{"run_dir":"x","dataset":"{dataset}","model":"gin","task_type":"classification",
+            "metric":"roc-auc","stop":"full","stop_reason":"max-epochs","epochs_run":100,
+            "best_epoch":40,"best_valid":{b},"best_test":{b},"final_train_loss":0.1,
+            "final_valid":{l},"final_test":{l},
+            "rows":{{"file_rows":10,"used":10,"dropped":{{}},"train":8,"valid":1,"test":1}},
+            "pretrained":{pretrained},"seconds":300.0,"energy_j":2000.0,"co2_g":0.5}}"#,
+            b = m(best),
+            l = m(last),
+        )
     }
 }
 

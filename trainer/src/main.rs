@@ -145,6 +145,18 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             eprintln!("evaluation written to {}", files.json.display());
             Ok(())
         }
+        Some(Command::Tradeoff(args)) => {
+            use anges_trainer::tradeoff;
+            let analysis = tradeoff::analyse(&args.to_config())?;
+            let files = tradeoff::output::write_all(&analysis, &args.out)?;
+            if json {
+                print_json(&analysis)?;
+            } else {
+                print!("{}", tradeoff::output::markdown(&analysis));
+            }
+            eprintln!("trade-off analysis written to {}", files.markdown.display());
+            Ok(())
+        }
         Some(Command::Study(args)) => {
             let config = args.to_config()?;
             describe_runtime(&config.base.compute)?;

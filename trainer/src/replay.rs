@@ -393,38 +393,8 @@ fn delivered(run: &LoggedRun, epochs: usize) -> (Option<f64>, Option<f64>) {
 mod tests {
     use super::*;
     use crate::policy::{Anges, AngesParams, AngesVariant, Decision};
-    use crate::train::EvalMetrics;
+    use crate::test_support::{epoch_record as record, logged_run as logged};
     use proptest::prelude::*;
-
-    fn record(epoch: usize, valid: f64, test: f64, co2: f64) -> EpochRecord {
-        EpochRecord {
-            epoch,
-            valid: EvalMetrics {
-                roc_auc: Some(valid),
-                ..Default::default()
-            },
-            test: EvalMetrics {
-                roc_auc: Some(test),
-                ..Default::default()
-            },
-            cumulative_co2_g: Some(co2),
-            cumulative_j: Some(co2 * 1000.0),
-            ..Default::default()
-        }
-    }
-
-    fn logged(traj: &[(f64, f64, f64)]) -> LoggedRun {
-        LoggedRun {
-            dir: PathBuf::from("."),
-            metric: Metric::RocAuc,
-            summary: None,
-            epochs: traj
-                .iter()
-                .enumerate()
-                .map(|(i, &(v, t, e))| record(i + 1, v, t, e))
-                .collect(),
-        }
-    }
 
     #[test]
     fn tradeoff_by_hand() {

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use anges_e2e::{binary, shared_dir};
+use anges_e2e::{binary, repo_root, shared_dir};
 
 fn help_of(package: &str, bin: &str) -> String {
     let path = binary(package, bin).expect("binary");
@@ -55,6 +55,8 @@ fn train_help_lists_its_options_and_subcommands() {
         "replay",
         "study",
         "summarize",
+        "evaluate",
+        "tradeoff",
     ] {
         assert!(
             help.contains(word),
@@ -192,4 +194,113 @@ fn summarize_reads_real_runs_and_rejects_a_missing_folder() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no-such-folder"), "{stderr}");
+}
+
+/// `anges-train tradeoff` over the committed pre-training comparison (54 logged runs, six
+/// families on BACE, BBBP and SIDER): every group and family, one frontier over the three
+/// datasets with a consistent answer, every file; its full-run figures agree with
+/// `summarize`'s, which reads the summaries rather than replaying the logs.
+#[test]
+fn tradeoff_reads_the_committed_campaign_logs_and_agrees_with_summarize() {
+    let _turn = crate::turn(module_path!());
+    let train = binary("anges-trainer", "anges-train").expect("binary");
+    let runs = repo_root().join("docs/results/pretraining/runs");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(&train)
+        .arg("tradeoff")
+        .arg(&runs)
+        .arg("--out")
+        .arg(out_dir.path())
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tradeoff failed: {stderr}");
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let groups = t["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 18, "3 datasets × 6 families");
+    assert_eq!(t["families"].as_array().unwrap().len(), 6);
+    let frontier = &t["frontiers"][0];
+    assert_eq!(
+        frontier["datasets"],
+        serde_json::json!(["BACE", "BBBP", "SIDER"])
+    );
+    let points = frontier["points"].as_array().unwrap();
+    assert_eq!(points.len(), 24, "6 families × 4 policies");
+    let test = |i: &serde_json::Value| {
+        points[i.as_u64().unwrap() as usize]["test"]
+            .as_f64()
+            .unwrap()
+    };
+    let co2 = |i: &serde_json::Value| {
+        points[i.as_u64().unwrap() as usize]["co2_g"]
+            .as_f64()
+            .unwrap()
+    };
+    let (best, answer) = (&frontier["best"], &frontier["cheapest_within_tolerance"]);
+    let max = points
+        .iter()
+        .map(|p| p["test"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(test(best), max);
+    assert!(100.0 * (test(best) - test(answer)) <= 1.0 && co2(answer) <= co2(best));
+    assert!(
+        points[answer.as_u64().unwrap() as usize]["pareto"]
+            .as_bool()
+            .unwrap()
+    );
+
+    let summarize = Command::new(&train)
+        .arg("summarize")
+        .arg(&runs)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(summarize.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&summarize.stdout).unwrap();
+    for g in groups {
+        let init = g["family"]["init"].as_str().unwrap();
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["dataset"] == g["dataset"]
+                    && r["model"] == g["family"]["model"]
+                    && r["init"] == init
+            })
+            .unwrap_or_else(|| panic!("no summarize row for {g}"));
+        let full = &g["policies"][0];
+        assert_eq!(full["policy"], "full");
+        let same = |a: &serde_json::Value, b: &serde_json::Value| {
+            (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-9
+        };
+        assert!(
+            same(&full["test"]["mean"], &row["best_test_mean"]),
+            "{g} / {row}"
+        );
+        assert!(
+            same(&full["co2_g"]["mean"], &row["co2_g_mean"]),
+            "{g} / {row}"
+        );
+    }
+
+    for name in [
+        "tradeoff.md",
+        "tradeoff.csv",
+        "tradeoff.json",
+        "frontier-roc-auc.png",
+        "frontier-roc-auc.svg",
+        "energy.png",
+        "energy.svg",
+    ] {
+        let len = std::fs::metadata(out_dir.path().join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 500, "{name}: {len} bytes");
+    }
+    let md = std::fs::read_to_string(out_dir.path().join("tradeoff.md")).unwrap();
+    assert!(md.contains("**Answer** (over BACE, BBBP, SIDER)"), "{md}");
+    let csv = std::fs::read_to_string(out_dir.path().join("tradeoff.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 18 * 4);
 }

@@ -14,7 +14,7 @@ use crate::report::ReportError;
 use plotters::style::RGBColor;
 
 use crate::report::chart::{Chart, Line, Markers, Shape};
-use crate::report::files::{write_csv, write_json};
+use crate::report::files::{slug, write_csv, write_json};
 use crate::report::plots::PALETTE;
 use crate::report::save_chart;
 
@@ -177,19 +177,6 @@ fn run_rows<'a>(group: &'a GroupEvaluation, tolerance: f64) -> Vec<RunRow<'a>> {
         }
     }
     rows
-}
-
-/// A file-name-safe form of a group's name.
-fn slug(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 /// The frontier plot of one group: per family, the held-out points over the tolerance sweep

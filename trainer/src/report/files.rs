@@ -173,6 +173,19 @@ pub(crate) fn write_text(text: &str, path: &Path) -> Result<(), ReportError> {
     std::fs::write(path, text).map_err(|e| ReportError::io(path, e))
 }
 
+/// A file-name-safe form of a name (lower-case ASCII letters and digits, `-` for the rest).
+pub(crate) fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Metric;
 
-mod aggregate;
+pub(crate) mod aggregate;
 pub(crate) mod chart;
 mod document;
 mod error;

@@ -148,7 +148,7 @@ fn init_label(s: &Summary) -> String {
 }
 
 /// A flag value as the user types it (`full`, `molpeg`, `gin`, …).
-fn flag_name(value: &impl clap::ValueEnum) -> String {
+pub(crate) fn flag_name(value: &impl clap::ValueEnum) -> String {
     value
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_owned())
@@ -358,25 +358,7 @@ pub fn write_csv(groups: &[RunGroup], path: &Path) -> Result<(), ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn summary_json(dataset: &str, pretrained: Option<&str>, best: f64, last: f64) -> String {
-        let pretrained = pretrained.map_or("null".to_owned(), |p| format!("{p:?}"));
-        let m = |v: f64| {
-            format!(
-                r#"{{"loss":0.5,"roc_auc":{v},"prc_auc":null,"rmse":null,"mae":null,"tasks_evaluated":1}}"#
-            )
-        };
-        format!(
-            r#"{{"run_dir":"x","dataset":"{dataset}","model":"gin","task_type":"classification",
-            "metric":"roc-auc","stop":"full","stop_reason":"max-epochs","epochs_run":100,
-            "best_epoch":40,"best_valid":{b},"best_test":{b},"final_train_loss":0.1,
-            "final_valid":{l},"final_test":{l},
-            "rows":{{"file_rows":10,"used":10,"dropped":{{}},"train":8,"valid":1,"test":1}},
-            "pretrained":{pretrained},"seconds":300.0,"energy_j":2000.0,"co2_g":0.5}}"#,
-            b = m(best),
-            l = m(last),
-        )
-    }
+    use crate::test_support::summary_json;
 
     /// Writes `text` as `<root>/<name>/summary.json`.
     fn write_summary(root: &Path, name: &str, text: &str) {
