@@ -150,7 +150,9 @@ pub fn loss_unit(metric: Metric) -> &'static str {
 pub type Skipped = Vec<(PathBuf, String)>;
 
 /// The runs the evaluation can use under `paths`, and `(folder, why)` for each one it skipped
-/// (not a full run, unfinished, a missing metric or CO2 reading).
+/// (not a full run, unfinished, a missing metric or CO2 reading). Runs trained with data
+/// pruning are among them: [`run_evaluate`] sets them aside, `anges-train tradeoff` compares
+/// them with the full runs.
 pub fn load_runs(paths: &[PathBuf]) -> Result<(Vec<EvalRun>, Skipped), EvaluateError> {
     let found = crate::report::runs::find_runs(paths)?;
     let mut runs = Vec::new();
@@ -217,7 +219,19 @@ fn usable_run(dir: &Path) -> Result<EvalRun, String> {
 /// `anges-train evaluate`: loads the runs, evaluates every family per group.
 pub fn run_evaluate(config: &EvaluateConfig) -> Result<Evaluation, EvaluateError> {
     config.validate()?;
-    let (runs, skipped) = load_runs(&config.paths)?;
+    let (all, mut skipped) = load_runs(&config.paths)?;
+    // A pruned run trains on a subset each epoch: its trajectory is not what a stopping rule
+    // would cut short on a full run, so it is not evaluated with them.
+    let (pruned, runs): (Vec<EvalRun>, Vec<EvalRun>) = all
+        .into_iter()
+        .partition(|r| r.log.summary.as_ref().is_some_and(|s| s.prune.is_some()));
+    for run in pruned {
+        tracing::warn!(
+            "evaluate: skipped {}: trained with data pruning",
+            run.log.dir.display()
+        );
+        skipped.push((run.log.dir, "trained with data pruning (--prune)".into()));
+    }
     if runs.is_empty() {
         return Err(EvaluateError::Unusable(format!(
             "no usable full run under {} ({} skipped)",
@@ -277,6 +291,35 @@ mod tests {
         std::fs::write(run.join("summary.json"), "{ not json").unwrap();
         let err = run_evaluate(&config(1.0, vec![dir.path().to_owned()])).unwrap_err();
         assert!(err.to_string().contains("no usable full run"), "{err}");
+        assert!(err.to_string().contains("1 skipped"), "{err}");
+    }
+
+    #[test]
+    fn pruned_runs_are_set_aside_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("bace-molpeg");
+        std::fs::create_dir(&run).unwrap();
+        let mut summary: serde_json::Value =
+            serde_json::from_str(&crate::test_support::summary_json("BACE", None, 0.7, 0.7))
+                .unwrap();
+        summary["prune"] = serde_json::json!({"method": "molpeg", "keep_ratio": 0.5,
+            "samples_used": 5, "samples_full": 10, "reference_seconds": 1.0,
+            "reference_energy_j": null});
+        std::fs::write(run.join("summary.json"), summary.to_string()).unwrap();
+        let epochs: Vec<String> = (1..=3)
+            .map(|e| {
+                let rec = crate::test_support::epoch_record(e, 0.7, 0.7, e as f64);
+                serde_json::to_string(&rec).unwrap()
+            })
+            .collect();
+        std::fs::write(run.join("epochs.jsonl"), epochs.join("\n")).unwrap();
+        let (loaded, _) = load_runs(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(loaded.len(), 1, "usable, as tradeoff needs it");
+        let config = EvaluateConfig {
+            paths: vec![dir.path().to_owned()],
+            ..EvaluateConfig::default()
+        };
+        let err = run_evaluate(&config).unwrap_err();
         assert!(err.to_string().contains("1 skipped"), "{err}");
     }
 
