@@ -117,3 +117,16 @@ def test_a_session_replays_to_the_same_epoch(tmp_path, no_daemon):
     assert json.loads(lines[0])["meter_source"] == "local"
     with pytest.raises(anges.AngesError, match="overwrite=True"):
         anges.Session(run, "roc-auc", estimated=True)
+
+
+def test_the_native_module_links_neither_libtorch_nor_libpython():
+    """One abi3 wheel beside any torch: the extension needs no libtorch, and takes CPython's
+    symbols from the interpreter that loads it."""
+    import subprocess
+
+    from anges import _anges
+
+    needed = subprocess.run(["ldd", _anges.__file__], capture_output=True, text=True).stdout
+    assert "libc.so" in needed, needed
+    assert "libtorch" not in needed and "libpython" not in needed, needed
+    assert _anges.__file__.endswith(".abi3.so"), _anges.__file__
