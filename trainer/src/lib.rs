@@ -16,18 +16,22 @@
 //! ([`evaluate`]) and a campaign's trade-off analysis across model families ([`tradeoff`]),
 //! prediction with finished runs ([`predict`]), and SMILES ↔ SELFIES conversion of CSV files
 //! ([`convert`]).
+//!
+//! The libtorch-free parts — the meter session ([`emissions`]), the stopping policies
+//! ([`policy`]), the epoch records and the replay's core — live in the `anges-tracking` crate,
+//! which the Python package shares; they are re-exported here under their old paths.
 
 pub mod checkpoint;
 pub mod chem;
 pub mod config;
 pub mod convert;
 pub mod data;
-pub mod emissions;
+pub use anges_tracking::emissions;
 pub mod evaluate;
 pub mod featurize;
 pub(crate) mod files;
 pub mod models;
-pub mod policy;
+pub use anges_tracking::policy;
 pub mod predict;
 pub mod pretrain;
 pub mod progress;

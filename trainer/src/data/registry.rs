@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use anges_tracking::metrics::Metric;
+
 /// Classification or regression (`--task-type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -19,27 +21,6 @@ impl TaskType {
             Self::Classification => "classification",
             Self::Regression => "regression",
         }
-    }
-}
-
-/// Evaluation metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Metric {
-    /// Area under the ROC curve (higher is better), mean over tasks with both classes.
-    RocAuc,
-    /// Area under the precision-recall curve (higher is better).
-    PrcAuc,
-    /// Root mean squared error (lower is better).
-    Rmse,
-    /// Mean absolute error (lower is better).
-    Mae,
-}
-
-impl Metric {
-    /// Whether a larger value is better.
-    pub fn higher_is_better(self) -> bool {
-        matches!(self, Self::RocAuc | Self::PrcAuc)
     }
 }
 

@@ -54,7 +54,7 @@ pub fn find_runs(paths: &[PathBuf]) -> Result<FoundRuns, ReportError> {
     for file in files {
         let parsed = std::fs::read_to_string(&file)
             .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str::<Summary>(&text).map_err(|e| e.to_string()));
+            .and_then(|text| serde_json::from_str::<Summary>(&text).map_err(|e| why_not(&text, e)));
         match parsed {
             Ok(summary) => {
                 found.summaries.push(summary);
@@ -67,6 +67,21 @@ pub fn find_runs(paths: &[PathBuf]) -> Result<FoundRuns, ReportError> {
         }
     }
     Ok(found)
+}
+
+/// Why a `summary.json` is not a trainer's: the parse error, or that the Python package wrote it
+/// (its summaries have no dataset, model or split to group by).
+fn why_not(text: &str, e: serde_json::Error) -> String {
+    let writer = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["writer"].as_str().map(str::to_owned));
+    match writer {
+        Some(w) => format!(
+            "a run of the Python package ({w}), which summarize does not read yet (it has no \
+             dataset, model or split to group by); anges-train replay reads it"
+        ),
+        None => e.to_string(),
+    }
 }
 
 fn collect_summary_files(
@@ -414,9 +429,20 @@ mod tests {
         );
         write("bace-s0", &summary_json("BACE", None, 0.80, 0.78));
         write("broken", "{\"dataset\": ");
+        write("python", "{\"writer\": \"anges\", \"metric\": \"roc-auc\"}");
         let found = find_runs(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(found.summaries.len(), 4);
-        assert_eq!(found.skipped.len(), 1, "{:?}", found.skipped);
+        assert_eq!(found.skipped.len(), 2, "{:?}", found.skipped);
+        assert!(
+            found.skipped[1].1.contains("Python package (anges)"),
+            "{:?}",
+            found.skipped
+        );
+        assert!(
+            !found.skipped[0].1.contains("Python"),
+            "{:?}",
+            found.skipped
+        );
         let groups = group_runs(&found.summaries);
         let labels: Vec<(&str, &str)> = groups
             .iter()

@@ -745,18 +745,13 @@ impl EpochTask for FinetuneTask<'_> {
             test,
             best: verdict.new_best,
             seconds,
-            energy_j: energy.map(|e| e.energy_j),
-            co2_g: energy.map(|e| e.co2_g),
-            cumulative_j: energy.map(|e| e.cumulative_j),
-            cumulative_co2_g: energy.map(|e| e.cumulative_g),
-            meter_source: energy.map(|e| e.source.to_string()),
-            measured: energy.map(|e| e.measured),
-            meter_fault: energy.and_then(|e| e.fault.clone()),
             anges: verdict.anges,
             samples_used: stats.samples,
             reference_seconds,
             reference_energy_j,
-        };
+            ..EpochRecord::default()
+        }
+        .with_energy(energy);
         self.run.append_epoch(&record)?;
         tracing::info!(
             "epoch {epoch}/{}: train loss {:.4}, valid {metric:?} {}, test {metric:?} {}, \

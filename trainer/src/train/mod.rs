@@ -28,7 +28,7 @@
 mod epoch;
 pub mod epochs;
 pub mod finetune;
-pub mod metrics;
+pub use anges_tracking::metrics;
 pub(crate) mod network;
 pub mod optim;
 pub mod predictions;

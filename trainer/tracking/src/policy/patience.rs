@@ -10,7 +10,7 @@
 /// # Examples
 ///
 /// ```
-/// use anges_trainer::policy::Patience;
+/// use anges_tracking::policy::Patience;
 ///
 /// // Patience 2 on an RMSE (lower is better), improvements must exceed 0.01.
 /// let mut p = Patience::new(2, 0.01, false);

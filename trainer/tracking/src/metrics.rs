@@ -1,6 +1,6 @@
 //! Evaluation metrics of a split: ROC-AUC and PRC-AUC (average precision) per task for
 //! classification, RMSE and MAE for regression, and the [`EvalMetrics`] record that carries them
-//! into `epochs.jsonl` and `summary.json`.
+//! into `epochs.jsonl` and `summary.json`, with the [`Metric`] that selects a run's epochs.
 //!
 //! Classification labels follow pretrain-gnns: `1` positive, `−1` negative, `0` missing. A task
 //! counts only when the split holds both classes for it; the reported value is the mean over the
@@ -12,7 +12,26 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::Metric;
+/// Evaluation metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Area under the ROC curve (higher is better), mean over tasks with both classes.
+    RocAuc,
+    /// Area under the precision-recall curve (higher is better).
+    PrcAuc,
+    /// Root mean squared error (lower is better).
+    Rmse,
+    /// Mean absolute error (lower is better).
+    Mae,
+}
+
+impl Metric {
+    /// Whether a larger value is better.
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Self::RocAuc | Self::PrcAuc)
+    }
+}
 
 /// Metrics of one model on one split. Fields that do not apply (or cannot be computed) are
 /// `None` and serialise as `null`.

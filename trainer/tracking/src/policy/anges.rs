@@ -35,7 +35,8 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 /// Order of the EMA update and the comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum AngesOrder {
     /// Algorithm 1 as written: `EMA ← α·AER + (1−α)·EMA`, then stop if `AER < β·EMA`.
@@ -46,7 +47,8 @@ pub enum AngesOrder {
 }
 
 /// The performance signal whose relative change is `%ΔPerf`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum AngesSignal {
     /// The validation metric itself (Algorithm 1).
@@ -60,7 +62,8 @@ pub enum AngesSignal {
 
 /// The named AN-GES variants (`--anges-variant`), each a combination of the rule's knobs with
 /// default parameters chosen by `anges-train evaluate` (docs/green.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum AngesVariant {
     /// Algorithm 1 of docs/spec.md as written: update the EMA, then compare; raw metric.
@@ -354,7 +357,7 @@ impl AngesStep {
 /// epoch 5, where the accuracy bought per % of CO2 has collapsed below β × its EMA.
 ///
 /// ```
-/// use anges_trainer::policy::{Anges, AngesParams, Decision};
+/// use anges_tracking::policy::{Anges, AngesParams, Decision};
 ///
 /// let params = AngesParams { warmup: 3, ..AngesParams::literal() };
 /// let mut rule = Anges::new(params, true); // ROC-AUC: higher is better

@@ -16,7 +16,8 @@ pub use anges::{Anges, AngesOrder, AngesParams, AngesSignal, AngesStep, AngesVar
 pub use patience::Patience;
 
 /// The stopping policies, by name (`--stop`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum StopPolicy {
     /// The fixed number of epochs (classic fine-tuning).
@@ -149,7 +150,7 @@ pub struct EpochVerdict {
 /// the same epoch:
 ///
 /// ```
-/// use anges_trainer::policy::{Policy, StopPolicy, StopReason, StopSpec, AngesParams};
+/// use anges_tracking::policy::{Policy, StopPolicy, StopReason, StopSpec, AngesParams};
 ///
 /// let spec = StopSpec::from_parts(StopPolicy::Patience, AngesParams::default(), 2, 0.0)?;
 /// let mut policy = Policy::new(spec, true);

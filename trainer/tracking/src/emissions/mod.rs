@@ -374,6 +374,24 @@ impl EpochMeter {
         self.measured
     }
 
+    /// Shares of the job's energy so far by kind of domain (CPU, memory, GPU), from the
+    /// in-process meter's per-domain totals (the standby's beside a daemon); `None` when unknown.
+    pub fn kind_shares(&self) -> Option<[f64; 3]> {
+        let by_kind = match &self.backend {
+            Backend::Daemon { standby, .. } => standby.as_ref().and_then(LocalMeter::by_kind),
+            Backend::Local(meter) => meter.by_kind(),
+        };
+        by_kind.and_then(|k| {
+            let sum: f64 = k.iter().sum();
+            (sum > 0.0).then(|| k.map(|j| j / sum))
+        })
+    }
+
+    /// The carbon intensity and PUE the meter applies, and where they came from.
+    pub fn carbon(&self) -> &CarbonInfo {
+        &self.carbon
+    }
+
     /// The job's id with the daemon (`None` for the in-process meter).
     pub fn daemon_job(&self) -> Option<u64> {
         match &self.backend {
@@ -435,14 +453,7 @@ impl EpochMeter {
     /// Ends metering: unregisters the job(s) and stops the in-process engine; returns the run's
     /// figures, with the daemon's own final totals of the job when there was a daemon.
     pub fn finish(self) -> MeterFinal {
-        let by_kind = match &self.backend {
-            Backend::Daemon { standby, .. } => standby.as_ref().and_then(LocalMeter::by_kind),
-            Backend::Local(meter) => meter.by_kind(),
-        };
-        let kind_shares = by_kind.and_then(|k| {
-            let sum: f64 = k.iter().sum();
-            (sum > 0.0).then(|| k.map(|j| j / sum))
-        });
+        let kind_shares = self.kind_shares();
         let (daemon_final, standby_final) = match self.backend {
             Backend::Daemon { link, standby } => {
                 let job = link.job();

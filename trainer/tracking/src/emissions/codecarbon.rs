@@ -67,11 +67,23 @@ pub fn append_run(
     seconds: f64,
     meter: &MeterFinal,
 ) -> Result<PathBuf, CodecarbonError> {
+    append_run_as(run_dir, PROJECT, seconds, meter)
+}
+
+/// [`append_run`] with another CodeCarbon `project_name` (the Python package's `anges`).
+pub fn append_run_as(
+    run_dir: &Path,
+    project: &str,
+    seconds: f64,
+    meter: &MeterFinal,
+) -> Result<PathBuf, CodecarbonError> {
     let path = run_dir.join(FILE);
     let run_id = run_dir
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    codecarbon::append(&path, &row(&run_id, seconds, meter))?;
+    let mut r = row(&run_id, seconds, meter);
+    project.clone_into(&mut r.project_name);
+    codecarbon::append(&path, &r)?;
     Ok(path)
 }
 
