@@ -157,8 +157,16 @@ impl BatchNorm {
         }
     }
 
+    /// Normalises `x` (`[rows, dim]`): in training with the batch's statistics, which also
+    /// update the running ones, else with the running statistics.
+    ///
+    /// A single row has no variance. PyTorch refuses it in training; updating the running
+    /// variance with its unbiased estimate (0 / 0) would make every later evaluation NaN — seen
+    /// on FreeSolv, whose last training batch can be one single-atom molecule. Such a row is
+    /// normalised with the running statistics, which it leaves unchanged.
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor, ModelError> {
-        if train {
+        let batch_statistics = train && x.size().first().is_some_and(|&rows| rows > 1);
+        if batch_statistics {
             let mut t = self.num_batches_tracked.shallow_clone();
             let _ = tch::no_grad(|| t.f_add_scalar_(1))?;
         }
@@ -167,7 +175,7 @@ impl BatchNorm {
             Some(&self.bias),
             Some(&self.running_mean),
             Some(&self.running_var),
-            train,
+            batch_statistics,
             0.1,
             1e-5,
             true,
@@ -459,5 +467,34 @@ impl Gnn {
     /// `[B, num_tasks]` logits (classification) or standardised predictions (regression).
     pub fn forward(&self, b: &GraphBatch, train: bool) -> Result<Tensor, ModelError> {
         linear(&self.graph_embeddings(b, train)?, &self.head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_row_in_training_leaves_the_running_statistics_finite() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let bn = BatchNorm::new(vs.root() / "bn", 3);
+        let one = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).view([1, 3]);
+        let out = bn.forward(&one, true).unwrap();
+        assert!(bool::try_from(out.isfinite().all()).unwrap());
+        // Unchanged: mean 0, variance 1, no batch tracked.
+        assert_eq!(Vec::<f32>::try_from(&bn.running_var).unwrap(), [1.0; 3]);
+        assert_eq!(Vec::<f32>::try_from(&bn.running_mean).unwrap(), [0.0; 3]);
+        assert_eq!(i64::try_from(&bn.num_batches_tracked).unwrap(), 0);
+        // Two rows update them as PyTorch does (momentum 0.1, unbiased variance).
+        let two = Tensor::from_slice(&[0.0f32, 0.0, 0.0, 2.0, 2.0, 2.0]).view([2, 3]);
+        bn.forward(&two, true).unwrap();
+        let var = Vec::<f32>::try_from(&bn.running_var).unwrap();
+        assert!(
+            var.iter().all(|v| (v - (0.9 + 0.1 * 2.0)).abs() < 1e-6),
+            "{var:?}"
+        );
+        assert_eq!(i64::try_from(&bn.num_batches_tracked).unwrap(), 1);
+        let eval = bn.forward(&one, false).unwrap();
+        assert!(bool::try_from(eval.isfinite().all()).unwrap());
     }
 }
