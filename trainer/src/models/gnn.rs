@@ -487,7 +487,7 @@ mod tests {
         assert_eq!(i64::try_from(&bn.num_batches_tracked).unwrap(), 0);
         // Two rows update them as PyTorch does (momentum 0.1, unbiased variance).
         let two = Tensor::from_slice(&[0.0f32, 0.0, 0.0, 2.0, 2.0, 2.0]).view([2, 3]);
-        bn.forward(&two, true).unwrap();
+        let _ = bn.forward(&two, true).unwrap();
         let var = Vec::<f32>::try_from(&bn.running_var).unwrap();
         assert!(
             var.iter().all(|v| (v - (0.9 + 0.1 * 2.0)).abs() < 1e-6),
