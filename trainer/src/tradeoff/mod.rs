@@ -594,15 +594,12 @@ pub fn analyse(config: &TradeoffConfig) -> Result<Tradeoff, EvaluateError> {
             family(f, &members)
         })
         .collect();
-    let metrics: BTreeSet<String> = groups.iter().map(|g| format!("{:?}", g.metric)).collect();
+    let metrics: BTreeSet<Metric> = groups.iter().map(|g| g.metric).collect();
     let frontiers = metrics
-        .iter()
+        .into_iter()
         .filter_map(|m| {
-            let members: Vec<&GroupTradeoff> = groups
-                .iter()
-                .filter(|g| &format!("{:?}", g.metric) == m)
-                .collect();
-            frontier(members[0].metric, &members, config.tolerance)
+            let members: Vec<&GroupTradeoff> = groups.iter().filter(|g| g.metric == m).collect();
+            frontier(m, &members, config.tolerance)
         })
         .collect();
     let pruning = pruning(&pruned, &groups);

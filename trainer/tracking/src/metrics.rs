@@ -12,8 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Evaluation metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Evaluation metrics (ordered as declared, for grouping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Metric {
     /// Area under the ROC curve (higher is better), mean over tasks with both classes.
