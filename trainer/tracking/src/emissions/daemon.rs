@@ -205,14 +205,15 @@ impl DaemonLink {
         }
     }
 
-    /// A fresh reading of the job that includes the work done so far, classified for the ledger.
-    pub(crate) fn observe(&mut self) -> DaemonObservation {
+    /// A reading of the job classified for the ledger: with `fresh`, one that includes the work
+    /// done so far (the next publication); without, the daemon's latest publication.
+    pub(crate) fn observe(&mut self, fresh: bool) -> DaemonObservation {
         let had_canary = self.canary.is_some();
         if !had_canary {
             self.canary = self.open_canary();
         }
         let opened_now = !had_canary && self.canary.is_some();
-        let read = self.query(true);
+        let read = self.query(fresh);
         let alive = self.canary.as_mut().map(Canary::alive);
         let (reading, mut why) = match read {
             Ok(x) => x,

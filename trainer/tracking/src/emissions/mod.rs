@@ -415,13 +415,24 @@ impl EpochMeter {
     /// local engine's next accounting tick) turned into this epoch's figures. Never blocks more
     /// than a few seconds and never fails: faults are recorded in the result.
     pub fn read_epoch(&mut self) -> EpochEnergy {
+        self.read(true)
+    }
+
+    /// A reading turned into the figures since the previous one: with `fresh`, as
+    /// [`EpochMeter::read_epoch`]; without, the latest figures already published (the daemon's
+    /// last publication, the local engine's last tick), which may miss up to one publication
+    /// interval of work (it goes to the next reading: the figures are cumulative) and never
+    /// wait for a tick.
+    pub fn read(&mut self, fresh: bool) -> EpochEnergy {
         let (daemon, local) = match &mut self.backend {
-            Backend::Local(meter) => (None, meter.fresh()),
+            Backend::Local(meter) if fresh => (None, meter.fresh()),
+            Backend::Local(meter) => (None, meter.current().map(|s| (s, None))),
             Backend::Daemon { link, standby } => {
                 let before = standby.as_ref().map(LocalMeter::tick);
-                let observed = link.observe();
+                let observed = link.observe(fresh);
                 let local = match (standby.as_ref(), before) {
-                    (Some(m), Some(t)) => m.fresh_after(t),
+                    (Some(m), Some(t)) if fresh => m.fresh_after(t),
+                    (Some(m), Some(_)) => m.current().map(|s| (s, None)),
                     _ => Err("no local estimator (it failed to start)".to_owned()),
                 };
                 (Some(observed), local)
@@ -542,6 +553,37 @@ mod tests {
             socket,
             ..MeterConfig::default()
         }
+    }
+
+    /// Without `fresh`, a reading is the engine's latest publication, taken without waiting for
+    /// the next accounting tick; the work it misses goes to the next fresh reading.
+    #[test]
+    fn a_reading_that_need_not_be_fresh_does_not_wait_for_a_tick() {
+        let mut options = MeterOptions::estimated();
+        // One accounting tick per second: a fresh reading waits up to a second for one.
+        options.local_engine.attribution_hz = 1.0;
+        let mut meter =
+            EpochMeter::start_with(&args(MeterMode::Local, None), "unit-stale", &options)
+                .expect("local meter")
+                .expect("not off");
+        burn(Duration::from_millis(300));
+        let fresh = meter.read(true);
+        assert!(fresh.cumulative_j > 0.0, "{fresh:?}");
+        burn(Duration::from_millis(100));
+        let t = Instant::now();
+        let latest = meter.read(false);
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            latest.cumulative_j, fresh.cumulative_j,
+            "no tick was published since the fresh reading"
+        );
+        let next = meter.read(true);
+        assert!(next.cumulative_j > fresh.cumulative_j, "{next:?}");
+        assert_eq!(meter.finish().epochs, 3);
     }
 
     #[test]
