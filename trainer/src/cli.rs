@@ -191,7 +191,9 @@ pub enum Command {
     /// dataset, model, initialisation and policy.
     ///
     /// Searches the given folders (at any depth) for run directories' summary.json; one that
-    /// cannot be read is skipped with a warning.
+    /// cannot be read is skipped with a warning. Runs of the Python package (anges.Session, its
+    /// Lightning and Hugging Face callbacks) are grouped by the labels they were given
+    /// (dataset, model, init; "unlabelled" where missing).
     ///
     /// Example: anges-train summarize runs/ --csv results.csv
     Summarize(SummarizeArgs),

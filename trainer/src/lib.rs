@@ -57,6 +57,37 @@ pub(crate) mod test_support {
         TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Writes a run of the Python package into `dir` (through the tracking crate's `Session`,
+    /// what `anges.Session` drives) under the in-process estimated meter and `--stop full`:
+    /// one epoch per `(valid, test)` ROC-AUC pair.
+    pub(crate) fn python_run(
+        dir: &std::path::Path,
+        labels: anges_tracking::session::RunLabels,
+        epochs: &[(f64, f64)],
+    ) {
+        use anges_tracking::config::{MeterConfig, MeterMode};
+        use anges_tracking::emissions::MeterOptions;
+        use anges_tracking::session::{Session, SessionConfig};
+        let mut s = Session::start(SessionConfig {
+            dir: dir.to_owned(),
+            metric: crate::data::Metric::RocAuc,
+            stop: crate::policy::StopSpec::Full,
+            meter: MeterConfig {
+                mode: MeterMode::Local,
+                ..MeterConfig::default()
+            },
+            meter_options: MeterOptions::estimated(),
+            job_name: "python-run".into(),
+            overwrite: false,
+            labels,
+        })
+        .unwrap();
+        for &(valid, test) in epochs {
+            s.epoch(Some(valid), Some(0.4), Some(test)).unwrap();
+        }
+        s.finish().unwrap();
+    }
+
     /// An epoch of a ROC-AUC run: validation and test metric, cumulative CO2 (grams) and
     /// energy (1 kJ per gram).
     pub(crate) fn epoch_record(

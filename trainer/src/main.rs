@@ -173,7 +173,8 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(Command::Summarize(args)) => {
             use anges_trainer::report::runs;
             let found = runs::find_runs(&args.paths)?;
-            let groups = runs::group_runs(&found.summaries);
+            let rows = found.rows();
+            let groups = runs::group_runs(&rows);
             if let Some(csv) = &args.csv {
                 runs::write_csv(&groups, csv)?;
             }
@@ -190,9 +191,11 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 }
             }
             eprintln!(
-                "{} run(s) in {} group(s); {} summary file(s) skipped",
-                found.summaries.len(),
+                "{} run(s) in {} group(s) ({} of the Python package); {} summary file(s) \
+                 skipped",
+                rows.len(),
                 groups.len(),
+                found.python.len(),
                 found.skipped.len()
             );
             Ok(())

@@ -53,7 +53,7 @@ mod tests {
         let found = crate::report::runs::find_runs(std::slice::from_ref(&runs)).unwrap();
         assert!(found.skipped.is_empty(), "{:?}", found.skipped);
         assert!(found.summaries.len() >= 21, "{}", found.summaries.len());
-        let groups = crate::report::runs::group_runs(&found.summaries);
+        let groups = crate::report::runs::group_runs(&found.rows());
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("runs.csv");
         crate::report::runs::write_csv(&groups, &csv).unwrap();

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use anges_tracking::emissions::{EpochEnergy, EpochMeter, MeterOptions};
-use anges_tracking::options::{self, ANGES_OPTIONS, METER_OPTIONS, Options, STOP_OPTIONS};
+use anges_tracking::options::{
+    self, ANGES_OPTIONS, LABEL_OPTIONS, METER_OPTIONS, Options, STOP_OPTIONS,
+};
 use anges_tracking::policy::{self as policies, AngesVariant};
 use anges_tracking::replay::{self as replays, ReplayGrid};
 use anges_tracking::session::{self, SessionConfig};
@@ -108,10 +110,9 @@ struct Meter {
     inner: Mutex<MeterState>,
 }
 
-/// The meter and its last reading.
+/// The meter and the readings taken.
 struct MeterState {
     meter: Option<EpochMeter>,
-    last: Option<EpochEnergy>,
     readings: usize,
 }
 
@@ -134,17 +135,14 @@ impl Meter {
             ));
         }
         Ok(Meter {
-            inner: Mutex::new(MeterState {
-                meter,
-                last: None,
-                readings: 0,
-            }),
+            inner: Mutex::new(MeterState { meter, readings: 0 }),
         })
     }
 
     /// The cumulative figures as JSON: with `fresh`, a new reading that includes the work done
-    /// so far (the daemon's next publication, the in-process engine's next tick); without, the
-    /// last reading's (a fresh one when there was none).
+    /// so far (it waits for the daemon's next publication, the in-process engine's next tick);
+    /// without, the latest figures already published (no wait; they may miss up to one
+    /// publication interval of work, which the next reading includes).
     #[pyo3(signature = (fresh = true))]
     fn read(&self, py: Python<'_>, fresh: bool) -> PyResult<String> {
         let mut state = lock(&self.inner);
@@ -152,14 +150,9 @@ impl Meter {
         let Some(meter) = state.meter.as_mut() else {
             return Err(err("the meter is closed"));
         };
-        if fresh || state.last.is_none() {
-            let reading = py.detach(|| meter.read_epoch());
-            state.last = Some(reading);
-            state.readings += 1;
-        }
-        let Some(last) = state.last.as_ref() else {
-            return Err(err("no reading"));
-        };
+        let reading: EpochEnergy = py.detach(|| meter.read(fresh));
+        state.readings += 1;
+        let last = &reading;
         let domains = meter.kind_shares().map(|[cpu, memory, gpu]| Domains {
             cpu: cpu * last.cumulative_j,
             memory: memory * last.cumulative_j,
@@ -289,7 +282,8 @@ struct Session {
 
 #[pymethods]
 impl Session {
-    /// Starts a run in `run_dir`: `options` holds the policy's and the meter's options as JSON,
+    /// Starts a run in `run_dir`: `options` holds the policy's and the meter's options and the
+    /// run's labels (`dataset`, `model`, `init`) as JSON,
     /// `metric` names the validation metric (`roc-auc`, `prc-auc`, `rmse`, `mae`).
     #[new]
     #[pyo3(signature = (run_dir, metric, options, job_name, overwrite = false, estimated = false))]
@@ -302,7 +296,10 @@ impl Session {
         overwrite: bool,
         estimated: bool,
     ) -> PyResult<Self> {
-        let options = parse_options(options, &[STOP_OPTIONS, ANGES_OPTIONS, METER_OPTIONS])?;
+        let options = parse_options(
+            options,
+            &[STOP_OPTIONS, ANGES_OPTIONS, METER_OPTIONS, LABEL_OPTIONS],
+        )?;
         let config = SessionConfig {
             dir: run_dir,
             metric: options::metric(metric).map_err(err)?,
@@ -311,6 +308,7 @@ impl Session {
             meter_options: meter_options(estimated),
             job_name,
             overwrite,
+            labels: options::labels(&options).map_err(err)?,
         };
         let session = py.detach(|| session::Session::start(config)).map_err(err)?;
         Ok(Session {

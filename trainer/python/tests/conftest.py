@@ -183,12 +183,25 @@ def roc_auc(scores, labels) -> float:
     return (rank_sum - pos * (pos + 1) / 2.0) / (pos * neg)
 
 
+def cli(*args: str) -> str:
+    """``anges-train ARGS``' standard output (a failure fails the test with its stderr)."""
+    out = subprocess.run([str(binary("ANGES_TRAIN", "anges-train")), *args],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"anges-train {' '.join(args)}: exit {out.returncode}: {out.stderr}")
+    return out.stdout
+
+
 def replay_cli(run_dir: Path, *flags: str) -> list:
     """``anges-train replay RUN_DIR FLAGS --json``: one outcome per policy."""
     import json
 
-    out = subprocess.run(
-        [str(binary("ANGES_TRAIN", "anges-train")), "replay", "--json", str(run_dir), *flags],
-        check=True, capture_output=True, text=True,
-    )
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    out = cli("replay", "--json", str(run_dir), *flags)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def summarize_cli(*paths: Path) -> list:
+    """``anges-train summarize PATHS --json``: the groups of runs."""
+    import json
+
+    return json.loads(cli("summarize", "--json", *map(str, paths)))

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from conftest import replay_cli, roc_auc
+from conftest import replay_cli, roc_auc, summarize_cli
 
 MAX_EPOCHS = 30
 # The literal AN-GES with a short warm-up: it stops at the first validation dip after epoch 3.
@@ -70,6 +70,8 @@ def fit_lightning(bace, run_dir, **options):
         def validation_step(self, batch, _):
             x, y = batch
             self.log("val_roc_auc", roc_auc(self.net(x).squeeze(1), y))
+            xt, yt = bace["test"]
+            self.log("test_roc_auc", roc_auc(self.net(xt).squeeze(1), yt))
 
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=0.01)
@@ -92,12 +94,26 @@ def fit_lightning(bace, run_dir, **options):
 
 def test_lightning_stops_through_anges_early_stopping(tmp_path, daemon, bace):
     run_dir = tmp_path / "lightning-run"
-    stop, trainer = fit_lightning(bace, run_dir, socket=str(daemon.socket))
+    stop, trainer = fit_lightning(bace, run_dir, socket=str(daemon.socket),
+                                  test_monitor="test_roc_auc", dataset="bace", init="random")
     assert trainer.current_epoch == stop.stopped_epoch, "the trainer stopped after that epoch"
     check_run(run_dir, stop.summary, stop.stopped_epoch, daemon.socket)
     epochs = [json.loads(l) for l in (run_dir / "epochs.jsonl").read_text().splitlines()]
     assert all(e["train_loss"] > 0 for e in epochs), "the epoch's mean training loss"
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"], "it learned"
+    # summarize groups the run under its labels (the model's: its class name) with its test
+    # value at the best-validation epoch.
+    summary = stop.summary
+    assert (summary["dataset"], summary["model"], summary["init"]) == ("bace", "Model", "random")
+    best = epochs[summary["best_epoch"] - 1]
+    assert summary["best_test"]["roc_auc"] == best["test"]["roc_auc"] > 0.5
+    [group] = summarize_cli(run_dir)
+    assert (group["dataset"], group["model"], group["init"], group["policy"]) == (
+        "bace", "Model", "random", "anges")
+    assert group["runs"] == 1 and group["epochs_mean"] == stop.stopped_epoch
+    assert group["best_test_mean"] == pytest.approx(best["test"]["roc_auc"], rel=1e-12)
+    assert group["final_test_mean"] == pytest.approx(epochs[-1]["test"]["roc_auc"], rel=1e-12)
+    assert group["energy_j_mean"] == pytest.approx(summary["energy_j"], rel=1e-9)
 
 
 def test_hugging_face_trainer_stops_through_anges_callback(tmp_path, daemon, bace):

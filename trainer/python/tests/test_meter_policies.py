@@ -30,7 +30,9 @@ def test_meter_registers_with_the_user_daemon(daemon):
         assert second["source"] == "daemon" and second["measured"]
         assert 0 < first["energy_j"] < second["energy_j"]
         assert second["co2_g"] == pytest.approx(second["energy_j"] / 3.6e6 * 100, rel=1e-6)
-        assert m.read(fresh=False) == second, "fresh=False repeats the last reading"
+        latest = m.read(fresh=False)
+        assert latest["source"] == "daemon" and latest["readings"] == 3
+        assert latest["energy_j"] >= second["energy_j"], "the daemon's latest publication"
         assert m.carbon["g_per_kwh"] == 100 and m.carbon["source"] == "daemon"
     final = m.final
     assert final["daemon_job_joules"] > 0

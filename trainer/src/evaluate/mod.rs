@@ -157,6 +157,11 @@ pub fn load_runs(paths: &[PathBuf]) -> Result<(Vec<EvalRun>, Skipped), EvaluateE
     let found = crate::report::runs::find_runs(paths)?;
     let mut runs = Vec::new();
     let mut skipped = found.skipped;
+    for file in found.python_files {
+        let why = "a run of the Python package: the evaluation replays anges-train's full runs";
+        tracing::warn!("evaluate: skipped {}: {why}", file.display());
+        skipped.push((file, why.to_owned()));
+    }
     let dirs = found.files.iter().filter_map(|f| f.parent());
     for dir in dirs {
         match usable_run(dir) {
@@ -292,6 +297,14 @@ mod tests {
         let err = run_evaluate(&config(1.0, vec![dir.path().to_owned()])).unwrap_err();
         assert!(err.to_string().contains("no usable full run"), "{err}");
         assert!(err.to_string().contains("1 skipped"), "{err}");
+        // The evaluation replays the trainer's runs only, and says so of the Python package's.
+        let python = dir.path().join("python");
+        let labels = anges_tracking::session::RunLabels::default();
+        crate::test_support::python_run(&python, labels, &[(0.7, 0.6), (0.8, 0.7)]);
+        let (runs, skipped) = load_runs(std::slice::from_ref(&python)).unwrap();
+        assert!(runs.is_empty());
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].1.contains("Python package"), "{skipped:?}");
     }
 
     #[test]

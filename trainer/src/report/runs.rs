@@ -1,10 +1,12 @@
 //! `anges-train summarize`: the results of many fine-tuning runs, mean ± std over seeds.
 //!
 //! Input: run directories (each with its `summary.json`), found under the paths given, at any
-//! depth. Runs are grouped by dataset, model, initialisation (random or the checkpoint's file
-//! name), stopping policy and pruning; each group gives the test metric at the best-validation
-//! epoch (the weights a run delivers) and at the last epoch (what pretrain-gnns reports), with
-//! epochs, wall time, energy and CO2. Output: a Markdown table, or JSON / CSV rows. Where a
+//! depth: the trainer's runs and the Python package's (`anges.Session` and its callbacks, whose
+//! summaries carry the labels the user gave: `dataset`, `model`, `init`; a missing label reads
+//! `unlabelled`). Runs are grouped by dataset, model, initialisation (random or the
+//! checkpoint's file name), stopping policy and pruning; each group gives the test metric at the
+//! best-validation epoch (the weights a run delivers) and at the last epoch (what pretrain-gnns
+//! reports), with epochs, wall time, energy and CO2. Output: a Markdown table, or JSON / CSV rows. Where a
 //! pre-trained group has a random-init twin (same dataset, model and policy), a second table
 //! gives what pre-training changed: the difference of the means, with its standard error.
 //!
@@ -15,6 +17,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use anges_tracking::session::SessionSummary;
 
 use super::aggregate::Stat;
 use super::{ReportError, metric_name};
@@ -27,13 +31,30 @@ const MAX_DEPTH: usize = 8;
 /// The run summaries found under some paths, and what could not be read.
 #[derive(Debug, Default)]
 pub struct FoundRuns {
-    /// The summaries, in path order.
+    /// The trainer's summaries, in path order.
     pub summaries: Vec<Summary>,
     /// The `summary.json` file of each summary, in the same order.
     pub files: Vec<PathBuf>,
+    /// The Python package's summaries (`writer: anges`), in path order.
+    pub python: Vec<SessionSummary>,
+    /// The `summary.json` file of each Python summary, in the same order.
+    pub python_files: Vec<PathBuf>,
     /// `(file, why)` of each `summary.json` skipped.
     pub skipped: Vec<(PathBuf, String)>,
 }
+
+impl FoundRuns {
+    /// Every run found, the trainer's then the Python package's, as [`group_runs`] takes them.
+    pub fn rows(&self) -> Vec<RunRow> {
+        let trainer = self.summaries.iter().map(RunRow::of_trainer);
+        trainer
+            .chain(self.python.iter().map(RunRow::of_session))
+            .collect()
+    }
+}
+
+/// What a Python package's summary says it is: its `writer` field.
+const PYTHON_WRITER: &str = anges_tracking::session::PROJECT;
 
 /// Reads every `summary.json` under `paths` (a path may also be a run directory itself or a
 /// `summary.json`). A path that does not exist is an error; an unreadable summary is skipped.
@@ -52,13 +73,17 @@ pub fn find_runs(paths: &[PathBuf]) -> Result<FoundRuns, ReportError> {
     files.dedup();
     let mut found = FoundRuns::default();
     for file in files {
-        let parsed = std::fs::read_to_string(&file)
+        match std::fs::read_to_string(&file)
             .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str::<Summary>(&text).map_err(|e| why_not(&text, e)));
-        match parsed {
-            Ok(summary) => {
-                found.summaries.push(summary);
+            .and_then(|text| parse_summary(&text))
+        {
+            Ok(Parsed::Trainer(summary)) => {
+                found.summaries.push(*summary);
                 found.files.push(file);
+            }
+            Ok(Parsed::Python(summary)) => {
+                found.python.push(*summary);
+                found.python_files.push(file);
             }
             Err(why) => {
                 tracing::warn!("skipped {}: {why}", file.display());
@@ -69,18 +94,24 @@ pub fn find_runs(paths: &[PathBuf]) -> Result<FoundRuns, ReportError> {
     Ok(found)
 }
 
-/// Why a `summary.json` is not a trainer's: the parse error, or that the Python package wrote it
-/// (its summaries have no dataset, model or split to group by).
-fn why_not(text: &str, e: serde_json::Error) -> String {
-    let writer = serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|v| v["writer"].as_str().map(str::to_owned));
-    match writer {
-        Some(w) => format!(
-            "a run of the Python package ({w}), which summarize does not read yet (it has no \
-             dataset, model or split to group by); anges-train replay reads it"
-        ),
-        None => e.to_string(),
+/// A `summary.json` of either writer.
+enum Parsed {
+    Trainer(Box<Summary>),
+    Python(Box<SessionSummary>),
+}
+
+/// The summary in `text`: the Python package's when its `writer` says so, else the trainer's;
+/// the parse error otherwise.
+fn parse_summary(text: &str) -> Result<Parsed, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if value["writer"].as_str() == Some(PYTHON_WRITER) {
+        serde_json::from_value(value)
+            .map(|s| Parsed::Python(Box::new(s)))
+            .map_err(|e| format!("a run of the Python package whose summary is malformed: {e}"))
+    } else {
+        serde_json::from_value(value)
+            .map(|s| Parsed::Trainer(Box::new(s)))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -152,6 +183,73 @@ pub struct RunGroup {
 /// The [`RunGroup::init`] of runs started from random weights.
 pub const RANDOM_INIT: &str = "random";
 
+/// The label of a Python package's run that was not given one.
+pub const UNLABELLED: &str = "unlabelled";
+
+/// One run as [`group_runs`] groups it, whichever program wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// Dataset name.
+    pub dataset: String,
+    /// Model family or label.
+    pub model: String,
+    /// `random`, or the starting checkpoint's name.
+    pub init: String,
+    /// Stopping policy, with the pruning (as [`RunGroup::policy`]).
+    pub policy: String,
+    /// The metric reported.
+    pub metric: Metric,
+    /// Epochs trained.
+    pub epochs_run: usize,
+    /// Test metric at the best-validation epoch.
+    pub best_test: Option<f64>,
+    /// Test metric after the last epoch.
+    pub final_test: Option<f64>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Energy of the run's epochs, joules.
+    pub energy_j: Option<f64>,
+    /// CO2-eq of the run's epochs, grams.
+    pub co2_g: Option<f64>,
+}
+
+impl RunRow {
+    /// A trainer's run.
+    pub fn of_trainer(s: &Summary) -> RunRow {
+        RunRow {
+            dataset: s.dataset.clone(),
+            model: flag_name(&s.model),
+            init: init_label(s),
+            policy: policy_label(s),
+            metric: s.metric,
+            epochs_run: s.epochs_run,
+            best_test: s.best_test.get(s.metric),
+            final_test: s.final_test.get(s.metric),
+            seconds: s.seconds,
+            energy_j: s.energy_j,
+            co2_g: s.co2_g,
+        }
+    }
+
+    /// A Python package's run, under its labels ([`UNLABELLED`] where it has none).
+    pub fn of_session(s: &SessionSummary) -> RunRow {
+        let label = |l: &Option<String>| l.clone().unwrap_or_else(|| UNLABELLED.to_owned());
+        RunRow {
+            dataset: label(&s.labels.dataset),
+            model: label(&s.labels.model),
+            init: label(&s.labels.init),
+            policy: flag_name(&s.stop),
+            metric: s.metric,
+            epochs_run: s.epochs_run,
+            best_test: s.best_test.get(s.metric),
+            final_test: s.final_test.get(s.metric),
+            seconds: s.seconds,
+            energy_j: s.energy_j,
+            co2_g: s.co2_g,
+        }
+    }
+}
+
 fn init_label(s: &Summary) -> String {
     match &s.pretrained {
         None => RANDOM_INIT.to_owned(),
@@ -177,27 +275,29 @@ fn policy_label(s: &Summary) -> String {
     }
 }
 
-/// Groups `summaries` (see the module doc), in dataset, model, initialisation and policy order.
-pub fn group_runs(summaries: &[Summary]) -> Vec<RunGroup> {
-    let mut groups: BTreeMap<(String, String, String, String), Vec<&Summary>> = BTreeMap::new();
-    for s in summaries {
+/// Groups `runs` (see the module doc; runs of one label set reporting different metrics are
+/// not averaged together), in dataset, model, initialisation, policy and metric order.
+pub fn group_runs(runs: &[RunRow]) -> Vec<RunGroup> {
+    type Key = (String, String, String, String, Metric);
+    let mut groups: BTreeMap<Key, Vec<&RunRow>> = BTreeMap::new();
+    for r in runs {
         let key = (
-            s.dataset.clone(),
-            flag_name(&s.model),
-            init_label(s),
-            policy_label(s),
+            r.dataset.clone(),
+            r.model.clone(),
+            r.init.clone(),
+            r.policy.clone(),
+            r.metric,
         );
-        groups.entry(key).or_default().push(s);
+        groups.entry(key).or_default().push(r);
     }
     groups
         .into_iter()
-        .map(|((dataset, model, init, policy), runs)| {
-            let metric = runs[0].metric;
+        .map(|((dataset, model, init, policy, metric), runs)| {
             let stat =
-                |f: &dyn Fn(&Summary) -> Option<f64>| Stat::of(runs.iter().filter_map(|s| f(s)));
-            let best = stat(&|s| s.best_test.get(metric));
-            let last = stat(&|s| s.final_test.get(metric));
-            let mean = |f: &dyn Fn(&Summary) -> Option<f64>| stat(f).map(|st| st.mean);
+                |f: &dyn Fn(&RunRow) -> Option<f64>| Stat::of(runs.iter().filter_map(|s| f(s)));
+            let best = stat(&|s| s.best_test);
+            let last = stat(&|s| s.final_test);
+            let mean = |f: &dyn Fn(&RunRow) -> Option<f64>| stat(f).map(|st| st.mean);
             RunGroup {
                 dataset,
                 model,
@@ -394,7 +494,7 @@ mod tests {
         // No random-init twin: not compared.
         write("bace-p0", &summary_json("BACE", pre, 0.80, 0.78));
         let found = find_runs(&[dir.path().to_path_buf()]).unwrap();
-        let compared = init_comparisons(&group_runs(&found.summaries));
+        let compared = init_comparisons(&group_runs(&found.rows()));
         assert_eq!(compared.len(), 1, "{compared:?}");
         let c = &compared[0];
         assert_eq!(
@@ -434,7 +534,9 @@ mod tests {
         assert_eq!(found.summaries.len(), 4);
         assert_eq!(found.skipped.len(), 2, "{:?}", found.skipped);
         assert!(
-            found.skipped[1].1.contains("Python package (anges)"),
+            found.skipped[1]
+                .1
+                .contains("Python package whose summary is malformed"),
             "{:?}",
             found.skipped
         );
@@ -443,7 +545,7 @@ mod tests {
             "{:?}",
             found.skipped
         );
-        let groups = group_runs(&found.summaries);
+        let groups = group_runs(&found.rows());
         let labels: Vec<(&str, &str)> = groups
             .iter()
             .map(|g| (g.dataset.as_str(), g.init.as_str()))
@@ -483,5 +585,65 @@ mod tests {
             "{csv}"
         );
         assert!(find_runs(&[dir.path().join("missing")]).is_err());
+    }
+
+    /// Runs the Python package writes (through the same `Session` as `anges.Session`) are
+    /// grouped by their labels beside the trainer's, with their test values.
+    #[test]
+    fn python_package_runs_are_grouped_by_their_labels() {
+        use anges_tracking::session::RunLabels;
+
+        let dir = tempfile::tempdir().unwrap();
+        let session = |name: &str, labels: RunLabels, tests: [f64; 3]| {
+            // The best validation is the second epoch's.
+            let epochs: Vec<(f64, f64)> = [0.70, 0.80, 0.75].into_iter().zip(tests).collect();
+            crate::test_support::python_run(&dir.path().join(name), labels, &epochs);
+        };
+        let bace = |init: &str| RunLabels {
+            dataset: Some("bace".into()),
+            model: Some("Mlp".into()),
+            init: Some(init.into()),
+        };
+        session("py-r0", bace("random"), [0.60, 0.70, 0.72]);
+        session("py-r1", bace("random"), [0.62, 0.74, 0.70]);
+        session("py-p0", bace("chemberta"), [0.70, 0.80, 0.78]);
+        session("py-unlabelled", RunLabels::default(), [0.5, 0.5, 0.5]);
+        write_summary(
+            dir.path(),
+            "trainer",
+            &summary_json("bace", None, 0.80, 0.78),
+        );
+        let found = find_runs(&[dir.path().to_path_buf()]).unwrap();
+        assert!(found.skipped.is_empty(), "{:?}", found.skipped);
+        assert_eq!((found.summaries.len(), found.python.len()), (1, 4));
+        let groups = group_runs(&found.rows());
+        let keys: Vec<(&str, &str, &str, &str)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.dataset.as_str(),
+                    g.model.as_str(),
+                    g.init.as_str(),
+                    g.policy.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("bace", "Mlp", "chemberta", "full"),
+                ("bace", "Mlp", "random", "full"),
+                ("bace", "gin", "random", "full"),
+                ("unlabelled", "unlabelled", "unlabelled", "full"),
+            ]
+        );
+        let random = &groups[1];
+        assert_eq!((random.runs, random.epochs_mean), (2, 3.0));
+        assert!((random.best_test_mean.unwrap() - 0.72).abs() < 1e-12);
+        assert!((random.final_test_mean.unwrap() - 0.71).abs() < 1e-12);
+        assert!(random.energy_j_mean.is_some_and(|j| j >= 0.0));
+        let compared = init_comparisons(&groups);
+        assert_eq!(compared.len(), 1, "{compared:?}");
+        assert!((compared[0].best_test_delta.unwrap() - 0.08).abs() < 1e-12);
     }
 }

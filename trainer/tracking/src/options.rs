@@ -1,5 +1,5 @@
 //! Named options (a JSON object) turned into the validated types: how the Python package's
-//! keyword arguments become a [`StopSpec`], a [`MeterConfig`] and a [`Metric`].
+//! keyword arguments become a [`StopSpec`], a [`MeterConfig`], [`RunLabels`] and a [`Metric`].
 //!
 //! The names are the trainer's flags without their dashes (`--anges-variant` → `variant`,
 //! `--min-delta` → `min_delta`, `--intensity-csv` → `intensity_csv`); an unknown name, a value
@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::config::{CarbonConfig, ConfigError, IntensitySource, MeterConfig, MeterMode};
 use crate::metrics::Metric;
 use crate::policy::{AngesParams, AngesVariant, StopPolicy, StopSpec};
+use crate::session::RunLabels;
 
 /// Named options: `{"policy": "anges", "variant": "literal", "beta": 0.1, …}`.
 pub type Options = Map<String, Value>;
@@ -31,6 +32,9 @@ pub const METER_OPTIONS: &[&str] = &[
     "pue",
     "meter_config",
 ];
+
+/// The option names of a run's labels ([`labels`]).
+pub const LABEL_OPTIONS: &[&str] = &["dataset", "model", "init"];
 
 /// The AN-GES parameters an option may set (over the variant's preset): their names in
 /// [`AngesParams`].
@@ -124,6 +128,18 @@ pub fn meter_config(options: &Options) -> Result<MeterConfig, ConfigError> {
     Ok(config)
 }
 
+/// The run's labels the options give (`dataset`, `model`, `init`; each optional), checked by
+/// [`RunLabels::validate`].
+pub fn labels(options: &Options) -> Result<RunLabels, ConfigError> {
+    let labels = RunLabels {
+        dataset: get(options, "dataset")?,
+        model: get(options, "model")?,
+        init: get(options, "init")?,
+    };
+    labels.validate().map_err(ConfigError)?;
+    Ok(labels)
+}
+
 /// The metric named `name` (`roc-auc`, `prc-auc`, `rmse`, `mae`; `_` for `-` is accepted).
 pub fn metric(name: &str) -> Result<Metric, ConfigError> {
     serde_json::from_value(Value::String(name.replace('_', "-"))).map_err(|_| {
@@ -143,6 +159,21 @@ mod tests {
 
     fn opts(v: Value) -> Options {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn labels_are_optional_and_checked() {
+        assert_eq!(labels(&Options::new()).unwrap(), RunLabels::default());
+        let l = labels(&opts(json!({"dataset": "bace", "init": "random"}))).unwrap();
+        assert_eq!(
+            (l.dataset.as_deref(), l.model, l.init.as_deref()),
+            (Some("bace"), None, Some("random"))
+        );
+        let err = |v: Value| labels(&opts(v)).unwrap_err().to_string();
+        assert!(err(json!({"model": " "})).contains("cannot be empty"));
+        assert!(err(json!({"dataset": "a\nb"})).contains("control"));
+        assert!(err(json!({"init": "x".repeat(201)})).contains("at most 200"));
+        assert!(err(json!({"dataset": 3})).contains("dataset=3"));
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! epoch to the run folder's `epochs.jsonl` and `epochs.csv` — the trainer's [`EpochRecord`], so
 //! that `anges-train replay` replays it and stops at the same epoch. [`Session::finish`] ends
 //! the meter (unregistering the job), and writes `summary.json` ([`SessionSummary`], which holds
-//! the fields `anges-train replay` reads) and the run's row of a CodeCarbon-compatible
-//! `emissions.csv`.
+//! the fields `anges-train replay` reads, the run's [`RunLabels`] and its test values, which
+//! `anges-train summarize` groups) and the run's row of a CodeCarbon-compatible `emissions.csv`.
 //!
 //! The folder of a session is refused when it already holds a run's log, unless `overwrite`.
 
@@ -74,6 +74,54 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SessionError + '_ {
     }
 }
 
+/// What a run is, for `anges-train summarize` to group it with others: each label is optional
+/// (a run without one is grouped under `unlabelled`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLabels {
+    /// The dataset (e.g. `bace`).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// The model (e.g. the Lightning module's class name).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The starting weights: `random`, or the name of the checkpoint fine-tuned.
+    #[serde(default)]
+    pub init: Option<String>,
+}
+
+impl RunLabels {
+    /// The longest label accepted, in characters.
+    pub const MAX_LEN: usize = 200;
+
+    /// Refuses an empty label, one longer than [`RunLabels::MAX_LEN`] or one holding a control
+    /// character (labels become table cells and CSV fields).
+    pub fn validate(&self) -> Result<(), String> {
+        let named = [
+            ("dataset", &self.dataset),
+            ("model", &self.model),
+            ("init", &self.init),
+        ];
+        for (name, value) in named {
+            let Some(v) = value else { continue };
+            if v.trim().is_empty() {
+                return Err(format!("{name}={v:?}: a label cannot be empty"));
+            }
+            if v.chars().count() > Self::MAX_LEN {
+                return Err(format!(
+                    "{name}: a label has at most {} characters",
+                    Self::MAX_LEN
+                ));
+            }
+            if v.chars().any(char::is_control) {
+                return Err(format!(
+                    "{name}={v:?}: a label cannot hold control characters"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a session is asked to do.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -91,6 +139,8 @@ pub struct SessionConfig {
     pub job_name: String,
     /// Replace a run already in `dir`.
     pub overwrite: bool,
+    /// What the run is (dataset, model, starting weights), for `anges-train summarize`.
+    pub labels: RunLabels,
 }
 
 /// One epoch as the session saw it: what [`Session::epoch`] returns.
@@ -110,8 +160,9 @@ pub struct EpochOutcome {
     pub energy: Option<EpochEnergy>,
 }
 
-/// `summary.json` of a session: the fields `anges-train replay` reads (`metric`, `stop`) with
-/// the trainer's names, and the meter's figures.
+/// `summary.json` of a session: the fields `anges-train replay` reads (`metric`, `stop`) and
+/// those `anges-train summarize` groups and reports (`dataset`, `model`, `init`, `best_test`,
+/// `final_test`), with the trainer's names, and the meter's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionSummary {
     /// What wrote the run (`anges` for the Python package).
@@ -132,6 +183,16 @@ pub struct SessionSummary {
     pub best_epoch: Option<usize>,
     /// The best validation metric.
     pub best_valid: Option<f64>,
+    /// The test value at the best-validation epoch (the weights a run delivers), when the loop
+    /// reported test values.
+    #[serde(default)]
+    pub best_test: EvalMetrics,
+    /// The test value at the last epoch that reported one.
+    #[serde(default)]
+    pub final_test: EvalMetrics,
+    /// What the run is.
+    #[serde(flatten, default)]
+    pub labels: RunLabels,
     /// Wall-clock seconds from the start of the session to its end.
     pub seconds: f64,
     /// Energy of the whole run, joules: the epochs' plus the tail (`null` unmetered).
@@ -206,6 +267,7 @@ impl Session {
             "stop": config.stop,
             "meter": config.meter,
             "resolved": { "metric": config.metric },
+            "labels": config.labels,
         });
         let text = serde_json::to_string_pretty(&recorded).map_err(|e| SessionError::Io {
             path: path.clone(),
@@ -336,9 +398,15 @@ impl Session {
         let meter: Option<MeterFinal> = self.meter.take().map(EpochMeter::finish);
         let metric = self.config.metric;
         let best_epoch = self.policy.best_epoch();
-        let best_valid = best_epoch
-            .and_then(|b| self.records.get(b - 1))
-            .and_then(|r| r.valid.get(metric));
+        let best = best_epoch.and_then(|b| self.records.get(b - 1));
+        let best_valid = best.and_then(|r| r.valid.get(metric));
+        let test_at =
+            |r: Option<&EpochRecord>| metrics_of(metric, r.and_then(|r| r.test.get(metric)));
+        let last_test = self
+            .records
+            .iter()
+            .rev()
+            .find(|r| r.test.get(metric).is_some());
         let total = meter.as_ref().map(MeterFinal::total);
         let summary = SessionSummary {
             writer: PROJECT.to_owned(),
@@ -350,6 +418,9 @@ impl Session {
             epochs_run: self.records.len(),
             best_epoch,
             best_valid,
+            best_test: test_at(best),
+            final_test: test_at(last_test),
+            labels: self.config.labels.clone(),
             seconds,
             energy_j: total.map(|t| t.0),
             co2_g: total.map(|t| t.1),
@@ -412,11 +483,13 @@ mod tests {
             meter_options: MeterOptions::estimated(),
             job_name: "session-test".into(),
             overwrite: false,
+            labels: RunLabels::default(),
         }
     }
 
     /// A session under AN-GES (literal, W = 2) stops at the first dip after the warm-up; its log
-    /// replays to the same epoch, and its summary and emissions.csv hold the meter's figures.
+    /// replays to the same epoch, and its summary and emissions.csv hold the meter's figures,
+    /// its labels and the test values at the best and the last epoch.
     #[test]
     fn a_session_stops_logs_and_replays_to_the_same_epoch() {
         let dir = tempfile::tempdir().unwrap();
@@ -425,7 +498,16 @@ mod tests {
             warmup: 2,
             ..AngesParams::literal()
         });
-        let mut s = Session::start(config(&run, spec)).unwrap();
+        let labels = RunLabels {
+            dataset: Some("bace".into()),
+            model: Some("Mlp".into()),
+            init: None,
+        };
+        let mut s = Session::start(SessionConfig {
+            labels: labels.clone(),
+            ..config(&run, spec)
+        })
+        .unwrap();
         assert!(s.describe().unwrap().starts_with("local"));
         let valid = [0.60, 0.65, 0.70, 0.72, 0.69, 0.75, 0.80];
         let mut stop = None;
@@ -437,7 +519,9 @@ mod tests {
                 x = x.wrapping_mul(31).wrapping_add(7);
             }
             std::hint::black_box(x);
-            let out = s.epoch(Some(v), Some(0.5), None).unwrap();
+            // A test value at every epoch but the last: the final test is the fourth epoch's.
+            let test = (v != 0.69).then_some(v - 0.1);
+            let out = s.epoch(Some(v), Some(0.5), test).unwrap();
             assert!(out.energy.as_ref().unwrap().cumulative_j > 0.0);
             if out.stop.is_some() {
                 stop = Some(out.epoch);
@@ -449,7 +533,20 @@ mod tests {
         assert_eq!(summary.stop_reason, Some(StopReason::Anges));
         assert_eq!((summary.epochs_run, summary.best_epoch), (5, Some(4)));
         assert!(summary.energy_j.unwrap() > 0.0 && summary.co2_g.unwrap() > 0.0);
-        assert!(summary.meter.unwrap().starts_with("local"));
+        assert!(summary.meter.as_deref().unwrap().starts_with("local"));
+        assert_eq!(summary.labels, labels);
+        assert_eq!(summary.best_test.get(Metric::RocAuc), Some(0.72 - 0.1));
+        assert_eq!(summary.final_test.get(Metric::RocAuc), Some(0.72 - 0.1));
+        let text = std::fs::read_to_string(run.join("summary.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (&json["dataset"], &json["init"]),
+            (&"bace".into(), &serde_json::Value::Null)
+        );
+        assert_eq!(
+            serde_json::from_str::<SessionSummary>(&text).unwrap(),
+            summary
+        );
         let log = LoggedRun::<SummaryHead>::load(&run).unwrap();
         assert_eq!(replay(&log, spec).stop_epoch, 5);
         let csv = std::fs::read_to_string(run.join("emissions.csv")).unwrap();

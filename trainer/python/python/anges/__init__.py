@@ -150,7 +150,10 @@ class Session:
     ``metric`` names the validation value fed to :meth:`epoch` (``roc-auc``, ``prc-auc``:
     higher is better; ``rmse``, ``mae``: lower is better). The policy's options are those of
     :func:`anges.policies.make` (``policy``, ``variant``, ``alpha``, ``beta``, ``warmup``, …,
-    ``patience``, ``min_delta``), the meter's those of :class:`Meter`. The folder gets
+    ``patience``, ``min_delta``), the meter's those of :class:`Meter`. ``dataset``, ``model``
+    and ``init`` (the starting weights: ``"random"`` or the checkpoint's name) label the run for
+    ``anges-train summarize``, which groups runs by them and reports the test value (given to
+    :meth:`epoch`) at the best-validation epoch and at the last one. The folder gets
     ``config.json``, ``epochs.jsonl``, ``epochs.csv``, then ``summary.json`` and
     ``emissions.csv`` at :meth:`finish`; one that already holds a run is refused unless
     ``overwrite=True``.

@@ -118,8 +118,11 @@ class Driver:
         estimated: bool,
         job_name: Optional[str],
         options: Dict[str, Any],
+        test_monitor: Optional[str] = None,
     ) -> None:
         self.monitor = monitor
+        #: The logged test value reported beside the validation one (``None``: none).
+        self.test_monitor = test_monitor
         self.mode = mode
         self.metric = resolve_metric(monitor, mode, metric)
         self.run_dir = run_dir
@@ -135,8 +138,12 @@ class Driver:
         #: ``summary.json`` once the run ended.
         self.summary: Optional[Dict[str, Any]] = None
 
-    def _start(self) -> None:
+    def _start(self, model: Any = None) -> None:
+        """Starts the session; ``model`` (the trained module) names the run's ``model`` label
+        by its class when the options give none."""
         if self.session is None:
+            if self.options.get("model") is None and model is not None:
+                self.options["model"] = type(model).__name__
             self.session = Session(
                 self.run_dir or default_run_dir(),
                 self.metric,
@@ -147,11 +154,13 @@ class Driver:
             )
             self.run_dir = self.session.run_dir
 
-    def _epoch(self, value: Any, train_loss: Any) -> Optional[Dict[str, Any]]:
-        """Reports an evaluation; the outcome, ``None`` when this process has no session."""
+    def _epoch(self, logged: Dict[str, Any], train_loss: Any) -> Optional[Dict[str, Any]]:
+        """Reports an evaluation from the ``logged`` values (``monitor``'s and, when set,
+        ``test_monitor``'s); the outcome, ``None`` when this process has no session."""
         if self.session is None:
             return None
-        out = self.session.epoch(number(value), number(train_loss))
+        test = logged.get(self.test_monitor) if self.test_monitor else None
+        out = self.session.epoch(number(logged.get(self.monitor)), number(train_loss), number(test))
         self.history.append(out)
         if out["stop"] is not None and not self.stopped_epoch:
             self.stopped_epoch = out["epoch"]

@@ -22,7 +22,10 @@ class AngesCallback(TrainerCallback, _callback.Driver):
 
     ``monitor`` is the evaluation metric's key (``"eval_roc_auc"``), ``mode`` its direction,
     ``metric`` its ANGES name (guessed from ``monitor`` when omitted); the policy's and the
-    meter's options are those of :class:`anges.lightning.AngesEarlyStopping`. After training:
+    meter's options, ``test_monitor`` (e.g. ``"eval_test_roc_auc"`` when the ``Trainer``
+    evaluates ``{"valid": …, "test": …}`` and ``monitor`` is ``"eval_valid_roc_auc"``) and the
+    labels ``dataset``, ``model`` (default: the model's class name) and ``init`` are those of
+    :class:`anges.lightning.AngesEarlyStopping`. After training:
     ``stopped_epoch``, ``history``, ``summary``, ``run_dir``.
     """
 
@@ -37,14 +40,17 @@ class AngesCallback(TrainerCallback, _callback.Driver):
         policy: str = "anges",
         estimated: bool = False,
         job_name: Optional[str] = None,
+        test_monitor: Optional[str] = None,
         **options: Any,
     ) -> None:
         options["policy"] = policy
-        self._configure(monitor, mode, metric, run_dir, overwrite, estimated, job_name, options)
+        self._configure(
+            monitor, mode, metric, run_dir, overwrite, estimated, job_name, options, test_monitor
+        )
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
-            self._start()
+            self._start(kwargs.get("model"))
 
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: Optional[Dict[str, Any]] = None,
@@ -53,7 +59,7 @@ class AngesCallback(TrainerCallback, _callback.Driver):
         if metrics is None:
             return
         losses = [h["loss"] for h in state.log_history if "loss" in h]
-        out = self._epoch(metrics.get(self.monitor), losses[-1] if losses else None)
+        out = self._epoch(metrics, losses[-1] if losses else None)
         if out is None:
             return
         logged = _callback.quantities(out)

@@ -39,6 +39,10 @@ class AngesEarlyStopping(Callback, _callback.Driver):
     the AN-GES knobs (``alpha``, ``beta``, ``warmup``, ``consecutive``, …) or ``patience`` and
     ``min_delta`` choose the rule; ``meter``, ``socket``, ``region``, ``intensity``,
     ``intensity_csv``, ``pue``, ``meter_config`` the meter (as :class:`anges.Meter`).
+    ``test_monitor`` names a logged test value (e.g. ``"test_roc_auc"`` from a second
+    validation dataloader) recorded beside the validation one; ``dataset``, ``model`` (default:
+    the LightningModule's class name) and ``init`` label the run for ``anges-train summarize``,
+    which groups runs by them.
     The training loss written to the log is the mean of ``training_step``'s losses over the
     epoch's batches, weighted by their size.
 
@@ -59,11 +63,14 @@ class AngesEarlyStopping(Callback, _callback.Driver):
         verbose: bool = False,
         estimated: bool = False,
         job_name: Optional[str] = None,
+        test_monitor: Optional[str] = None,
         **options: Any,
     ) -> None:
         super().__init__()
         options["policy"] = policy
-        self._configure(monitor, mode, metric, run_dir, overwrite, estimated, job_name, options)
+        self._configure(
+            monitor, mode, metric, run_dir, overwrite, estimated, job_name, options, test_monitor
+        )
         self._loss_sum = 0.0
         self._loss_rows = 0
         self.log_quantities = log_quantities
@@ -75,7 +82,7 @@ class AngesEarlyStopping(Callback, _callback.Driver):
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage == "fit" and trainer.is_global_zero:
-            self._start()
+            self._start(pl_module)
             if self.verbose and self.session is not None:
                 print(f"anges: {self.session.describe}; run folder {self.run_dir}")
 
@@ -96,7 +103,7 @@ class AngesEarlyStopping(Callback, _callback.Driver):
         if trainer.sanity_checking:
             return
         loss = self._loss_sum / self._loss_rows if self._loss_rows else None
-        out = self._epoch(trainer.callback_metrics.get(self.monitor), loss)
+        out = self._epoch(trainer.callback_metrics, loss)
         should_stop = False
         if out is not None:
             if self.log_quantities and trainer.loggers:
