@@ -83,12 +83,7 @@ impl EvaluateConfig {
     /// Checks the values; the message names the flag.
     pub fn validate(&self) -> Result<(), EvaluateError> {
         let bad = |m: String| Err(EvaluateError::Unusable(m));
-        if self.paths.is_empty() {
-            return bad("no run folder given".into());
-        }
-        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
-            return bad(format!("--tolerance {} is not ≥ 0", self.tolerance));
-        }
+        check_paths_and_tolerance(&self.paths, self.tolerance)?;
         if let Some(t) = self.sweep.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
             return bad(format!("--sweep: {t} is not ≥ 0"));
         }
@@ -109,6 +104,23 @@ impl EvaluateConfig {
         t.dedup();
         t
     }
+}
+
+/// The checks `evaluate` and `tradeoff` share: at least one run folder, and a `--tolerance`
+/// (ROC-AUC points, or the error's units) that is finite and ≥ 0.
+pub(crate) fn check_paths_and_tolerance(
+    paths: &[PathBuf],
+    tolerance: f64,
+) -> Result<(), EvaluateError> {
+    if paths.is_empty() {
+        return Err(EvaluateError::Unusable("no run folder given".into()));
+    }
+    if !(tolerance.is_finite() && tolerance >= 0.0) {
+        return Err(EvaluateError::Unusable(format!(
+            "--tolerance {tolerance} is not ≥ 0"
+        )));
+    }
+    Ok(())
 }
 
 /// One logged full run, as the evaluation sees it.

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::data::Metric;
-use crate::evaluate::{EvalRun, EvaluateError, load_runs};
+use crate::evaluate::{EvalRun, EvaluateError, check_paths_and_tolerance, load_runs};
 use crate::policy::{AngesParams, AngesVariant, StopSpec};
 use crate::replay::{self, LoggedRun};
 use crate::report::aggregate::Stat;
@@ -140,6 +140,15 @@ impl MeanStd {
         Stat::of(values).map(|s| MeanStd {
             mean: s.mean,
             std: s.spread(),
+        })
+    }
+
+    /// [`MeanStd::of`] of values that are never empty in a group (every run has epochs): NaN
+    /// rather than `None` if they ever are.
+    fn of_all(values: impl IntoIterator<Item = f64>) -> Self {
+        Self::of(values).unwrap_or(MeanStd {
+            mean: f64::NAN,
+            std: None,
         })
     }
 }
@@ -336,12 +345,7 @@ fn group(dataset: &str, family: Family, runs: &[&LoggedRun], patience: usize) ->
             PolicyOutcome {
                 policy: label,
                 fired: outcomes.iter().filter(|o| o.fired).count(),
-                stop_epoch: MeanStd::of(outcomes.iter().map(|o| o.stop_epoch as f64)).unwrap_or(
-                    MeanStd {
-                        mean: f64::NAN,
-                        std: None,
-                    },
-                ),
+                stop_epoch: MeanStd::of_all(outcomes.iter().map(|o| o.stop_epoch as f64)),
                 test: MeanStd::of(outcomes.iter().filter_map(|o| o.test_metric)),
                 co2_g: MeanStd::of(outcomes.iter().filter_map(|o| o.co2_g)),
                 delta_perf_pct: mean(outcomes.iter().filter_map(|o| o.delta_perf_pct)),
@@ -362,29 +366,17 @@ fn group(dataset: &str, family: Family, runs: &[&LoggedRun], patience: usize) ->
         family,
         metric,
         runs: runs.len(),
-        epochs: MeanStd::of(runs.iter().map(|r| r.epochs.len() as f64)).unwrap_or(MeanStd {
-            mean: f64::NAN,
-            std: None,
-        }),
+        epochs: MeanStd::of_all(runs.iter().map(|r| r.epochs.len() as f64)),
         joules_per_epoch: MeanStd::of(
             runs.iter()
                 .filter_map(|r| total_j(r).map(|j| j / r.epochs.len() as f64)),
         ),
         joules_per_run: MeanStd::of(runs.iter().filter_map(|r| total_j(r))),
-        seconds_per_run: MeanStd::of(
+        seconds_per_run: MeanStd::of_all(
             runs.iter()
                 .map(|r| r.epochs.iter().map(|e| e.seconds).sum()),
-        )
-        .unwrap_or(MeanStd {
-            mean: f64::NAN,
-            std: None,
-        }),
-        best_epoch: MeanStd::of(full_outcomes.iter().map(|o| o.best_epoch as f64)).unwrap_or(
-            MeanStd {
-                mean: f64::NAN,
-                std: None,
-            },
         ),
+        best_epoch: MeanStd::of_all(full_outcomes.iter().map(|o| o.best_epoch as f64)),
         policies,
     }
 }
@@ -552,17 +544,9 @@ fn pruning(pruned: &[&EvalRun], full: &[GroupTradeoff]) -> Vec<PruningOutcome> {
 
 /// `anges-train tradeoff`: loads the runs and computes every figure.
 pub fn analyse(config: &TradeoffConfig) -> Result<Tradeoff, EvaluateError> {
-    if config.paths.is_empty() {
-        return Err(EvaluateError::Unusable("no run folder given".into()));
-    }
+    check_paths_and_tolerance(&config.paths, config.tolerance)?;
     if config.patience == 0 {
         return Err(EvaluateError::Unusable("--patience must be ≥ 1".into()));
-    }
-    if !(config.tolerance.is_finite() && config.tolerance >= 0.0) {
-        return Err(EvaluateError::Unusable(format!(
-            "--tolerance {} is not ≥ 0",
-            config.tolerance
-        )));
     }
     let (runs, skipped) = load_runs(&config.paths)?;
     let (pruned, full): (Vec<&EvalRun>, Vec<&EvalRun>) = runs
