@@ -760,8 +760,10 @@ mod tests {
         .collect();
         assert_eq!(pareto, [true, true, true, true, false, false]);
         assert_eq!(fr.best, Some(at(&z, "full")));
-        // Within 1 point of 0.90 only z full itself.
+        // Within 1 point of 0.90 only z full itself, and the answer says so.
         assert_eq!(fr.cheapest_within_tolerance, Some(at(&z, "full")));
+        let text = output::answer(&fr, 1.0).unwrap();
+        assert!(text.contains("is also the cheapest"), "{text}");
         // Without z, both datasets count: y lit (0.72, 0.1 g) is within 3.5 points of the best,
         // x full (0.75, 2 g).
         let fr = frontier(Metric::RocAuc, &refs[..4], 3.5).unwrap();

@@ -248,6 +248,17 @@ pub fn answer(fr: &Frontier, tolerance: f64) -> Option<String> {
     } else {
         "no CO2".into()
     };
+    if fr.best == fr.cheapest_within_tolerance {
+        return Some(format!(
+            "**Answer** (over {}): the best mean {name}, **{} with {}** ({name} {:.2} for {:.3} g \
+             CO2-eq per run), is also the cheapest fine-tuning within {tolerance} {unit} of it.",
+            fr.datasets.join(", "),
+            best.family.label(),
+            best.policy,
+            best.test * sc,
+            best.co2_g,
+        ));
+    }
     Some(format!(
         "**Answer** (over {}): the most sustainable fine-tuning within {tolerance} {unit} of the \
          best mean {name} is **{} with {}**: {name} {:.2} for {:.3} g CO2-eq per run, against \
