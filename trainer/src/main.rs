@@ -190,12 +190,14 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                     print!("{compared}");
                 }
             }
+            let python = match found.python.len() {
+                0 => String::new(),
+                n => format!(" ({n} of them the Python package's)"),
+            };
             eprintln!(
-                "{} run(s) in {} group(s) ({} of the Python package); {} summary file(s) \
-                 skipped",
+                "{} run(s) in {} group(s); {} summary file(s) skipped{python}",
                 rows.len(),
                 groups.len(),
-                found.python.len(),
                 found.skipped.len()
             );
             Ok(())
