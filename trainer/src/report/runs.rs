@@ -318,11 +318,28 @@ pub fn group_runs(runs: &[RunRow]) -> Vec<RunGroup> {
         .collect()
 }
 
-fn mean_std(mean: Option<f64>, std: Option<f64>, scale: f64) -> String {
-    match (mean, std) {
-        (Some(m), Some(s)) => format!("{:.1} ± {:.1}", m * scale, s * scale),
-        (Some(m), None) => format!("{:.1}", m * scale),
-        _ => "–".to_owned(),
+/// How a metric's values are shown: ROC-AUC and PRC-AUC in percent with one decimal, as the
+/// literature does; RMSE and MAE in the targets' units with three (an ESOL RMSE is ≈ 1.2).
+fn shown(metric: Metric) -> (f64, usize) {
+    if metric.higher_is_better() {
+        (100.0, 1)
+    } else {
+        (1.0, 3)
+    }
+}
+
+/// `mean ± std` (`signed`: with the mean's sign) of `metric`'s values as [`shown`]; `–` without
+/// a mean.
+fn mean_std(mean: Option<f64>, std: Option<f64>, metric: Metric, signed: bool) -> String {
+    let (scale, p) = shown(metric);
+    let m = match mean {
+        None => return "–".to_owned(),
+        Some(m) if signed => format!("{:+.p$}", m * scale),
+        Some(m) => format!("{:.p$}", m * scale),
+    };
+    match std {
+        Some(s) => format!("{m} ± {:.p$}", s * scale),
+        None => m,
     }
 }
 
@@ -334,11 +351,6 @@ pub fn markdown(groups: &[RunGroup]) -> String {
          s/run | kJ/run | g CO2-eq/run |\n|---|---|---|---|---:|---:|---|---|---:|---:|---:|\n",
     );
     for g in groups {
-        let scale = if g.metric.higher_is_better() {
-            100.0
-        } else {
-            1.0
-        };
         let opt = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "–".to_owned(), f);
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {:.0} | {} {} | {} | {:.0} | {} | {} |\n",
@@ -348,9 +360,9 @@ pub fn markdown(groups: &[RunGroup]) -> String {
             g.policy,
             g.runs,
             g.epochs_mean,
-            mean_std(g.best_test_mean, g.best_test_std, scale),
+            mean_std(g.best_test_mean, g.best_test_std, g.metric, false),
             metric_name(g.metric),
-            mean_std(g.final_test_mean, g.final_test_std, scale),
+            mean_std(g.final_test_mean, g.final_test_std, g.metric, false),
             g.seconds_mean,
             opt(g.energy_j_mean, |j| format!("{:.1}", j / 1e3)),
             opt(g.co2_g_mean, |c| format!("{c:.3}")),
@@ -430,16 +442,7 @@ pub fn comparison_markdown(comparisons: &[InitComparison]) -> String {
          valid | Δ test at last epoch |\n|---|---|---|---|---|---|---|\n",
     );
     for c in comparisons {
-        let scale = if c.metric.higher_is_better() {
-            100.0
-        } else {
-            1.0
-        };
-        let signed = |d: Option<f64>, se: Option<f64>| match (d, se) {
-            (Some(d), Some(se)) => format!("{:+.1} ± {:.1}", d * scale, se * scale),
-            (Some(d), None) => format!("{:+.1}", d * scale),
-            _ => "–".to_owned(),
-        };
+        let signed = |d: Option<f64>, se: Option<f64>| mean_std(d, se, c.metric, true);
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} / {} | {} {} | {} |\n",
             c.dataset,
@@ -585,6 +588,30 @@ mod tests {
             "{csv}"
         );
         assert!(find_runs(&[dir.path().join("missing")]).is_err());
+    }
+
+    /// Errors keep three decimals (an ESOL RMSE is ≈ 1.2), AUCs one decimal of a percent.
+    #[test]
+    fn regression_errors_are_shown_with_three_decimals() {
+        let row = |rmse: f64| RunRow {
+            dataset: "ESOL".into(),
+            model: "gcn".into(),
+            init: RANDOM_INIT.into(),
+            policy: "full".into(),
+            metric: Metric::Rmse,
+            epochs_run: 100,
+            best_test: Some(rmse),
+            final_test: Some(rmse + 0.01),
+            seconds: 70.0,
+            energy_j: None,
+            co2_g: None,
+        };
+        let table = markdown(&group_runs(&[row(1.258), row(1.262)]));
+        assert!(
+            table.contains("| 1.260 ± 0.003 RMSE | 1.270 ± 0.003 |"),
+            "{table}"
+        );
+        assert_eq!(mean_std(Some(0.0123), None, Metric::RocAuc, true), "+1.2");
     }
 
     /// Runs the Python package writes (through the same `Session` as `anges.Session`) are
